@@ -1,0 +1,43 @@
+# prm-course: every target that needs Python creates .venv itself (idempotently), torch first.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= cpu
+# torch is pinned and installed before the package, or pip would pull a multi-GB CUDA build.
+# Off these machines, add TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU wheel.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export PYTHONHASHSEED ?= 0
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test run-notebooks lab lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[notebooks,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (prm-course)" >/dev/null
+	touch $@
+
+setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its extras
+
+test: $(STAMP)  ## run the test suite (offline, CPU)
+	$(PY) -m pytest
+
+run-notebooks: $(STAMP)  ## execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
+	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)  ## ruff over the library, tests and scripts
+	$(VENV)/bin/ruff check prm_core tests scripts
+
+clean:  ## remove build outputs and caches (keeps .venv; rm -rf .venv to start over)
+	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,268 @@
+"""One encoder for training, scoring, search and evaluation: problem + steps -> ids + step positions.
+
+Why a step tag and not the newline: BPE tokenizers glue punctuation to the newline after it
+(``".\\n"`` is one token in Qwen2), so searching the ids for the newline token finds no step end
+and yields one score per solution (see ``naive_newline_step_ends``). Instead the encoder tokenizes
+each step on its own and appends a dedicated special token after it; the tag's position is where
+the model's step score is read. The number of tags always equals the number of steps, or it raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from prm_core.backbones import STEP_TAG
+from prm_core.data import StepSample
+
+logger = logging.getLogger(__name__)
+
+Truncation = Literal["drop_steps", "left_problem", "error"]
+TRUNCATION_POLICIES: tuple[str, ...] = ("drop_steps", "left_problem", "error")
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """One sample as ids, with where each kept step's tag sits and that step's label."""
+
+    input_ids: list[int]
+    step_positions: list[int]  # index into input_ids of each kept step's tag, increasing
+    labels: list[float | None] | None  # one per kept step, or None for an unlabelled sample
+    n_dropped_steps: int = 0  # trailing steps removed to fit max_length (truncation="drop_steps")
+    n_dropped_problem_tokens: int = 0  # leading problem tokens removed (truncation="left_problem")
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.step_positions)
+
+
+class StepEncoder:
+    """Turn ``StepSample``s into model inputs with exact step boundaries.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+        Must have a pad token. The step tag is added to it as a special token if it lacks one
+        (the tokenizer is changed in place, so save it with the model).
+    max_length : int, default 512
+        Longest encoded sample in tokens. Longer samples are cut by ``truncation``.
+    truncation : {"drop_steps", "left_problem", "error"}, default "drop_steps"
+        ``"drop_steps"`` removes whole trailing steps, ``"left_problem"`` removes tokens from the
+        start of the problem, ``"error"`` raises. A step is never cut in half, and what was dropped
+        is reported on the ``EncodedSample`` and in the batch.
+    step_tag : str, default "<|step|>"
+        The special token appended after every step.
+    problem_separator : str, default "\\n"
+        Text put between the problem and the first step.
+    add_bos : bool, default True
+        Prepend the tokenizer's BOS token when it has one.
+    model : transformers model, optional
+        If given and the tag was added, its input embeddings are resized to the new vocabulary.
+
+    Examples
+    --------
+    >>> enc = StepEncoder(tokenizer, max_length=128)  # doctest: +SKIP
+    >>> e = enc.encode(StepSample("2 + 3?", ["2 + 3 = 5."]))  # doctest: +SKIP
+    >>> e.input_ids[e.step_positions[0]] == enc.step_tag_id  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int = 512,
+        truncation: Truncation = "drop_steps",
+        step_tag: str = STEP_TAG,
+        problem_separator: str = "\n",
+        add_bos: bool = True,
+        model: Any = None,
+    ) -> None:
+        if not isinstance(max_length, int) or max_length < 2:
+            raise ValueError(f"max_length={max_length!r} must be an int >= 2 (a step and its tag at least).")
+        if truncation not in TRUNCATION_POLICIES:
+            raise ValueError(f"truncation={truncation!r} must be one of {TRUNCATION_POLICIES}.")
+        if not isinstance(step_tag, str) or not step_tag.strip():
+            raise ValueError(f"step_tag={step_tag!r} must be a non-blank str such as {STEP_TAG!r}.")
+        if tokenizer.pad_token_id is None:
+            raise ValueError(
+                "tokenizer.pad_token is None, so batches cannot be padded; set one before building the "
+                "encoder, e.g. tokenizer.pad_token = tokenizer.eos_token."
+            )
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.truncation = truncation
+        self.step_tag = step_tag
+        self.problem_separator = problem_separator
+        self.add_bos = add_bos
+        self.step_tag_id = self._ensure_step_tag(model)
+
+    def _ensure_step_tag(self, model: Any) -> int:
+        tok = self.tokenizer
+        if self.step_tag not in tok.get_vocab():
+            from tokenizers import AddedToken
+
+            tok.add_tokens([AddedToken(self.step_tag, special=True, normalized=False)], special_tokens=True)
+            logger.info("added step tag %r to the tokenizer (vocabulary now %d)", self.step_tag, len(tok))
+        tag_id = tok.convert_tokens_to_ids(self.step_tag)
+        if tok(self.step_tag, add_special_tokens=False)["input_ids"] != [tag_id]:
+            raise ValueError(
+                f"step_tag={self.step_tag!r} does not encode to one token with this tokenizer; pass a "
+                "step_tag that is (or can be added as) a single special token."
+            )
+        if model is not None and model.get_input_embeddings().num_embeddings < len(tok):
+            model.resize_token_embeddings(len(tok))
+        return tag_id
+
+    def config(self) -> dict[str, Any]:
+        """The settings a checkpoint stores so that scoring encodes exactly as training did."""
+        return {
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "step_tag": self.step_tag,
+            "problem_separator": self.problem_separator,
+            "add_bos": self.add_bos,
+        }
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, sample: StepSample) -> EncodedSample:
+        """Encode one sample; raises rather than guess when steps and tags could disagree."""
+        if not isinstance(sample, StepSample):
+            raise TypeError(f"sample has type {type(sample).__name__}; pass a prm_core.StepSample.")
+        if self.step_tag in sample.problem:
+            raise ValueError(
+                f"problem contains the step tag {self.step_tag!r}, which would fake a step end; "
+                "remove it from the text or choose another step_tag."
+            )
+        for i, step in enumerate(sample.steps):
+            if self.step_tag in step:
+                raise ValueError(
+                    f"steps[{i}] contains the step tag {self.step_tag!r}, which would fake a step end; "
+                    "remove it from the text or choose another step_tag."
+                )
+        bos = self.tokenizer.bos_token_id
+        prefix = [bos] if self.add_bos and bos is not None else []
+        problem_ids = self._ids(sample.problem + self.problem_separator)
+        chunks = []
+        for i, step in enumerate(sample.steps):
+            ids = self._ids(step)
+            if not ids:
+                raise ValueError(f"steps[{i}]={step!r} encodes to no tokens with this tokenizer; drop or rewrite it.")
+            chunks.append([*ids, self.step_tag_id])
+
+        n_keep, n_drop_problem = self._fit(len(prefix), len(problem_ids), [len(c) for c in chunks])
+        input_ids = prefix + problem_ids[n_drop_problem:]
+        positions = []
+        for chunk in chunks[:n_keep]:
+            input_ids.extend(chunk)
+            positions.append(len(input_ids) - 1)
+
+        found = [i for i, t in enumerate(input_ids) if t == self.step_tag_id]
+        if found != positions:
+            raise ValueError(
+                f"found {len(found)} step tags in the ids but placed {len(positions)}: the tokenizer "
+                f"produces the tag id {self.step_tag_id} from ordinary text. Choose a step_tag that is "
+                "a dedicated special token."
+            )
+        labels = None if sample.labels is None else list(sample.labels[:n_keep])
+        n_dropped = sample.n_steps - n_keep
+        if n_dropped or n_drop_problem:
+            logger.info("truncated a sample: %d steps and %d problem tokens dropped", n_dropped, n_drop_problem)
+        return EncodedSample(input_ids, positions, labels, n_dropped, n_drop_problem)
+
+    def _fit(self, n_prefix: int, n_problem: int, step_lengths: list[int]) -> tuple[int, int]:
+        """How many steps to keep and how many problem tokens to drop so the sample fits."""
+        total = n_prefix + n_problem + sum(step_lengths)
+        if total <= self.max_length:
+            return len(step_lengths), 0
+        if self.truncation == "error":
+            raise ValueError(
+                f"the sample needs {total} tokens but max_length={self.max_length}; raise max_length or "
+                "pass truncation='drop_steps' or 'left_problem'."
+            )
+        if self.truncation == "left_problem":
+            excess = total - self.max_length
+            if excess > n_problem:
+                raise ValueError(
+                    f"the steps alone need {n_prefix + sum(step_lengths)} tokens but max_length="
+                    f"{self.max_length}; raise max_length or pass truncation='drop_steps'."
+                )
+            return len(step_lengths), excess
+        used, n_keep = n_prefix + n_problem, 0
+        for length in step_lengths:
+            if used + length > self.max_length:
+                break
+            used, n_keep = used + length, n_keep + 1
+        if n_keep == 0:
+            raise ValueError(
+                f"max_length={self.max_length} is too small for the problem ({n_prefix + n_problem} tokens) "
+                f"plus its first step ({step_lengths[0]} tokens with its tag); raise max_length to at least "
+                f"{n_prefix + n_problem + step_lengths[0]} or pass truncation='left_problem'."
+            )
+        return n_keep, 0
+
+    def collate(self, encoded: Sequence[EncodedSample]) -> dict[str, torch.Tensor]:
+        """Pad a batch on the tokenizer's padding side.
+
+        Returns ``input_ids`` and ``attention_mask`` (B, T); ``step_positions`` (B, S), -1 where a
+        sample has fewer steps; ``step_mask`` (B, S) true at real steps; ``labels`` (B, S) float
+        (soft labels kept), 0 where unlabelled; ``label_mask`` (B, S) true at labelled steps;
+        ``n_dropped_steps`` (B,).
+        """
+        if not encoded:
+            raise ValueError("encoded is empty; pass at least one EncodedSample to collate.")
+        batch, length = len(encoded), max(len(e.input_ids) for e in encoded)
+        n_steps = max(e.n_steps for e in encoded)
+        input_ids = torch.full((batch, length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch, length), dtype=torch.long)
+        step_positions = torch.full((batch, n_steps), -1, dtype=torch.long)
+        labels = torch.zeros((batch, n_steps), dtype=torch.float32)
+        label_mask = torch.zeros((batch, n_steps), dtype=torch.bool)
+        is_left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        for i, e in enumerate(encoded):
+            offset = length - len(e.input_ids) if is_left else 0
+            input_ids[i, offset : offset + len(e.input_ids)] = torch.tensor(e.input_ids)
+            attention_mask[i, offset : offset + len(e.input_ids)] = 1
+            step_positions[i, : e.n_steps] = torch.tensor(e.step_positions) + offset
+            for j, label in enumerate(e.labels or ()):
+                if label is not None:
+                    labels[i, j], label_mask[i, j] = label, True
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "step_positions": step_positions,
+            "step_mask": step_positions >= 0,
+            "labels": labels,
+            "label_mask": label_mask,
+            "n_dropped_steps": torch.tensor([e.n_dropped_steps for e in encoded]),
+        }
+
+    def __call__(self, samples: Sequence[StepSample]) -> dict[str, torch.Tensor]:
+        """Encode and collate a list of samples in one call."""
+        if not samples:
+            raise ValueError("samples is empty; pass at least one StepSample.")
+        return self.collate([self.encode(s) for s in samples])
+
+
+def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str = "\n") -> list[int]:
+    """The broken recipe, kept to teach why it fails: join steps with newlines, look for the newline id.
+
+    It encodes the newline on its own, then searches the joined text's ids for that id. BPE merges
+    the newline with the punctuation before it, so this usually finds fewer ends than steps. Do not
+    use it for anything but showing the pitfall; use ``StepEncoder``.
+
+    Examples
+    --------
+    >>> len(naive_newline_step_ends(tokenizer, sample)) < sample.n_steps  # doctest: +SKIP
+    True
+    """
+    newline_id = tokenizer(separator, add_special_tokens=False)["input_ids"][-1]
+    text = sample.problem + separator + separator.join(sample.steps) + separator
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [i for i, t in enumerate(ids) if t == newline_id]

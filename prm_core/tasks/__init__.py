@@ -1,0 +1,1 @@
+"""Offline benchmark tasks: problems, a noisy policy that solves them, and exact step checkers."""

@@ -1,0 +1,50 @@
+"""Execute the course notebooks in order with papermill; on failure, name the notebook and the cell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "executed", help="executed notebooks go here")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9]*.ipynb in order")
+    args = parser.parse_args(argv)
+
+    params_file = ROOT / "params" / f"{args.profile}.yaml"
+    if not params_file.exists():
+        known = sorted(p.stem for p in (ROOT / "params").glob("*.yaml"))
+        print(f"profile={args.profile!r} has no file {params_file}; use one of {known}.", file=sys.stderr)
+        return 2
+    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    if not notebooks:
+        print("No notebooks in notebooks/ yet: nothing to run.")
+        return 0
+
+    import papermill as pm
+    import yaml
+
+    parameters = yaml.safe_load(params_file.read_text()) or {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in notebooks:
+        start = time.perf_counter()
+        print(f"running {path.name} (profile {args.profile}) ...", flush=True)
+        try:
+            pm.execute_notebook(str(path), str(args.out / path.name), parameters=parameters,
+                                cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+        except pm.PapermillExecutionError as err:
+            print(f"FAILED: {path} in cell {err.cell_index} (execution count {err.exec_count}): "
+                  f"{err.ename}: {err.evalue}", file=sys.stderr)
+            return 1
+        print(f"  ok in {time.perf_counter() - start:.0f} s -> {args.out / path.name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

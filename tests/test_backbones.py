@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from prm_core import backbones
+from prm_core.backbones import PROFILES, CourseTinyConfig, course_tiny_dir, load_backbone
+
+
+def test_course_tiny_is_a_qwen2_model_of_the_cpu_profile_size(course_backbone):
+    model, tokenizer, _ = course_backbone
+    assert model.config.model_type == "qwen2"
+    assert model.config.hidden_size == PROFILES["cpu"].hidden_size
+    assert model.config.num_hidden_layers == PROFILES["cpu"].num_layers
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+
+
+def test_course_tiny_build_writes_safetensors_and_tokenizer(course_backbone):
+    _, _, cache = course_backbone
+    folder = course_tiny_dir(PROFILES["cpu"], cache)
+    assert (folder / "model.safetensors").exists()
+    assert (folder / "tokenizer.json").exists()
+    assert not list(cache.glob(".building-*"))  # the temporary build folder was moved into place
+
+
+def test_course_tokenizer_keeps_each_digit_a_single_token(course_backbone):
+    tokenizer = course_backbone[1]
+    tokens = tokenizer.tokenize("12 × 345 = 4140.")
+    digits = [t for t in tokens if any(c.isdigit() for c in t)]
+    assert digits == list("123454140")
+
+
+def test_course_tokenizer_merges_period_with_newline_like_qwen2(course_backbone):
+    tokenizer = course_backbone[1]
+    assert ".Ċ" in tokenizer.get_vocab()  # 'Ċ' is the byte-level symbol for '\n'
+    assert tokenizer.tokenize("= 17.\nThen")[-2:] == [".Ċ", "Then"]
+
+
+def test_load_backbone_second_call_reads_the_cache_without_building(course_backbone, monkeypatch):
+    model, _, cache = course_backbone
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the backbone was rebuilt instead of loaded from the cache")
+
+    monkeypatch.setattr(backbones, "build_course_tiny", fail)
+    again, _ = load_backbone("course-tiny", cache_dir=cache)
+    for (name, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_load_backbone_local_save_pretrained_folder_loads_by_path(course_backbone, tmp_path):
+    model, tokenizer, _ = course_backbone
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_backbone(str(tmp_path))
+    assert loaded_tok.tokenize("7 + 8 = 15.") == tokenizer.tokenize("7 + 8 = 15.")
+    ids = torch.tensor([tokenizer("3 + 4 = 7.")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
+
+
+def test_load_backbone_hub_name_offline_raises_oserror_naming_course_tiny():
+    with pytest.raises(OSError, match="course-tiny"):
+        load_backbone("prm-course-tests/no-such-model")
+
+
+def test_load_backbone_unknown_profile_raises():
+    with pytest.raises(ValueError, match="profile='tpu'"):
+        load_backbone("course-tiny", profile="tpu")
+
+
+def test_cache_key_differs_when_the_config_differs():
+    assert CourseTinyConfig().cache_key() != CourseTinyConfig(hidden_size=32).cache_key()
+    assert CourseTinyConfig().cache_key() == CourseTinyConfig().cache_key()
+
+
+def test_cache_root_follows_prm_course_cache_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRM_COURSE_CACHE", str(tmp_path))
+    assert course_tiny_dir(PROFILES["cpu"]).parent == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"hidden_size": 0}, "hidden_size=0"), ({"hidden_size": 66, "num_heads": 4}, "divisible by num_heads"),
+     ({"num_heads": 4, "num_kv_heads": 3}, "num_kv_heads=3"), ({"vocab_size": 100}, "vocab_size=100")],
+    ids=["zero-width", "heads-dont-divide", "kv-heads-dont-divide", "vocab-too-small"],
+)
+def test_course_tiny_config_bad_values_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CourseTinyConfig(**kwargs)

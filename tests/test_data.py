@@ -1,0 +1,76 @@
+import math
+
+import numpy as np
+import pytest
+
+from prm_core.data import StepSample
+
+
+def test_step_sample_valid_input_stores_steps_and_labels_as_tuples():
+    s = StepSample("What is 2 + 3?", ["2 + 3 = 5."], labels=[1], answer="5")
+    assert s.steps == ("2 + 3 = 5.",)
+    assert s.labels == (1.0,)
+    assert isinstance(s.labels[0], float)
+
+
+def test_step_sample_soft_and_missing_labels_are_kept():
+    s = StepSample("q", ["a", "b", "c"], labels=[0.25, None, np.float32(0.5)])
+    assert s.labels == (0.25, None, 0.5)
+    assert s.is_labelled
+
+
+def test_step_sample_all_none_labels_is_not_labelled():
+    assert not StepSample("q", ["a"], labels=[None]).is_labelled
+    assert not StepSample("q", ["a"]).is_labelled
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"problem": "", "steps": ["a"]}, ValueError, "problem"),
+        ({"problem": "   \n", "steps": ["a"]}, ValueError, "problem"),
+        ({"problem": 3, "steps": ["a"]}, TypeError, "problem"),
+        ({"problem": "q", "steps": []}, ValueError, "steps is empty"),
+        ({"problem": "q", "steps": "one string"}, TypeError, "list of step strings"),
+        ({"problem": "q", "steps": ["a", "  \n "]}, ValueError, r"steps\[1\]"),
+        ({"problem": "q", "steps": ["a", 7]}, TypeError, r"steps\[1\]"),
+        ({"problem": "q", "steps": ["a", "b"], "labels": [1.0]}, ValueError, "labels has 1 entries but steps has 2"),
+        ({"problem": "q", "steps": ["a"], "labels": [math.nan]}, ValueError, r"labels\[0\]"),
+        ({"problem": "q", "steps": ["a"], "labels": [1.5]}, ValueError, r"labels\[0\]=1.5"),
+        ({"problem": "q", "steps": ["a"], "labels": [-0.1]}, ValueError, r"labels\[0\]"),
+        ({"problem": "q", "steps": ["a"], "labels": [True]}, TypeError, r"labels\[0\]"),
+        ({"problem": "q", "steps": ["a"], "labels": ["1"]}, TypeError, r"labels\[0\]"),
+        ({"problem": "q", "steps": ["a"], "answer": 5}, TypeError, "answer"),
+    ],
+    ids=["empty-problem", "blank-problem", "non-str-problem", "no-steps", "steps-as-str", "blank-step",
+         "non-str-step", "labels-wrong-length", "nan-label", "label-above-1", "label-below-0", "bool-label",
+         "str-label", "non-str-answer"],
+)
+def test_step_sample_bad_input_raises_naming_the_field(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        StepSample(**kwargs)
+
+
+def test_first_error_index_finds_first_label_below_threshold():
+    s = StepSample("q", ["a", "b", "c", "d"], labels=[1.0, None, 0.3, 0.0])
+    assert s.first_error_index() == 2  # 0.3 < 0.5; None is skipped
+    assert s.first_error_index(threshold=0.2) == 3
+
+
+def test_first_error_index_all_correct_returns_minus_one():
+    assert StepSample("q", ["a", "b"], labels=[1.0, 1.0]).first_error_index() == -1
+
+
+def test_first_error_index_unlabelled_raises():
+    with pytest.raises(ValueError, match="labels is None"):
+        StepSample("q", ["a"]).first_error_index()
+
+
+def test_to_dict_from_dict_round_trips():
+    s = StepSample("q", ["a", "b"], labels=[1.0, None], answer="7", meta={"id": 3})
+    assert StepSample.from_dict(s.to_dict()) == s
+
+
+def test_from_dict_missing_steps_raises():
+    with pytest.raises(ValueError, match="steps"):
+        StepSample.from_dict({"problem": "q"})

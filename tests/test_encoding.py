@@ -1,0 +1,208 @@
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prm_core.backbones import STEP_TAG
+from prm_core.data import StepSample
+from prm_core.encoding import StepEncoder, naive_newline_step_ends
+from tests.conftest import STEP_ALPHABET
+
+steps_strategy = st.lists(
+    st.text(alphabet=STEP_ALPHABET, min_size=1, max_size=30).filter(lambda s: s.strip()),
+    min_size=1,
+    max_size=6,
+)
+problem_strategy = st.text(alphabet=STEP_ALPHABET, min_size=1, max_size=40).filter(lambda s: s.strip())
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _decode(tokenizer, ids):
+    return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+@PROPERTY_SETTINGS
+@given(problem=problem_strategy, steps=steps_strategy)
+def test_encode_random_steps_one_tag_per_step_and_decodes_to_each_step(tokenizer_factory, problem, steps):
+    tokenizer = tokenizer_factory()
+    encoder = StepEncoder(tokenizer, max_length=4096)
+    encoded = encoder.encode(StepSample(problem, steps))
+    assert encoded.n_steps == len(steps)
+    assert [encoded.input_ids[p] for p in encoded.step_positions] == [encoder.step_tag_id] * len(steps)
+    assert encoded.input_ids.count(encoder.step_tag_id) == len(steps)
+    for position, step in zip(encoded.step_positions, steps, strict=True):
+        assert _decode(tokenizer, encoded.input_ids[:position]).endswith(step)
+
+
+@PROPERTY_SETTINGS
+@given(steps=steps_strategy, max_length=st.integers(min_value=8, max_value=80))
+def test_drop_steps_truncation_keeps_a_prefix_of_whole_steps(tokenizer_factory, steps, max_length):
+    encoder = StepEncoder(tokenizer_factory(), max_length=max_length, truncation="drop_steps")
+    sample = StepSample("Q?", steps, labels=[1.0] * len(steps))
+    try:
+        encoded = encoder.encode(sample)
+    except ValueError as err:
+        assert "max_length" in str(err)
+        return
+    assert len(encoded.input_ids) <= max_length
+    assert encoded.n_steps + encoded.n_dropped_steps == len(steps)
+    assert encoded.n_steps >= 1
+    assert len(encoded.labels) == encoded.n_steps
+    assert encoded.step_positions[-1] == len(encoded.input_ids) - 1  # never a step cut in half
+
+
+def test_naive_newline_search_finds_fewer_step_ends_than_steps_on_course_tokenizer(course_backbone):
+    tokenizer = course_backbone[1]
+    sample = StepSample(
+        "Ana has 12 coins. She gets 5 more, then doubles them. How many coins does Ana have now?",
+        ["12 + 5 = 17.", "Then 17 × 2 = 34."],
+    )
+    naive = naive_newline_step_ends(tokenizer, sample)
+    assert len(naive) < sample.n_steps  # '.\n' is one token, so the newline id is never seen
+    encoded = StepEncoder(tokenizer).encode(sample)
+    assert encoded.n_steps == sample.n_steps
+
+
+def test_naive_newline_search_on_benchmark_solutions_misses_step_ends(course_backbone):
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+    tokenizer = course_backbone[1]
+    samples = NoisyPolicy().sample_many(make_problems(20, seed=1), n_samples=2, seed=1)
+    n_found = sum(len(naive_newline_step_ends(tokenizer, s)) for s in samples)
+    n_steps = sum(s.n_steps for s in samples)
+    assert n_found < n_steps / 2
+    assert sum(StepEncoder(tokenizer).encode(s).n_steps for s in samples) == n_steps
+
+
+def test_encoder_adds_missing_tag_and_resizes_model_embeddings(_cl100k_json):
+    from transformers import Qwen2Config, Qwen2Model
+
+    from tests.conftest import make_tokenizer
+
+    tokenizer = make_tokenizer("cl100k", _cl100k_json)
+    n_before = len(tokenizer)
+    assert STEP_TAG not in tokenizer.get_vocab()
+    model = Qwen2Model(Qwen2Config(vocab_size=n_before, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=1))
+    encoder = StepEncoder(tokenizer, model=model)
+    assert len(tokenizer) == n_before + 1
+    assert encoder.step_tag_id == n_before
+    assert model.get_input_embeddings().num_embeddings == n_before + 1
+
+
+def test_course_tokenizer_already_has_the_tag_so_vocab_is_unchanged(course_backbone):
+    import copy
+
+    tokenizer = copy.deepcopy(course_backbone[1])
+    n_before = len(tokenizer)
+    StepEncoder(tokenizer)
+    assert len(tokenizer) == n_before
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collate_pads_on_tokenizer_side_and_keeps_positions_on_tags(tokenizer_factory, side):
+    tokenizer = tokenizer_factory()
+    tokenizer.padding_side = side
+    encoder = StepEncoder(tokenizer)
+    samples = [
+        StepSample("Short?", ["1 + 1 = 2."], labels=[1.0]),
+        StepSample("A longer problem text here?", ["3 × 4 = 12.", "12 - 5 = 7.", "7 + 1 = 9."],
+                   labels=[1.0, 0.25, None]),
+    ]
+    batch = encoder(samples)
+    ids, positions = batch["input_ids"], batch["step_positions"]
+    assert positions.shape == (2, 3)
+    assert positions[0].tolist()[1:] == [-1, -1]
+    for i in range(2):
+        real = positions[i][positions[i] >= 0]
+        assert torch.all(ids[i, real] == encoder.step_tag_id)
+        assert int(batch["attention_mask"][i].sum()) == len(encoder.encode(samples[i]).input_ids)
+    pad_column = 0 if side == "left" else -1
+    assert batch["attention_mask"][0, pad_column] == 0
+    assert batch["labels"].dtype == torch.float32
+    assert batch["labels"][1].tolist() == [1.0, 0.25, 0.0]
+    assert batch["label_mask"].tolist() == [[True, False, False], [True, True, False]]
+    assert batch["step_mask"].tolist() == [[True, False, False], [True, True, True]]
+
+
+def test_drop_steps_reports_dropped_steps_in_sample_and_batch(course_backbone):
+    import copy
+
+    sample = StepSample("What is 1 + 2 + 3 + 4?", ["1 + 2 = 3.", "3 + 3 = 6.", "6 + 4 = 10."], labels=[1.0, 1.0, 0.0])
+    full = StepEncoder(copy.deepcopy(course_backbone[1])).encode(sample)
+    # room for the problem and the first two steps, one token short of the third
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]), max_length=len(full.input_ids) - 1)
+    encoded = encoder.encode(sample)
+    assert encoded.n_steps == 2
+    assert encoded.n_dropped_steps == 1
+    assert encoded.labels == [1.0, 1.0]
+    assert encoded.input_ids == full.input_ids[: full.step_positions[1] + 1]
+    assert encoder.collate([encoded])["n_dropped_steps"].tolist() == [1]
+
+
+def test_left_problem_truncation_drops_problem_tokens_and_keeps_all_steps(course_backbone):
+    import copy
+
+    sample = StepSample("Ana has 12 coins and many other long words in the story. How many?", ["12 + 5 = 17."])
+    full = StepEncoder(copy.deepcopy(course_backbone[1])).encode(sample)
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]), max_length=len(full.input_ids) - 5,
+                          truncation="left_problem")
+    encoded = encoder.encode(sample)
+    assert encoded.n_steps == 1
+    assert encoded.n_dropped_problem_tokens == 5
+    assert encoded.input_ids == full.input_ids[5:]
+
+
+@pytest.mark.parametrize(
+    ("truncation", "max_length", "match"),
+    [("drop_steps", 6, "too small for the problem"), ("error", 10, "needs .* tokens but max_length=10"),
+     ("left_problem", 3, "steps alone need")],
+    ids=["drop-steps-no-step-fits", "error-policy", "left-problem-steps-too-long"],
+)
+def test_encode_too_long_raises_with_fix(course_backbone, truncation, max_length, match):
+    import copy
+
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]), max_length=max_length, truncation=truncation)
+    with pytest.raises(ValueError, match=match):
+        encoder.encode(StepSample("What is 12 + 5 + 3?", ["12 + 5 = 17.", "17 + 3 = 20."]))
+
+
+@pytest.mark.parametrize("where", ["problem", "step"])
+def test_encode_text_containing_the_step_tag_raises(course_backbone, where):
+    import copy
+
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]))
+    problem = f"Q {STEP_TAG}?" if where == "problem" else "Q?"
+    steps = ["1 + 1 = 2."] if where == "problem" else [f"1 + 1 = 2.{STEP_TAG}"]
+    with pytest.raises(ValueError, match="step tag"):
+        encoder.encode(StepSample(problem, steps))
+
+
+def test_encoder_tokenizer_without_pad_token_raises(_cl100k_json):
+    from tests.conftest import make_tokenizer
+
+    tokenizer = make_tokenizer("cl100k", _cl100k_json)
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="pad_token"):
+        StepEncoder(tokenizer)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_length": 1}, "max_length=1"), ({"truncation": "cut"}, "truncation='cut'"), ({"step_tag": " "}, "step_tag")],
+    ids=["tiny-max-length", "unknown-truncation", "blank-tag"],
+)
+def test_encoder_bad_settings_raise(course_backbone, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StepEncoder(course_backbone[1], **kwargs)
+
+
+def test_encode_non_sample_raises_type_error(course_backbone):
+    with pytest.raises(TypeError, match="StepSample"):
+        StepEncoder(course_backbone[1]).encode({"problem": "q", "steps": ["a"]})
+
+
+def test_call_with_empty_list_raises(course_backbone):
+    with pytest.raises(ValueError, match="samples is empty"):
+        StepEncoder(course_backbone[1])([])
