@@ -1,0 +1,192 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prm_core.aggregation import AGGREGATION_NOTES, AGGREGATIONS, aggregate
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
+RULES = sorted(AGGREGATIONS)
+GRID = 64  # scores k / 64 are exact in float64, and so are their squares: no rounding ties
+
+
+def _slow_rule(rule: str, p: list[float]) -> float:
+    """The obvious per-solution definition of each rule, on the real steps of one row."""
+    if rule == "min":
+        return min(p)
+    if rule == "prod":
+        return math.prod(p)
+    if rule == "last":
+        return p[-1]
+    if rule == "mean":
+        return sum(p) / len(p)
+    if rule == "geomean":
+        return math.exp(sum(math.log(max(x, 1e-12)) for x in p) / len(p))
+    if rule == "sum_logit":
+        clamped = [min(max(x, 1e-6), 1 - 1e-6) for x in p]
+        return sum(math.log(x / (1 - x)) for x in clamped)
+    raise AssertionError(rule)
+
+
+def _slow_aggregate(step_scores: torch.Tensor, mask: torch.Tensor, rule: str) -> torch.Tensor:
+    rows = []
+    for scores_row, mask_row in zip(step_scores.tolist(), mask.tolist(), strict=True):
+        rows.append(_slow_rule(rule, [s for s, m in zip(scores_row, mask_row, strict=True) if m]))
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@st.composite
+def padded_batches(draw, grid: bool = False):
+    """(step_scores (N, S) float64, mask (N, S) bool) with at least one real step per row."""
+    n, s = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    value = st.integers(0, GRID).map(lambda k: k / GRID) if grid else st.floats(0.0, 1.0)
+    scores = torch.tensor(draw(st.lists(value, min_size=n * s, max_size=n * s)), dtype=torch.float64).view(n, s)
+    mask = torch.tensor(draw(st.lists(st.booleans(), min_size=n * s, max_size=n * s))).view(n, s)
+    for row in range(n):
+        mask[row, draw(st.integers(0, s - 1))] = True
+    return scores, mask
+
+
+def _batch():
+    scores = torch.tensor([[0.9, 0.5, 0.8], [0.2, 0.6, 0.99]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    return scores, mask
+
+
+HAND_CASES = {
+    "min": [0.5, 0.2],
+    "prod": [0.36, 0.12],  # 0.9 * 0.5 * 0.8; 0.2 * 0.6 (0.99 is padding)
+    "last": [0.8, 0.6],  # row 1's last real step is column 1
+    "mean": [2.2 / 3, 0.4],  # (0.9 + 0.5 + 0.8) / 3; (0.2 + 0.6) / 2
+    "geomean": [0.36 ** (1 / 3), 0.12**0.5],  # 0.7114, 0.3464
+    "sum_logit": [math.log(36.0), math.log(0.375)],  # log 9 + log 1 + log 4; log(1/4) + log(3/2)
+}
+
+
+@pytest.mark.parametrize("rule", RULES, ids=RULES)
+def test_aggregate_hand_computed_batch_matches_expected(rule):
+    scores, mask = _batch()
+    expected = torch.tensor(HAND_CASES[rule], dtype=torch.float64)
+    torch.testing.assert_close(aggregate(scores, mask, rule), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_last_score_noncontiguous_mask_reads_last_real_step():
+    scores = torch.tensor([[0.3, 0.9, 0.1, 0.7]])
+    mask = torch.tensor([[True, False, True, False]])
+    assert aggregate(scores, mask, "last").item() == pytest.approx(0.1)
+
+
+def test_geomean_score_zero_step_is_clamped_not_nan():
+    scores, mask = torch.tensor([[0.0, 1.0]], dtype=torch.float64), torch.ones(1, 2, dtype=torch.bool)
+    # exp((log 1e-12 + log 1) / 2) = sqrt(1e-12) = 1e-6
+    assert aggregate(scores, mask, "geomean").item() == pytest.approx(1e-6, rel=1e-9)
+
+
+def test_sum_logit_score_certain_steps_stay_finite():
+    scores, mask = torch.tensor([[0.0, 1.0, 1.0]], dtype=torch.float64), torch.ones(1, 3, dtype=torch.bool)
+    # logit(1e-6) + 2 * logit(1 - 1e-6) = -13.8155 + 2 * 13.8155
+    assert aggregate(scores, mask, "sum_logit").item() == pytest.approx(math.log((1 - 1e-6) / 1e-6), rel=1e-6)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=RULES)
+def test_aggregate_float32_input_keeps_dtype(rule):
+    scores, mask = _batch()
+    assert aggregate(scores.float(), mask, rule).dtype == torch.float32
+
+
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_aggregate_every_rule_matches_slow_per_row_reference(batch):
+    scores, mask = batch
+    for rule in RULES:
+        torch.testing.assert_close(aggregate(scores, mask, rule), _slow_aggregate(scores, mask, rule),
+                                   rtol=1e-9, atol=1e-9, msg=rule)
+
+
+@PROPERTY_SETTINGS
+@given(batch=padded_batches(), data=st.data())
+def test_aggregate_inserted_padding_with_any_values_never_changes_result(batch, data):
+    scores, mask = batch
+    n, s = scores.shape
+    k = data.draw(st.integers(1, 3))
+    # Pad slots are spread among the real columns, which keep their order; pads hold anything, NaN too.
+    pad_slots = sorted(data.draw(st.permutations(range(s + k)))[:k])
+    keep_slots = [j for j in range(s + k) if j not in pad_slots]
+    junk = data.draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n * k, max_size=n * k))
+    padded = torch.empty(n, s + k, dtype=torch.float64)
+    padded[:, pad_slots] = torch.tensor(junk, dtype=torch.float64).view(n, k)
+    padded[:, keep_slots] = scores
+    padded_mask = torch.zeros(n, s + k, dtype=torch.bool)
+    padded_mask[:, keep_slots] = mask
+    for rule in RULES:
+        torch.testing.assert_close(aggregate(padded, padded_mask, rule), aggregate(scores, mask, rule),
+                                   rtol=1e-12, atol=1e-12, msg=rule)
+
+
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_aggregate_min_geomean_mean_max_are_ordered(batch):
+    scores, mask = batch
+    lowest, geo, mean = (aggregate(scores, mask, r) for r in ("min", "geomean", "mean"))
+    highest = torch.where(mask, scores, -torch.inf).amax(dim=1)
+    # atol covers float rounding and the 1e-12 clamp, which lifts geomean of all-zero rows above mean = 0.
+    assert torch.all(lowest <= geo + 1e-9)
+    assert torch.all(geo <= mean + 1e-9)
+    assert torch.all(mean <= highest + 1e-12)
+
+
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_prod_score_never_exceeds_min_score(batch):
+    scores, mask = batch
+    assert torch.all(aggregate(scores, mask, "prod") <= aggregate(scores, mask, "min"))
+
+
+@pytest.mark.parametrize(
+    "rescale", [lambda p: p**2, torch.sqrt, lambda p: p**3], ids=["square", "sqrt", "cube"]
+)
+@pytest.mark.parametrize("rule", ["min", "last"], ids=["min", "last"])
+@PROPERTY_SETTINGS
+@given(batch=padded_batches(grid=True))
+def test_order_only_rules_monotone_rescaling_keeps_argmax_pick(rule, rescale, batch):
+    scores, mask = batch
+    # Grid scores keep distinct values distinct after rescaling, so argmax (first maximum) is stable.
+    picked = torch.argmax(aggregate(rescale(scores), mask, rule)).item()
+    assert picked == torch.argmax(aggregate(scores, mask, rule)).item()
+
+
+@PROPERTY_SETTINGS
+@given(batch=padded_batches(), data=st.data())
+def test_aggregate_permuted_rows_permute_output(batch, data):
+    scores, mask = batch
+    order = torch.tensor(data.draw(st.permutations(range(scores.shape[0]))))
+    for rule in RULES:
+        torch.testing.assert_close(aggregate(scores[order], mask[order], rule), aggregate(scores, mask, rule)[order],
+                                   rtol=0, atol=0, msg=rule)
+
+
+def test_aggregation_notes_cover_every_rule_with_one_sentence():
+    assert set(AGGREGATION_NOTES) == set(AGGREGATIONS)
+    for rule, note in AGGREGATION_NOTES.items():
+        assert note.startswith(rule) and note.endswith(".") and note.count(". ") == 0
+
+
+BAD_INPUTS = {
+    "shapes-differ": (torch.rand(2, 3), torch.ones(2, 4, dtype=torch.bool), "min", "mask.shape"),
+    "one-dim": (torch.rand(3), torch.ones(3, dtype=torch.bool), "min", "same \\(N, S\\)"),
+    "empty-row": (torch.rand(2, 2), torch.tensor([[True, False], [False, False]]), "min", "rows \\[1\\] have no real step"),
+    "int-mask": (torch.rand(2, 2), torch.ones(2, 2, dtype=torch.int64), "min", "mask has type/dtype"),
+    "int-scores": (torch.ones(2, 2, dtype=torch.int64), torch.ones(2, 2, dtype=torch.bool), "min", "float tensor"),
+    "above-one": (torch.tensor([[0.5, 1.5]]), torch.ones(1, 2, dtype=torch.bool), "min", "torch.sigmoid"),
+    "nan-step": (torch.tensor([[0.5, float("nan")]]), torch.ones(1, 2, dtype=torch.bool), "mean", "in \\[0, 1\\]"),
+    "unknown-rule": (torch.rand(1, 2), torch.ones(1, 2, dtype=torch.bool), "median", "rule='median'"),
+    "no-rows": (torch.rand(0, 2), torch.ones(0, 2, dtype=torch.bool), "min", "N=0"),
+}
+
+
+@pytest.mark.parametrize("scores,mask,rule,match", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_aggregate_bad_input_raises_value_error_naming_field(scores, mask, rule, match):
+    with pytest.raises(ValueError, match=match):
+        aggregate(scores, mask, rule)

@@ -1,0 +1,339 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from prm_core.metrics import (
+    UndefinedMetricWarning,
+    best_of_n_curve,
+    best_threshold,
+    detection_rate_by_kind,
+    expected_calibration_error,
+    first_error_f1,
+    first_error_index,
+    reliability_bins,
+    step_accuracy,
+    step_auroc,
+    threshold_sweep,
+)
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
+NAN = float("nan")
+grid_scores = st.integers(0, 8).map(lambda k: k / 8)  # coarse: many exact ties between steps
+label_values = st.sampled_from([0.0, 1.0, 0.3, 0.7, NAN])  # hard, soft and unlabelled
+
+
+def _slow_auroc(scores, labels) -> float:
+    """Pairwise definition: share of (positive, negative) pairs ranked right, ties count 1/2."""
+    pairs = [(s, y >= 0.5) for s, y in zip(scores, labels, strict=True) if not math.isnan(y)]
+    pos = [s for s, is_pos in pairs if is_pos]
+    neg = [s for s, is_pos in pairs if not is_pos]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_step_accuracy_soft_and_nan_labels_binarised_and_ignored():
+    scores = [0.9, 0.2, 0.7, 0.4, 0.1]
+    labels = [1.0, 0.0, 0.3, 0.8, NAN]
+    # labelled: (0.9, 1) right, (0.2, 0) right, (0.7, 0.3 -> 0) wrong, (0.4, 0.8 -> 1) wrong -> 2 / 4
+    assert step_accuracy(scores, labels) == pytest.approx(0.5)
+
+
+def test_step_accuracy_threshold_moves_the_decision():
+    # threshold 0.8: 0.9 -> 1 right, 0.7 -> 0 wrong, 0.2 -> 0 right -> 2 / 3
+    assert step_accuracy([0.9, 0.7, 0.2], [1, 1, 0], threshold=0.8) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    "convert", [list, np.asarray, torch.tensor, lambda x: torch.tensor(x).bfloat16()],
+    ids=["list", "numpy", "torch", "torch-bf16"],
+)
+def test_step_metrics_accept_lists_arrays_and_tensors(convert):
+    scores, labels = [0.125, 0.75, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]  # exact in bfloat16
+    assert step_accuracy(convert(scores), convert(labels)) == pytest.approx(1.0)
+    assert step_auroc(convert(scores), convert(labels)) == pytest.approx(1.0)
+
+
+def test_step_metrics_padded_2d_arrays_with_nan_labels_ignore_padding():
+    scores = np.array([[0.9, 0.1, np.nan], [0.8, 0.7, 0.6]])  # NaN score under a NaN label is fine
+    labels = np.array([[1.0, 0.0, np.nan], [1.0, 1.0, 0.0]])
+    # pairs: pos {0.9, 0.8, 0.7} vs neg {0.1, 0.6}: all 6 ordered right
+    assert step_auroc(scores, labels) == pytest.approx(1.0)
+    assert step_accuracy(scores, labels) == pytest.approx(4 / 5)  # 0.6 -> 1 but label 0
+
+
+def test_step_auroc_ties_count_one_half():
+    # pos {0.5, 0.8} vs neg {0.5, 0.2}: (0.5, 0.5) 1/2, (0.5, 0.2) 1, (0.8, *) 2 -> 3.5 / 4
+    assert step_auroc([0.5, 0.5, 0.2, 0.8], [1, 0, 0, 1]) == pytest.approx(0.875)
+
+
+@PROPERTY_SETTINGS
+@given(pairs=st.lists(st.tuples(st.one_of(grid_scores, st.floats(-5, 5)), label_values), min_size=2, max_size=40))
+def test_step_auroc_matches_slow_pairwise_reference(pairs):
+    scores, labels = zip(*pairs, strict=True)
+    is_pos = [y >= 0.5 for y in labels if not math.isnan(y)]
+    assume(any(is_pos) and not all(is_pos))
+    assert step_auroc(list(scores), list(labels)) == pytest.approx(_slow_auroc(scores, labels), abs=1e-12)
+
+
+@pytest.mark.parametrize("transform", [lambda p: 100 * p, lambda p: p - 10, np.log], ids=["times-100", "minus-10", "log"])
+def test_step_auroc_monotone_transform_of_scores_keeps_value(transform):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=200).astype(float)
+    scores = np.clip(0.3 * labels + 0.7 * rng.random(200), 1e-3, 1.0)
+    assert step_auroc(transform(scores), labels) == pytest.approx(step_auroc(scores, labels), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "labels", [[1.0, 1.0, 0.9], [0.0, 0.2, NAN], [NAN, NAN, NAN]], ids=["all-positive", "all-negative", "unlabelled"]
+)
+def test_step_auroc_one_class_warns_and_returns_nan(labels):
+    with pytest.warns(UndefinedMetricWarning, match="step_auroc is undefined"):
+        assert math.isnan(step_auroc([0.1, 0.5, 0.9], labels))
+
+
+def test_step_accuracy_no_labelled_step_warns_and_returns_nan():
+    with pytest.warns(UndefinedMetricWarning, match="every label is NaN"):
+        assert math.isnan(step_accuracy([0.1, 0.9], [NAN, NAN]))
+
+
+STEP_ERRORS = {
+    "empty": (step_accuracy, [], [], "scores is empty"),
+    "shape-mismatch": (step_auroc, [0.1, 0.2], [1.0], "labels.shape"),
+    "nan-score-at-labelled-step": (step_auroc, [0.1, NAN], [1.0, 0.0], "NaN at labelled steps"),
+    "label-out-of-range": (step_accuracy, [0.1, 0.2], [1.0, 2.0], "labels hold \\[2.0\\]"),
+    "score-above-one": (reliability_bins, [0.1, 1.2], [1.0, 0.0], "probabilities"),
+}
+
+
+@pytest.mark.parametrize("metric,scores,labels,match", STEP_ERRORS.values(), ids=STEP_ERRORS.keys())
+def test_step_metrics_bad_input_raise_value_error(metric, scores, labels, match):
+    with pytest.raises(ValueError, match=match):
+        metric(scores, labels)
+
+
+CAL_SCORES = [0.05, 0.15, 0.12, 0.95, 1.0, 0.55]
+CAL_LABELS = [0, 1, 0, 1, 1, 0]
+
+
+def test_reliability_bins_hand_case_fills_expected_bins():
+    bins = reliability_bins(CAL_SCORES, CAL_LABELS, n_bins=10)
+    # bin 0: {0.05: 0}; bin 1: {0.15: 1, 0.12: 0}; bin 5: {0.55: 0}; bin 9: {0.95: 1, 1.0: 1} (last bin closed)
+    assert bins.count.tolist() == [1, 2, 0, 0, 0, 1, 0, 0, 0, 2]
+    filled = bins.count > 0
+    np.testing.assert_allclose(bins.confidence[filled], [0.05, 0.135, 0.55, 0.975])
+    np.testing.assert_allclose(bins.accuracy[filled], [0.0, 0.5, 0.0, 1.0])
+    assert np.isnan(bins.confidence[~filled]).all() and np.isnan(bins.accuracy[~filled]).all()
+    np.testing.assert_allclose(bins.edges, np.linspace(0, 1, 11))
+
+
+def test_expected_calibration_error_hand_case_matches_weighted_gaps():
+    # (1 * |0 - 0.05| + 2 * |0.5 - 0.135| + 1 * |0 - 0.55| + 2 * |1 - 0.975|) / 6 = 1.38 / 6 = 0.23
+    assert expected_calibration_error(CAL_SCORES, CAL_LABELS) == pytest.approx(0.23)
+
+
+def test_expected_calibration_error_calibrated_scores_give_zero():
+    # bin 2: four steps at 0.25, one correct; bin 9: two at 1.0, both correct
+    scores, labels = [0.25] * 4 + [1.0, 1.0], [1, 0, 0, 0, 1, 1]
+    assert expected_calibration_error(scores, labels) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_bins", [0, 2.5, True], ids=["zero", "float", "bool"])
+def test_reliability_bins_bad_n_bins_raises_value_error(n_bins):
+    with pytest.raises(ValueError, match="n_bins="):
+        reliability_bins([0.1], [1.0], n_bins=n_bins)
+
+
+FIRST_ERROR_CASES = {
+    "second-step": ([0.9, 0.3, 0.1], 0.5, 1),
+    "no-error": ([0.9, 0.8], 0.5, -1),
+    "first-step": ([0.2], 0.5, 0),
+    "score-equal-to-threshold-passes": ([0.5, 0.49], 0.5, 1),
+    "high-threshold": ([0.9, 0.8], 0.85, 1),
+}
+
+
+@pytest.mark.parametrize("scores,threshold,expected", FIRST_ERROR_CASES.values(), ids=FIRST_ERROR_CASES.keys())
+def test_first_error_index_hand_cases(scores, threshold, expected):
+    assert first_error_index(scores, threshold) == expected
+    assert first_error_index(torch.tensor(scores), threshold) == expected
+
+
+def test_first_error_f1_hand_case_matches_harmonic_mean():
+    result = first_error_f1(pred=[0, -1, 2, -1, 1], true=[0, 1, 2, -1, -1])
+    # erroneous (true != -1): right, wrong, right -> 2/3; correct (true == -1): right, wrong -> 1/2
+    # f1 = 2 * 2/3 * 1/2 / (2/3 + 1/2) = (2/3) / (7/6) = 4/7
+    assert (result.n_error, result.n_correct) == (3, 2)
+    assert result.error_accuracy == pytest.approx(2 / 3)
+    assert result.correct_accuracy == pytest.approx(1 / 2)
+    assert result.f1 == pytest.approx(4 / 7)
+
+
+def test_first_error_f1_both_parts_zero_gives_zero_f1():
+    assert first_error_f1([-1, 0], [1, -1]).f1 == 0.0
+
+
+@pytest.mark.parametrize(
+    "true,undefined_part", [([-1, -1], "error_accuracy"), ([0, 2], "correct_accuracy")], ids=["no-errors", "no-correct"]
+)
+def test_first_error_f1_missing_subset_warns_and_returns_nan(true, undefined_part):
+    with pytest.warns(UndefinedMetricWarning, match=f"{undefined_part} and f1 are undefined"):
+        result = first_error_f1([-1, 0], true)
+    assert math.isnan(getattr(result, undefined_part)) and math.isnan(result.f1)
+
+
+@pytest.mark.parametrize(
+    "pred,true,match",
+    [([0], [0, 1], "one prediction per sample"), ([-2], [0], "-1 for no error"), ([0.5], [0], "whole step indices"),
+     ([], [], "pred is empty")],
+    ids=["length-mismatch", "below-minus-one", "fractional", "empty"],
+)
+def test_first_error_f1_bad_input_raises_value_error(pred, true, match):
+    with pytest.raises(ValueError, match=match):
+        first_error_f1(pred, true)
+
+
+SWEEP_SCORES = [[0.9, 0.4, 0.8], [0.95, 0.7], [0.3, 0.9], [0.6, 0.85, 0.9]]
+SWEEP_TRUE = [1, -1, 0, -1]
+
+
+def test_threshold_sweep_matches_loop_over_first_error_index():
+    thresholds = np.linspace(0.0, 1.0, 21)
+    for th, result in threshold_sweep(SWEEP_SCORES, SWEEP_TRUE, thresholds):
+        pred = [first_error_index(s, th) for s in SWEEP_SCORES]
+        assert result == first_error_f1(pred, SWEEP_TRUE)
+
+
+def test_best_threshold_hand_case_picks_earliest_best():
+    # 0.2: preds [-1, -1, -1, -1] -> err 0/2, ok 2/2 -> f1 0
+    # 0.5: preds [1, -1, 0, -1] -> all right -> f1 1;  0.65: preds [1, -1, 0, 0] -> ok 1/2 -> f1 2/3
+    # 0.35: preds [-1, -1, 0, -1] -> err 1/2, ok 1 -> f1 2/3;  0.55 also gives f1 1 but comes later
+    threshold, result = best_threshold(SWEEP_SCORES, SWEEP_TRUE, [0.2, 0.35, 0.5, 0.55, 0.65])
+    assert threshold == 0.5 and result.f1 == pytest.approx(1.0)
+
+
+def test_best_threshold_no_correct_samples_raises_value_error():
+    with pytest.raises(ValueError, match="undefined at every threshold"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        best_threshold([[0.1], [0.2]], [0, 0], [0.5])
+
+
+def test_threshold_sweep_true_index_past_last_step_raises_value_error():
+    with pytest.raises(ValueError, match="past its 2 steps"):
+        threshold_sweep([[0.9, 0.9]], [2], [0.5])
+
+
+def test_detection_rate_by_kind_hand_case_groups_erroneous_samples():
+    scores = [[0.9, 0.2], [0.1, 0.9], [0.8, 0.9], [0.9, 0.9, 0.3], [0.4, 0.9]]
+    true = [1, 1, -1, 2, 0]
+    kinds = ["calc", "calc", None, "logic", "logic"]
+    # calc: found at 1 (right), found at 0 (wrong) -> 1/2; logic: found at 2 (right), found at 0 (right) -> 2/2
+    assert detection_rate_by_kind(scores, true, kinds) == {"calc": (0.5, 2), "logic": (1.0, 2)}
+
+
+def test_detection_rate_by_kind_no_erroneous_sample_warns_and_returns_empty():
+    with pytest.warns(UndefinedMetricWarning, match="no sample has an error"):
+        assert detection_rate_by_kind([[0.9]], [-1], [None]) == {}
+
+
+def _random_candidates(n_problems: int, m: int, seed: int = 0):
+    """Answers 0..3 with gold 0, and PRM-like scores that lean towards correct candidates."""
+    rng = np.random.default_rng(seed)
+    answers = rng.integers(0, 4, size=(n_problems, m))
+    is_correct = answers == 0
+    scores = 0.6 * rng.random((n_problems, m)) + 0.4 * is_correct
+    return answers, is_correct, scores
+
+
+HAND_ANSWERS = np.array([[1, 2, 2, 3], [5, 5, 7, 5]])
+HAND_CORRECT = HAND_ANSWERS == np.array([[1], [7]])  # gold answers 1 and 7
+HAND_SCORES = np.array([[0.9, 0.2, 0.4, 0.1], [0.3, 0.3, 0.5, 0.3]])
+# n=2 groups: p0 [1, 2] / [2, 3], p1 [5, 5] / [7, 5]; every method gets [1, 2]->1, [2, 3]->2, [5, 5]->5, [7, 5]->7
+# n=4: best_of_n 0.9 -> 1 right, 0.5 -> 7 right; majority 2 and 5 wrong;
+#      weighted p0 1: 0.9 > 2: 0.6 right, p1 5: 0.9 > 7: 0.5 wrong; oracle both right
+HAND_CURVES = {
+    "best_of_n": [0.25, 0.5, 1.0],
+    "majority": [0.25, 0.5, 0.0],
+    "weighted": [0.25, 0.5, 0.5],
+    "oracle": [0.25, 0.5, 1.0],
+}
+
+
+@pytest.mark.parametrize("method,expected", HAND_CURVES.items(), ids=HAND_CURVES.keys())
+def test_best_of_n_curve_two_problem_hand_case(method, expected):
+    points = best_of_n_curve(HAND_ANSWERS, HAND_CORRECT, HAND_SCORES, method, n_bootstrap=200)
+    assert [p.n for p in points] == [1, 2, 4] and [p.n_groups for p in points] == [4, 2, 1]
+    assert [p.accuracy for p in points] == pytest.approx(expected)
+
+
+def test_best_of_n_curve_oracle_bounds_every_method_at_every_n():
+    answers, is_correct, scores = _random_candidates(30, 16)
+    oracle = best_of_n_curve(answers, is_correct, scores, "oracle", n_bootstrap=10)
+    for method in ("best_of_n", "majority", "weighted"):
+        curve = best_of_n_curve(answers, is_correct, scores, method, n_bootstrap=10)
+        assert all(o.accuracy >= p.accuracy for o, p in zip(oracle, curve, strict=True)), method
+
+
+@pytest.mark.parametrize("method", list(HAND_CURVES), ids=list(HAND_CURVES))
+def test_best_of_n_curve_single_candidate_equals_mean_correctness(method):
+    answers, is_correct, scores = _random_candidates(25, 8, seed=1)
+    (point,) = best_of_n_curve(answers, is_correct, scores, method, ns=[1], n_bootstrap=10)
+    assert point.accuracy == pytest.approx(is_correct.mean())
+
+
+def test_best_of_n_curve_ci_contains_accuracy_and_narrows_with_more_problems():
+    widths = []
+    for n_problems in (20, 400):
+        answers, is_correct, scores = _random_candidates(n_problems, 8, seed=2)
+        for p in best_of_n_curve(answers, is_correct, scores, "weighted"):
+            assert p.ci_low - 1e-12 <= p.accuracy <= p.ci_high + 1e-12
+        widths.append(np.mean([p.ci_high - p.ci_low for p in best_of_n_curve(answers, is_correct, scores, "weighted")]))
+    assert widths[1] < 0.5 * widths[0]  # sqrt(20 / 400) ~ 0.22, loose
+
+
+def test_best_of_n_curve_same_seed_same_result_other_seed_other_ci():
+    answers, is_correct, scores = _random_candidates(40, 8, seed=3)
+    first, again, other = (best_of_n_curve(answers, is_correct, scores, "majority", seed=s) for s in (7, 7, 8))
+    assert first == again
+    assert [p.accuracy for p in first] == [p.accuracy for p in other]
+    assert [(p.ci_low, p.ci_high) for p in first] != [(p.ci_low, p.ci_high) for p in other]
+
+
+def test_best_of_n_curve_default_ns_end_at_m_when_m_is_not_a_power_of_two():
+    answers, is_correct, scores = _random_candidates(3, 6)
+    assert [p.n for p in best_of_n_curve(answers, is_correct, scores, "oracle", n_bootstrap=5)] == [1, 2, 4, 6]
+
+
+def test_best_of_n_curve_accepts_torch_tensors():
+    points = best_of_n_curve(torch.tensor(HAND_ANSWERS), torch.tensor(HAND_CORRECT), torch.tensor(HAND_SCORES),
+                             "weighted", n_bootstrap=10)
+    assert [p.accuracy for p in points] == pytest.approx(HAND_CURVES["weighted"])
+
+
+def test_best_of_n_curve_inconsistent_correctness_warns():
+    with pytest.warns(UserWarning, match="both correct and incorrect"):
+        best_of_n_curve(np.array([[1, 1]]), np.array([[True, False]]), None, "majority", n_bootstrap=5)
+
+
+CURVE_ERRORS = {
+    "n-larger-than-m": (dict(ns=[128]), "n=128 is larger than the 64 candidates per problem"),
+    "unknown-method": (dict(method="median"), "method='median'"),
+    "missing-scores": (dict(scores=None), "scores is None"),
+    "zero-n": (dict(ns=[0]), "must be an int >= 1"),
+    "zero-bootstrap": (dict(n_bootstrap=0), "n_bootstrap=0"),
+    "float-answers": (dict(answers=np.zeros((2, 64))), "pass \\(P, M\\) integers"),
+    "int-correctness": (dict(is_correct=np.ones((2, 64), dtype=int)), "must be bool"),
+    "empty": (dict(answers=np.zeros((0, 64), dtype=int)), "answers is empty"),
+}
+
+
+@pytest.mark.parametrize("overrides,match", CURVE_ERRORS.values(), ids=CURVE_ERRORS.keys())
+def test_best_of_n_curve_bad_input_raises_value_error(overrides, match):
+    answers, is_correct, scores = _random_candidates(2, 64)
+    kwargs = dict(answers=answers, is_correct=is_correct, scores=scores, method="weighted") | overrides
+    with pytest.raises(ValueError, match=match):
+        best_of_n_curve(**kwargs)
