@@ -34,6 +34,7 @@ class EncodedSample:
     labels: list[float | None] | None  # one per kept step, or None for an unlabelled sample
     n_dropped_steps: int = 0  # trailing steps removed to fit max_length (truncation="drop_steps")
     n_dropped_problem_tokens: int = 0  # leading problem tokens removed (truncation="left_problem")
+    steps_start: int = 0  # index into input_ids of the first step's first token (where the problem ends)
 
     @property
     def n_steps(self) -> int:
@@ -131,8 +132,7 @@ class StepEncoder:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def encode(self, sample: StepSample) -> EncodedSample:
-        """Encode one sample; raises rather than guess when steps and tags could disagree."""
+    def _check_text(self, sample: StepSample) -> None:
         if not isinstance(sample, StepSample):
             raise TypeError(f"sample has type {type(sample).__name__}; pass a prm_core.StepSample.")
         if self.step_tag in sample.problem:
@@ -146,18 +146,34 @@ class StepEncoder:
                     f"steps[{i}] contains the step tag {self.step_tag!r}, which would fake a step end; "
                     "remove it from the text or choose another step_tag."
                 )
+
+    def encode(self, sample: StepSample) -> EncodedSample:
+        """Encode one sample; raises rather than guess when steps and tags could disagree."""
+        return self.encode_many([sample])[0]
+
+    def encode_many(self, samples: Sequence[StepSample]) -> list[EncodedSample]:
+        """Encode many samples with one batched tokenizer call (the same ids as ``encode`` one by one)."""
+        for sample in samples:
+            self._check_text(sample)
+        texts = [s.problem + self.problem_separator for s in samples]
+        texts += [step for s in samples for step in s.steps]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        problem_ids, step_ids = ids[: len(samples)], iter(ids[len(samples) :])
+        return [self._assemble(s, list(p), [list(next(step_ids)) for _ in s.steps])
+                for s, p in zip(samples, problem_ids, strict=True)]
+
+    def _assemble(self, sample: StepSample, problem_ids: list[int], step_ids: list[list[int]]) -> EncodedSample:
         bos = self.tokenizer.bos_token_id
         prefix = [bos] if self.add_bos and bos is not None else []
-        problem_ids = self._ids(sample.problem + self.problem_separator)
-        chunks = []
-        for i, step in enumerate(sample.steps):
-            ids = self._ids(step)
+        for i, ids in enumerate(step_ids):
             if not ids:
-                raise ValueError(f"steps[{i}]={step!r} encodes to no tokens with this tokenizer; drop or rewrite it.")
-            chunks.append([*ids, self.step_tag_id])
-
+                raise ValueError(
+                    f"steps[{i}]={sample.steps[i]!r} encodes to no tokens with this tokenizer; drop or rewrite it."
+                )
+        chunks = [[*ids, self.step_tag_id] for ids in step_ids]
         n_keep, n_drop_problem = self._fit(len(prefix), len(problem_ids), [len(c) for c in chunks])
         input_ids = prefix + problem_ids[n_drop_problem:]
+        steps_start = len(input_ids)
         positions = []
         for chunk in chunks[:n_keep]:
             input_ids.extend(chunk)
@@ -174,7 +190,7 @@ class StepEncoder:
         n_dropped = sample.n_steps - n_keep
         if n_dropped or n_drop_problem:
             logger.info("truncated a sample: %d steps and %d problem tokens dropped", n_dropped, n_drop_problem)
-        return EncodedSample(input_ids, positions, labels, n_dropped, n_drop_problem)
+        return EncodedSample(input_ids, positions, labels, n_dropped, n_drop_problem, steps_start)
 
     def _fit(self, n_prefix: int, n_problem: int, step_lengths: list[int]) -> tuple[int, int]:
         """How many steps to keep and how many problem tokens to drop so the sample fits."""
@@ -213,7 +229,7 @@ class StepEncoder:
         Returns ``input_ids`` and ``attention_mask`` (B, T); ``step_positions`` (B, S), -1 where a
         sample has fewer steps; ``step_mask`` (B, S) true at real steps; ``labels`` (B, S) float
         (soft labels kept), 0 where unlabelled; ``label_mask`` (B, S) true at labelled steps;
-        ``n_dropped_steps`` (B,).
+        ``steps_start`` (B,) index of each sample's first step token; ``n_dropped_steps`` (B,).
         """
         if not encoded:
             raise ValueError("encoded is empty; pass at least one EncodedSample to collate.")
@@ -240,6 +256,7 @@ class StepEncoder:
             "step_mask": step_positions >= 0,
             "labels": labels,
             "label_mask": label_mask,
+            "steps_start": torch.tensor([e.steps_start + (length - len(e.input_ids) if is_left else 0) for e in encoded]),
             "n_dropped_steps": torch.tensor([e.n_dropped_steps for e in encoded]),
         }
 
@@ -247,7 +264,7 @@ class StepEncoder:
         """Encode and collate a list of samples in one call."""
         if not samples:
             raise ValueError("samples is empty; pass at least one StepSample.")
-        return self.collate([self.encode(s) for s in samples])
+        return self.collate(self.encode_many(samples))
 
 
 def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str = "\n") -> list[int]:
@@ -266,3 +283,32 @@ def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str =
     text = sample.problem + separator + separator.join(sample.steps) + separator
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [i for i, t in enumerate(ids) if t == newline_id]
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int | None = None,
+                   pool_batches: int = 50) -> list[list[int]]:
+    """Group sample indices into batches of similar length, so padding wastes little compute.
+
+    With ``seed`` None (scoring) the indices are sorted by length and cut into batches. With a seed
+    (training) they are shuffled, then sorted by length only within pools of ``pool_batches``
+    batches, and the batch order is shuffled: batches stay random but each is tightly padded.
+
+    Examples
+    --------
+    >>> bucket_batches([5, 1, 4, 2], batch_size=2)
+    [[1, 3], [2, 0]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    order = list(range(len(lengths)))
+    if seed is None:
+        order.sort(key=lambda i: lengths[i])
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * pool_batches
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]

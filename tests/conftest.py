@@ -86,3 +86,71 @@ def tokenizer_factory(request, _cl100k_json, _unigram_json):
         return lambda: make_tokenizer(family, course=course)
     json_str = {"cl100k": _cl100k_json, "unigram": _unigram_json}[family]
     return lambda: make_tokenizer(family, json_str)
+
+
+import contextlib  # noqa: E402
+
+# A course backbone small enough to train for tens of steps in about a second on one CPU core.
+TINY_PROFILE_KWARGS = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                           corpus_problems=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+    """(model, tokenizer, cache_dir) of a 1-layer, 32-wide course backbone, built once per session.
+
+    Tests that change weights or the tokenizer must copy them first (``build_tiny_prm`` does).
+    """
+    from prm_core.backbones import CourseTinyConfig, load_backbone
+
+    cache = tmp_path_factory.mktemp("prm-tiny-cache")
+    model, tokenizer = load_backbone("course-tiny", profile=CourseTinyConfig(**TINY_PROFILE_KWARGS), cache_dir=cache)
+    return model, tokenizer, cache
+
+
+def build_tiny_prm(tiny_backbone, kind: str = "prm", seed: int = 0, head=None, **encoder_kwargs):
+    """A fresh ProcessRewardModel on private copies of the tiny backbone and its tokenizer.
+
+    The head is initialised under ``torch.manual_seed(seed)``, so equal seeds give equal models.
+    """
+    import copy
+
+    import torch
+
+    from prm_core.encoding import StepEncoder
+    from prm_core.model import ProcessRewardModel
+
+    backbone, tokenizer = copy.deepcopy(tiny_backbone[0]), copy.deepcopy(tiny_backbone[1])
+    torch.manual_seed(seed)
+    return ProcessRewardModel(backbone, StepEncoder(tokenizer, model=backbone, **encoder_kwargs), kind=kind,
+                              head=head)
+
+
+@pytest.fixture
+def make_tiny_prm(tiny_backbone):
+    """Factory fixture around ``build_tiny_prm``: ``make_tiny_prm(kind="orm", seed=1)``."""
+    return lambda **kwargs: build_tiny_prm(tiny_backbone, **kwargs)
+
+
+@contextlib.contextmanager
+def single_torch_thread():
+    """Run a block with one intra-op thread, then restore the count.
+
+    A 32-wide model gains nothing from a second thread, and on a shared 2-core runner two spinning
+    OpenMP threads next to another busy process make each training step many times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """``single_torch_thread`` as a fixture: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    with single_torch_thread():
+        yield

@@ -206,3 +206,12 @@ def test_encode_non_sample_raises_type_error(course_backbone):
 def test_call_with_empty_list_raises(course_backbone):
     with pytest.raises(ValueError, match="samples is empty"):
         StepEncoder(course_backbone[1])([])
+
+
+def test_encode_many_equals_encode_one_by_one(tokenizer_factory):
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+    encoder = StepEncoder(tokenizer_factory(), max_length=4096)
+    samples = NoisyPolicy().sample_many(make_problems(10, seed=5), n_samples=2, seed=5)
+    assert encoder.encode_many(samples) == [encoder.encode(s) for s in samples]

@@ -10,6 +10,7 @@ The noisy policy that samples solutions lives in ``prm_core.tasks.arithmetic_pol
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import random
 import re
@@ -238,7 +239,52 @@ def _draw_problem(rng: random.Random, problem_id: int, config: ProblemConfig) ->
     return ArithmeticProblem(problem_id, start, tuple(operations), text, trap_index, trap_strength)
 
 
-def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig()) -> list[ArithmeticProblem]:
+TEST_SHARE_PERCENT = 20  # share of all possible problems that belong to the test side of every split
+SPLITS = ("train", "test")
+
+
+def split_of(problem: ArithmeticProblem) -> str:
+    """Which side of the benchmark a problem belongs to, from a stable hash of its ``key``.
+
+    Every draw, whatever its seed, puts a given problem on the same side, so a backbone pretrained
+    on train-side problems never saw a test problem.
+
+    Examples
+    --------
+    >>> {split_of(p) for p in make_problems(50, seed=0)} == {"train", "test"}
+    True
+    """
+    digest = hashlib.sha256(repr(problem.key).encode()).digest()
+    return "test" if int.from_bytes(digest[:4], "big") % 100 < TEST_SHARE_PERCENT else "train"
+
+
+def _draw(counts: dict[str | None, int], seed: int, config: ProblemConfig) -> dict[str | None, list[ArithmeticProblem]]:
+    """Distinct problems from one seeded stream, ``counts[side]`` for each side (None: either side)."""
+    rng = random.Random(seed)
+    out: dict[str | None, list[ArithmeticProblem]] = {side: [] for side in counts}
+    seen: set[tuple] = set()
+    n, attempts, next_id = sum(counts.values()), 0, 0
+    # one side alone (a fifth of problems are test-side) needs more draws than both together
+    budget = 50 * n * (5 if None not in counts and len(counts) == 1 else 1) + 1000
+    while any(len(out[side]) < counts[side] for side in counts):
+        attempts += 1
+        if attempts > budget:
+            found = sum(len(v) for v in out.values())
+            raise ValueError(f"{n} problems requested but only {found} distinct ones were found; "
+                             "ask for fewer or widen the ranges in ProblemConfig.")
+        problem = _draw_problem(rng, next_id, config)
+        if problem is None or problem.key in seen:
+            continue
+        side = None if None in counts else split_of(problem)
+        if side in counts and len(out[side]) < counts[side]:
+            seen.add(problem.key)
+            out[side].append(problem)
+            next_id += 1
+    return out
+
+
+def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig(),
+                  split: str | None = None) -> list[ArithmeticProblem]:
     """Draw ``n`` distinct problems (no two share a ``key``), deterministically from ``seed``.
 
     Parameters
@@ -249,6 +295,8 @@ def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig()) ->
         Seed of the ``random.Random`` that draws everything, wording included.
     config : ProblemConfig, default ProblemConfig()
         Ranges of start values and operands.
+    split : {"train", "test"}, optional
+        Keep only problems of that side (``split_of``); None keeps both.
 
     Returns
     -------
@@ -263,38 +311,27 @@ def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig()) ->
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} must be an int >= 1; pass n=1 for a single problem.")
-    rng = random.Random(seed)
-    problems: list[ArithmeticProblem] = []
-    seen: set[tuple] = set()
-    attempts = 0
-    while len(problems) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise ValueError(f"n={n} problems requested but only {len(problems)} distinct ones were found; "
-                             "lower n or widen the ranges in ProblemConfig.")
-        problem = _draw_problem(rng, len(problems), config)
-        if problem is not None and problem.key not in seen:
-            seen.add(problem.key)
-            problems.append(problem)
-    return problems
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split={split!r} must be one of {SPLITS} or None.")
+    return _draw({split: n}, seed, config)[split]
 
 
 def make_splits(n_train: int, n_test: int, seed: int,
                 config: ProblemConfig = ProblemConfig()) -> tuple[list[ArithmeticProblem], list[ArithmeticProblem]]:
-    """Train and test problems that never share a ``key`` (ids are unique across both).
+    """Train and test problems, each on its side of ``split_of``: no test problem ever trains.
 
     Parameters
     ----------
     n_train, n_test : int
         Split sizes; each >= 1.
     seed : int
-        Seed of the one draw both splits are cut from.
+        Seed of the one draw both splits come from.
     config : ProblemConfig, default ProblemConfig()
 
     Returns
     -------
     (list of ArithmeticProblem, list of ArithmeticProblem)
-        ``(train, test)``; ids 0 .. n_train-1, then n_train .. n_train+n_test-1.
+        ``(train, test)``; ids are unique across both.
 
     Examples
     --------
@@ -305,9 +342,8 @@ def make_splits(n_train: int, n_test: int, seed: int,
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be an int >= 1.")
-    # One draw of distinct problems, cut in two: disjointness holds by construction.
-    problems = make_problems(n_train + n_test, seed, config)
-    return problems[:n_train], problems[n_train:]
+    drawn = _draw({"train": n_train, "test": n_test}, seed, config)
+    return drawn["train"], drawn["test"]
 
 
 def format_step(a: int, symbol: str, b: int, c: int, lead: str = "", is_recheck: bool = False) -> str:

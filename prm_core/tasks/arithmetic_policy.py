@@ -53,14 +53,15 @@ class PolicyConfig:
     The four plain mistakes are drawn as one categorical per normal step, so their sum must be <= 1.
     The defaults are tuned so that, on 2,000 default problems x 5 samples, about 45% of solutions end on
     the right answer and about 25% have every step right (``benchmark_stats``; measured values are
-    pinned in ``tests/test_arithmetic.py``).
+    pinned in ``tests/test_arithmetic.py``), and traps are strong enough that majority vote over 64
+    samples is wrong on about one problem in five: the case a verifier exists for.
     """
 
-    p_slip: float = 0.08  # per normal step: the result is off
-    p_wrong_operand: float = 0.05  # per normal step: another operand, computed exactly
-    p_wrong_operation: float = 0.04  # per normal step: another symbol, computed exactly
-    p_miscopy: float = 0.04  # per normal step: the carried value is mis-copied, then computed exactly
-    p_trap: float = 0.7  # at the trap operation, times the problem's trap_strength: misread it
+    p_slip: float = 0.06  # per normal step: the result is off
+    p_wrong_operand: float = 0.04  # per normal step: another operand, computed exactly
+    p_wrong_operation: float = 0.03  # per normal step: another symbol, computed exactly
+    p_miscopy: float = 0.03  # per normal step: the carried value is mis-copied, then computed exactly
+    p_trap: float = 0.85  # at the trap operation, times the problem's trap_strength: misread it
     p_compensate: float = 0.1  # per step while holding a wrong value: land on the true value instead
     p_recheck_after_error: float = 0.3  # after a mistake: add a recheck of that operation
     p_recheck_fixes: float = 0.7  # that recheck is computed right (else it repeats or slips again)

@@ -1,0 +1,175 @@
+"""The held-out report of a trained PRM and ORM: step metrics, first-error F1, best-of-N curves.
+
+Everything is computed on test-side problems that no model (nor the backbone's pretraining) saw;
+the first-error threshold is picked on a train-side validation set, never on the test set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from prm_core.aggregation import AGGREGATIONS
+from prm_core.data import StepSample
+from prm_core.encoding import bucket_batches
+from prm_core.metrics import (
+    best_of_n_curve,
+    best_threshold,
+    detection_rate_by_kind,
+    expected_calibration_error,
+    first_error_f1,
+    first_error_index,
+    step_accuracy,
+    step_auroc,
+)
+from prm_core.model import ProcessRewardModel
+from prm_core.verification import StepScores, Verifier
+
+if TYPE_CHECKING:
+    from prm_core.experiments import Datasets
+
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+WEIGHTED_RULES = ("min", "prod", "mean", "last", "geomean")  # sum_logit is negative: no vote weight
+NO_ANSWER = -(10**9)  # stands for a missing answer in integer answer arrays; never correct
+
+
+def padded_labels(samples: Sequence[StepSample], n_steps: int) -> np.ndarray:
+    """(N, S) labels with NaN at padded or unlabelled steps."""
+    out = np.full((len(samples), n_steps), np.nan)
+    for i, s in enumerate(samples):
+        out[i, : s.n_steps] = [np.nan if x is None else x for x in (s.labels or [None] * s.n_steps)]
+    return out
+
+
+def step_report(scores: StepScores, samples: Sequence[StepSample]) -> dict[str, float]:
+    """Step AUROC, accuracy at 0.5 and calibration error over every labelled step."""
+    labels = padded_labels(samples, scores.scores.shape[1])
+    probs = scores.scores.numpy()
+    return {"step_auroc": step_auroc(probs, labels), "step_accuracy": step_accuracy(probs, labels),
+            "ece": expected_calibration_error(probs, labels)}
+
+
+def first_errors(samples: Sequence[StepSample]) -> tuple[list[int], list[str | None]]:
+    """True first-error index (-1: none) of each sample and the policy's kind of that step."""
+    index = [s.first_error_index() for s in samples]
+    kinds = [s.meta["step_kinds"][i] if i >= 0 and "step_kinds" in s.meta else None for s, i in zip(samples, index, strict=True)]
+    return index, kinds
+
+
+def first_error_report(scores: StepScores, samples: Sequence[StepSample], threshold: float) -> dict[str, Any]:
+    """ProcessBench-style first-error F1 at ``threshold`` and detection rate per error kind."""
+    per_sample = scores.per_sample()
+    true, kinds = first_errors(samples)
+    f1 = first_error_f1([first_error_index(s, threshold) for s in per_sample], true)
+    detection = detection_rate_by_kind(per_sample, true, kinds, threshold)
+    return {"threshold": float(threshold), "f1": f1.f1, "error_accuracy": f1.error_accuracy,
+            "correct_accuracy": f1.correct_accuracy,
+            "detection_by_kind": {k: {"rate": r, "count": c} for k, (r, c) in sorted(detection.items())}}
+
+
+def pick_threshold(scores: StepScores, samples: Sequence[StepSample]) -> float:
+    """The first-error threshold with the best F1 on (validation) samples."""
+    true, _ = first_errors(samples)
+    threshold, _ = best_threshold(scores.per_sample(), true, THRESHOLDS)
+    return float(threshold)
+
+
+def answer_arrays(samples: Sequence[StepSample], n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, M) integer answers and correctness for problem-major candidate lists."""
+    answers = np.array([NO_ANSWER if s.answer is None else int(s.answer) for s in samples], dtype=np.int64)
+    correct = np.array([bool(s.meta["is_correct_answer"]) for s in samples])
+    return answers.reshape(-1, n_candidates), correct.reshape(-1, n_candidates)
+
+
+def best_of_n_report(prm_scores: StepScores, orm_scores: StepScores, samples: Sequence[StepSample],
+                     n_candidates: int, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict]]:
+    """Accuracy with 95% CI for every selection method and every N = 1, 2, 4, ..., n_candidates."""
+    answers, correct = answer_arrays(samples, n_candidates)
+    shape = answers.shape
+    methods: dict[str, tuple[str, np.ndarray | None]] = {"majority": ("majority", None), "oracle": ("oracle", None)}
+    for rule in AGGREGATIONS:
+        methods[f"prm_{rule}"] = ("best_of_n", prm_scores.solution_scores(rule).numpy().reshape(shape))
+    for rule in WEIGHTED_RULES:
+        methods[f"prm_weighted_{rule}"] = ("weighted", prm_scores.solution_scores(rule).numpy().reshape(shape))
+    orm = orm_scores.solution_scores("last").numpy().reshape(shape)
+    methods["orm"], methods["orm_weighted"] = ("best_of_n", orm), ("weighted", orm)
+    table: dict[str, dict[str, dict]] = {}
+    for name, (method, scores) in methods.items():
+        for point in best_of_n_curve(answers, correct, scores, method, n_bootstrap=n_bootstrap, seed=seed):
+            table.setdefault(str(point.n), {})[name] = {"accuracy": point.accuracy, "ci_low": point.ci_low,
+                                                        "ci_high": point.ci_high}
+    return table
+
+
+def summarize_best_of_n(table: dict[str, dict[str, dict]]) -> dict[str, Any]:
+    """At the largest N: the best PRM method against majority vote and the ORM."""
+    n = max(table, key=int)
+    at_n = table[n]
+    best = max((m for m in at_n if m.startswith("prm_")), key=lambda m: at_n[m]["accuracy"])
+    best_orm = max(("orm", "orm_weighted"), key=lambda m: at_n[m]["accuracy"])
+    return {"n": int(n), "best_prm_method": best, "best_prm_accuracy": at_n[best]["accuracy"],
+            "majority_accuracy": at_n["majority"]["accuracy"], "best_orm_method": best_orm,
+            "best_orm_accuracy": at_n[best_orm]["accuracy"], "oracle_accuracy": at_n["oracle"]["accuracy"]}
+
+
+@torch.inference_mode()
+def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample], batch_size: int,
+                       repeats: int = 3) -> dict[str, float]:
+    """Solutions per second: the Verifier end to end vs a bare backbone forward on ready tensors."""
+    verifier = Verifier(model, batch_size=batch_size)
+    samples = list(samples)
+    verifier.score_steps(samples[:batch_size])  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        verifier.score_steps(samples)
+    verifier_rate = repeats * len(samples) / (time.perf_counter() - start)
+    device = verifier.device
+    # The same length-sorted batches the Verifier builds, already on the device: the only difference
+    # left is the Verifier's own encoding, collation and bookkeeping.
+    encoded = model.encoder.encode_many(samples)
+    order = bucket_batches([len(e.input_ids) for e in encoded], batch_size)
+    batches = [model.encoder.collate([encoded[i] for i in idx]) for idx in order]
+    batches = [{k: batch[k].to(device) for k in ("input_ids", "attention_mask")} for batch in batches]
+    use_bf16 = device.type == "cuda"
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for batch in batches:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                model.backbone(**batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    bare_rate = repeats * len(samples) / (time.perf_counter() - start)
+    return {"batch_size": batch_size, "verifier_solutions_per_second": verifier_rate,
+            "bare_forward_solutions_per_second": bare_rate, "verifier_share_of_bare": verifier_rate / bare_rate}
+
+
+def evaluate_models(prm: ProcessRewardModel, orm: ProcessRewardModel, data: Datasets,
+                    batch_size: int = 256) -> dict[str, Any]:
+    """The standard report: PRM and ORM step metrics, first-error F1, best-of-N, throughput."""
+    from tqdm.auto import tqdm
+
+    report: dict[str, Any] = {"device": str(next(prm.parameters()).device)}
+    scored = {}
+    for name, model in tqdm((("prm", prm), ("orm", orm)), desc="score", leave=False):
+        verifier = Verifier(model, batch_size=batch_size)
+        scored[name] = {part: verifier.score_steps(getattr(data, part)) for part in ("val", "test", "bon")}
+    for name in ("prm", "orm"):
+        threshold = pick_threshold(scored[name]["val"], data.val)
+        report[name] = {**step_report(scored[name]["test"], data.test),
+                        "first_error": first_error_report(scored[name]["test"], data.test, threshold)}
+    labels = padded_labels(data.test, scored["prm"]["test"].scores.shape[1])
+    positive_share = float(np.nanmean(labels))
+    report["baselines"] = {"majority_label_step_accuracy": max(positive_share, 1 - positive_share),
+                           "orm_as_step_scorer_auroc": report["orm"]["step_auroc"]}
+    n_candidates = len(data.bon) // len({s.meta["problem_id"] for s in data.bon})
+    report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, n_candidates)
+    report["best_of_n_summary"] = summarize_best_of_n(report["best_of_n"])
+    report["step_auroc"] = report["prm"]["step_auroc"]
+    report["first_error_f1"] = report["prm"]["first_error"]["f1"]
+    report["detection_by_kind"] = report["prm"]["first_error"]["detection_by_kind"]
+    report["throughput"] = scoring_throughput(prm, data.test[: 4 * batch_size], batch_size)
+    return report

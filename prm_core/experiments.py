@@ -1,0 +1,250 @@
+"""The standard evaluation every notebook shares: pretrain the backbone, train a PRM and an ORM,
+evaluate both on fixed held-out sets. Each trained model is cached by a hash of its config, so a
+later notebook reuses what an earlier one trained, and any notebook still runs on its own.
+
+CLI: ``python -m prm_core.experiments --profile cpu --out build/metrics/cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prm_core.backbones import cache_root, load_backbone
+from prm_core.data import StepSample
+from prm_core.encoding import StepEncoder
+from prm_core.model import HeadConfig, ProcessRewardModel
+from prm_core.tasks.arithmetic import make_problems, reference_solution
+from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig
+from prm_core.training import TrainConfig, TrainResult, train
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+# A policy that never errs: its solutions are the pretraining text, written in the policy's own style.
+CLEAN_POLICY = PolicyConfig(p_slip=0.0, p_wrong_operand=0.0, p_wrong_operation=0.0, p_miscopy=0.0, p_trap=0.0,
+                            p_compensate=0.0, p_needless_breaks=0.0)
+# Bump when data, training or evaluation code changes what a cached model would be.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One profile of the standard evaluation (``params/<profile>.yaml``, section ``experiment``)."""
+
+    backbone: str = "course-tiny"  # "course-tiny", a hub name or a local folder
+    backbone_profile: str = "cpu"  # size of the course backbone ("cpu" or "gpu")
+    max_length: int = 256  # longest encoded solution in tokens
+    seed: int = 0  # seeds problems, samples and training
+    n_train_problems: int = 3000  # train-side problems whose policy samples train PRM and ORM
+    samples_per_train_problem: int = 8  # policy samples per train problem
+    n_val_problems: int = 200  # train-side problems (disjoint from the above) to pick the first-error threshold
+    n_test_problems: int = 500  # test-side problems for step metrics
+    samples_per_test_problem: int = 4  # 500 x 4 = 2,000 test solutions
+    n_bon_problems: int = 200  # test-side problems for best-of-N
+    n_bon_samples: int = 64  # candidates per best-of-N problem
+    pretrain_problems: int = 20000  # train-side problems whose correct solutions pretrain the backbone LM
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1500))  # 0 steps: skip
+    prm: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=500, lm_loss_weight=0.5))
+    orm: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=500, lm_loss_weight=0.5))
+    use_lm_features: bool = True  # the head also reads the backbone LM's surprise at each step
+    head_mlp_size: int = 0  # 0: linear value head
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith(("n_", "samples_", "pretrain_problems", "max_length")) and value < 1:
+                raise ValueError(f"{f.name}={value} must be >= 1.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown experiment settings {sorted(unknown)}; known ones are {sorted(known)}.")
+        base = cls()
+        train_keys = {"pretrain", "prm", "orm"}
+        overrides = {k: replace(getattr(base, k), **v) if k in train_keys else v for k, v in values.items()}
+        return replace(base, **overrides)
+
+
+def available_profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
+    return sorted(p.stem for p in params_dir.glob("*.yaml"))
+
+
+def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfig:
+    """The ``experiment`` section of ``params/<profile>.yaml`` as a config."""
+    import yaml
+
+    path = Path(params_dir) / f"{profile}.yaml"
+    if not path.exists():
+        raise ValueError(f"profile={profile!r} has no file {path}; use one of {available_profiles(params_dir)}.")
+    return ExperimentConfig.from_dict((yaml.safe_load(path.read_text()) or {}).get("experiment", {}))
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _pretrain_key(config: ExperimentConfig) -> dict[str, Any]:
+    # The policy's defaults shape every sampled set, so a retuned policy must not reuse old models.
+    return {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "backbone": config.backbone, "backbone_profile": config.backbone_profile,
+            "max_length": config.max_length, "seed": config.seed, "pretrain_problems": config.pretrain_problems,
+            "pretrain": asdict(config.pretrain)}
+
+
+def _model_key(config: ExperimentConfig, kind: str) -> dict[str, Any]:
+    return {"pretrained": _pretrain_key(config), "kind": kind, "train": asdict(getattr(config, kind)),
+            "n_train_problems": config.n_train_problems, "samples": config.samples_per_train_problem,
+            "n_val_problems": config.n_val_problems, "lm_features": config.use_lm_features,
+            "mlp": config.head_mlp_size}
+
+
+@dataclass
+class Datasets:
+    """The fixed data of one profile: train, validation, test and best-of-N candidates."""
+
+    train: list[StepSample]
+    val: list[StepSample]
+    test: list[StepSample]
+    bon: list[StepSample]  # n_bon_problems x n_bon_samples, problem-major
+
+
+def make_datasets(config: ExperimentConfig) -> Datasets:
+    """Sample every set from the policy; train/val on train-side problems, test/bon on test-side ones."""
+    policy, s = NoisyPolicy(), config.seed
+    train_side = make_problems(config.n_train_problems + config.n_val_problems, seed=s, split="train")
+    train_problems, val_problems = train_side[: config.n_train_problems], train_side[config.n_train_problems :]
+    test_problems = make_problems(config.n_test_problems, seed=s + 1, split="test")
+    bon_problems = make_problems(config.n_bon_problems, seed=s + 2, split="test")
+    return Datasets(
+        train=policy.sample_many(train_problems, config.samples_per_train_problem, seed=s + 10),
+        val=policy.sample_many(val_problems, 4, seed=s + 11),
+        test=policy.sample_many(test_problems, config.samples_per_test_problem, seed=s + 12),
+        bon=policy.sample_many(bon_problems, config.n_bon_samples, seed=s + 13),
+    )
+
+
+def pretraining_corpus(config: ExperimentConfig) -> list[StepSample]:
+    """Correct solutions of train-side problems: reference ones and the error-free policy's."""
+    problems = make_problems(config.pretrain_problems, seed=config.seed + 100, split="train")
+    clean = NoisyPolicy(CLEAN_POLICY).sample_many(problems, 1, seed=config.seed + 101)
+    refs = [StepSample(p.text, reference_solution(p)) for p in problems]
+    return [x for pair in zip(refs, clean, strict=True) for x in pair]
+
+
+def _experiment_dir(cache_dir: str | os.PathLike | None) -> Path:
+    return cache_root(cache_dir) / "experiments"
+
+
+def _new_model(backbone_path: str, config: ExperimentConfig, kind: str) -> ProcessRewardModel:
+    backbone, tokenizer = load_backbone(backbone_path, profile=config.backbone_profile)
+    encoder = StepEncoder(tokenizer, max_length=config.max_length, model=backbone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # the head's initialisation
+        head = HeadConfig(hidden_size=backbone.config.hidden_size, mlp_size=config.head_mlp_size,
+                          use_lm_features=config.use_lm_features)
+        return ProcessRewardModel(backbone, encoder, kind=kind, head=head)
+
+
+def _save(model: ProcessRewardModel, result: TrainResult, folder: Path) -> None:
+    """Write to a temporary folder, then rename: a reader never sees a half-written model."""
+    import shutil
+
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    (tmp / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process saved the same model first; theirs is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike | None = None) -> tuple[str, dict]:
+    """Path of the backbone after LM pretraining (built and cached on first use) and its train info."""
+    if config.pretrain.max_steps == 0 or config.backbone != "course-tiny":
+        if config.backbone == "course-tiny":
+            from prm_core.backbones import ensure_course_tiny, resolve_profile
+
+            return str(ensure_course_tiny(resolve_profile(config.backbone_profile), cache_dir)), {}
+        return config.backbone, {}
+    folder = _experiment_dir(cache_dir) / f"pretrained-{_hash(_pretrain_key(config))}"
+    if not (folder / "train_result.json").exists():
+        model = _new_model(config.backbone, config, "prm")
+        result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=config.seed), kind="lm")
+        _save(model, result, folder)
+    info = json.loads((folder / "train_result.json").read_text())
+    return str(folder / "backbone"), info
+
+
+def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> tuple[ProcessRewardModel, dict]:
+    """A PRM or ORM trained by the profile (from the cache when it exists) and its train info."""
+    folder = _experiment_dir(cache_dir) / f"{kind}-{_hash(_model_key(config, kind))}"
+    if not (folder / "train_result.json").exists():
+        data = data or make_datasets(config)
+        backbone_path, _ = pretrained_backbone(config, cache_dir)
+        model = _new_model(backbone_path, config, kind)
+        result = train(model, data.train, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
+        _save(model, result, folder)
+    model = ProcessRewardModel.from_pretrained(folder)
+    return model, json.loads((folder / "train_result.json").read_text())
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_standard(config: ExperimentConfig, profile: str = "custom",
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train (or load) the profile's PRM and ORM and evaluate both; returns the metrics dict."""
+    from prm_core.evaluation import evaluate_models
+
+    data = make_datasets(config)
+    _, pretrain_info = pretrained_backbone(config, cache_dir)
+    prm, prm_info = trained_model(config, "prm", data, cache_dir)
+    orm, orm_info = trained_model(config, "orm", data, cache_dir)
+    metrics = evaluate_models(prm, orm, data)
+    metrics["profile"] = profile
+    metrics["git_commit"] = git_commit()
+    metrics["config"] = asdict(config)
+    metrics["training"] = {
+        name: {"train_seconds": info.get("train_seconds"), "tokens_per_second": info.get("tokens_per_second"),
+               "device": info.get("device"), "max_steps": info.get("config", {}).get("max_steps")}
+        for name, info in (("backbone_pretraining", pretrain_info), ("prm", prm_info), ("orm", orm_info)) if info
+    }
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train and evaluate the standard PRM and ORM of a profile.")
+    parser.add_argument("--profile", default="cpu", help=f"one of {available_profiles()}")
+    parser.add_argument("--out", type=Path, help="write the metrics JSON here (e.g. build/metrics/cpu.json)")
+    parser.add_argument("--cache-dir", help="where trained models are cached (default: $PRM_COURSE_CACHE)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir)
+    metrics["wall_seconds"] = time.perf_counter() - start
+    text = json.dumps(metrics, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""ProcessRewardModel: a backbone plus a value head that reads one logit at every step tag.
+
+An ORM is the same class trained with one label, at the last step's tag (``kind="orm"``): the
+architecture is identical, only the supervision differs, which is what makes the comparison fair.
+Checkpoints are safetensors plus JSON (never pickle), and carry the tokenizer and encoder settings,
+so scoring encodes exactly as training did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prm_core.encoding import StepEncoder
+
+CONFIG_FILE = "prm_config.json"
+HEAD_FILE = "head.safetensors"
+BACKBONE_DIR = "backbone"
+KINDS = ("prm", "orm")
+N_LM_FEATURES = 2  # per step: the lowest and the mean log-probability of its tokens
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The value head on top of the backbone's hidden state at each step tag."""
+
+    hidden_size: int  # backbone width, the head's input size
+    mlp_size: int = 0  # 0: one linear layer; > 0: Linear -> GELU -> Linear with this many units
+    dropout: float = 0.0  # on the head's input, during training only
+    use_lm_features: bool = False  # also feed the head how surprised the backbone's LM is by each step
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1 or self.mlp_size < 0:
+            raise ValueError(f"hidden_size={self.hidden_size} must be >= 1 and mlp_size={self.mlp_size} >= 0.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1).")
+
+
+@dataclass
+class StepLogits:
+    """What ``ProcessRewardModel.forward`` returns."""
+
+    logits: torch.Tensor  # (B, S) one logit per step; 0 at padded steps
+    mask: torch.Tensor  # (B, S) True at real steps
+    lm_logits: torch.Tensor | None = None  # (B, T, V) next-token logits, when asked for (auxiliary LM loss)
+
+
+def _backbone_fingerprint(backbone: Any) -> dict[str, Any]:
+    cfg = backbone.config
+    return {key: getattr(cfg, key, None) for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+
+
+def step_surprise(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_positions: torch.Tensor,
+                  steps_start: torch.Tensor) -> torch.Tensor:
+    """Lowest and mean log-probability the backbone's LM gives the tokens of each step.
+
+    A wrong step is usually one the LM did not expect (a result it would not have written, an
+    operand copied wrongly), so its lowest token log-probability is low. Returns (B, S, 2), zeros
+    at padded steps.
+    """
+    log_probs = torch.log_softmax(lm_logits[:, :-1].float(), dim=-1)  # (B, T-1, V): predicts token t+1
+    token_lp = log_probs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    token_lp = torch.cat([token_lp.new_zeros(token_lp.shape[0], 1), token_lp], dim=1)  # (B, T): lp of token t
+    starts = torch.cat([steps_start.unsqueeze(1), step_positions[:, :-1] + 1], dim=1)  # (B, S) first token
+    t = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
+    in_step = (t >= starts.unsqueeze(-1)) & (t < step_positions.unsqueeze(-1))  # (B, S, T), tag excluded
+    in_step &= (step_positions >= 0).unsqueeze(-1)
+    lp = token_lp.unsqueeze(1)  # (B, 1, T)
+    count = in_step.sum(-1).clamp(min=1)
+    lowest = torch.where(in_step, lp, torch.zeros_like(lp)).amin(-1)  # zeros outside keep max at <= 0
+    mean = torch.where(in_step, lp, torch.zeros_like(lp)).sum(-1) / count
+    return torch.stack([lowest, mean], dim=-1)  # (B, S, 2)
+
+
+class ProcessRewardModel(nn.Module):
+    """Backbone + value head; ``forward`` returns one logit per step tag.
+
+    Parameters
+    ----------
+    backbone : transformers base model
+        Anything ``AutoModel`` returns: it maps ``input_ids`` to ``last_hidden_state``.
+    encoder : StepEncoder
+        The encoder whose step tags the model reads; kept on the model so training and scoring share it.
+    kind : {"prm", "orm"}, default "prm"
+        What the model was (or will be) trained as. Only the labels differ.
+    head : HeadConfig, optional
+        Defaults to one linear layer on the backbone's hidden size.
+
+    Examples
+    --------
+    >>> backbone, tokenizer = load_backbone("course-tiny")  # doctest: +SKIP
+    >>> prm = ProcessRewardModel(backbone, StepEncoder(tokenizer, model=backbone))  # doctest: +SKIP
+    >>> out = prm(**prm.encoder([sample]))  # doctest: +SKIP
+    >>> out.logits.shape == (1, sample.n_steps)  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, backbone: nn.Module, encoder: StepEncoder, *, kind: str = "prm",
+                 head: HeadConfig | None = None) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r} must be one of {KINDS}.")
+        if not isinstance(encoder, StepEncoder):
+            raise TypeError(f"encoder has type {type(encoder).__name__}; pass the StepEncoder built for this backbone.")
+        hidden_size = backbone.config.hidden_size
+        self.head_config = head or HeadConfig(hidden_size=hidden_size)
+        if self.head_config.hidden_size != hidden_size:
+            raise ValueError(
+                f"head.hidden_size={self.head_config.hidden_size} does not match the backbone's "
+                f"hidden_size={hidden_size}; build the head for this backbone."
+            )
+        if backbone.get_input_embeddings().num_embeddings < len(encoder.tokenizer):
+            backbone.resize_token_embeddings(len(encoder.tokenizer))
+        self.backbone = backbone
+        self.encoder = encoder
+        self.kind = kind
+        h, m = self.head_config.hidden_size + N_LM_FEATURES * self.head_config.use_lm_features, self.head_config.mlp_size
+        layers: list[nn.Module] = [nn.Dropout(self.head_config.dropout)]
+        layers += [nn.Linear(h, m), nn.GELU(), nn.Linear(m, 1)] if m else [nn.Linear(h, 1)]
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_positions: torch.Tensor,
+                steps_start: torch.Tensor | None = None, return_lm_logits: bool = False, **_: Any) -> StepLogits:
+        """Step logits for a batch from ``StepEncoder.collate`` (extra batch keys are ignored).
+
+        ``return_lm_logits`` also returns next-token logits through the tied input embeddings, for
+        the auxiliary language-model loss.
+        """
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        mask = step_positions >= 0  # (B, S)
+        index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, S, H)
+        features = hidden.gather(1, index)  # (B, S, H)
+        use_lm = return_lm_logits or self.head_config.use_lm_features
+        lm_logits = hidden @ self.backbone.get_input_embeddings().weight.T if use_lm else None  # (B, T, V)
+        if self.head_config.use_lm_features:
+            if steps_start is None:
+                raise ValueError("steps_start is None but the head uses LM features; pass the batch from "
+                                 "StepEncoder.collate, which includes it.")
+            surprise = step_surprise(lm_logits, input_ids, step_positions, steps_start)  # (B, S, 2)
+            features = torch.cat([features, surprise.to(features.dtype)], dim=-1)
+        logits = self.head(features).squeeze(-1).float().masked_fill(~mask, 0.0)  # (B, S)
+        return StepLogits(logits=logits, mask=mask, lm_logits=lm_logits if return_lm_logits else None)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write backbone + tokenizer (``save_pretrained``), head (safetensors) and a JSON config."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(out / BACKBONE_DIR)
+        self.encoder.tokenizer.save_pretrained(out / BACKBONE_DIR)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(out / HEAD_FILE))
+        config = {"kind": self.kind, "head": asdict(self.head_config), "encoder": self.encoder.config(),
+                  "backbone": _backbone_fingerprint(self.backbone)}
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **from_pretrained_kwargs: Any) -> ProcessRewardModel:
+        """Load a checkpoint written by ``save_pretrained``; refuses mismatched parts instead of guessing."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        src = Path(directory)
+        if not (src / CONFIG_FILE).exists():
+            raise ValueError(f"directory={str(src)!r} has no {CONFIG_FILE}; pass a folder written by "
+                             "ProcessRewardModel.save_pretrained.")
+        config = json.loads((src / CONFIG_FILE).read_text())
+        tokenizer = AutoTokenizer.from_pretrained(src / BACKBONE_DIR)
+        tag = config["encoder"]["step_tag"]
+        if tag not in tokenizer.get_vocab():
+            raise ValueError(f"the checkpoint's tokenizer lacks its step tag {tag!r}: it was saved without the "
+                             "tag or replaced; save the tokenizer the model was trained with.")
+        backbone = AutoModel.from_pretrained(src / BACKBONE_DIR, **from_pretrained_kwargs)
+        found = _backbone_fingerprint(backbone)
+        if found != config["backbone"]:
+            raise ValueError(f"the backbone in {src / BACKBONE_DIR} ({found}) is not the one this head was trained "
+                             f"on ({config['backbone']}); load the matching backbone folder.")
+        encoder = StepEncoder(tokenizer, **config["encoder"])
+        model = cls(backbone, encoder, kind=config["kind"], head=HeadConfig(**config["head"]))
+        model.head.load_state_dict(load_file(str(src / HEAD_FILE)))
+        return model

@@ -1,0 +1,272 @@
+"""One training loop for PRMs and ORMs, on Hugging Face Accelerate (CPU, one GPU, or several).
+
+The loop runs a fixed number of optimizer steps (never a wall-clock budget), seeded, so two CPU runs
+with one config give identical models. Samples are encoded once and batched by length; the host
+only syncs with the device at logging and evaluation steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prm_core.data import StepSample
+from prm_core.encoding import EncodedSample, bucket_batches
+from prm_core.losses import next_token_loss, outcome_sample, step_bce_loss
+from prm_core.model import ProcessRewardModel
+
+MIXED_PRECISION = ("auto", "no", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; the model and the data are passed to ``train`` (they have no defaults)."""
+
+    max_steps: int = 600  # optimizer steps in all; the run's length, not a time budget
+    batch_size: int = 64  # solutions per step (per process under `accelerate launch`)
+    learning_rate: float = 3e-3  # peak AdamW learning rate, reached after warmup
+    warmup_steps: int = 30  # linear warmup, then cosine decay to min_lr_ratio * learning_rate
+    min_lr_ratio: float = 0.1  # final learning rate as a share of the peak
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    lm_loss_weight: float = 0.0  # weight of the auxiliary next-token loss; 0 turns it off
+    pos_weight: float = 1.0  # weight of the "correct" class in the step BCE; < 1 stresses errors
+    use_mask_after_first_error: bool = False  # drop labels after a sample's first error from the loss
+    eval_every: int = 0  # evaluate the held-out set every this many steps; 0: only at the end
+    eval_batch_size: int = 256  # solutions per evaluation batch
+    mixed_precision: str = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU; or "no" / "bf16"
+    seed: int = 0  # seeds initialisation of the head, batching and dropout
+    checkpoint_dir: str | None = None  # save_pretrained into <dir>/step-<n> here; None: no checkpoints
+    checkpoint_every: int = 0  # also checkpoint every this many steps; 0: only at the end
+    show_progress: bool = True  # tqdm progress bar
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+        for name in ("warmup_steps", "eval_every", "lm_loss_weight", "weight_decay", "grad_clip", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
+        if not self.pos_weight > 0:
+            raise ValueError(f"pos_weight={self.pos_weight} must be > 0; 1.0 weighs both classes equally.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be > 0, e.g. 3e-3.")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision={self.mixed_precision!r} must be one of {MIXED_PRECISION}.")
+
+
+@dataclass
+class TrainResult:
+    """What a run did: per-log-step history, final held-out metrics, and throughput."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0  # optimizer steps and batching, without evaluation and checkpoints
+    eval_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    n_train_tokens: int = 0
+    n_batches_without_labels: int = 0
+    n_dropped_steps: int = 0
+    device: str = "cpu"
+    checkpoints: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+TRAIN_KINDS = ("prm", "orm", "lm")
+
+
+def training_view(samples: Sequence[StepSample], kind: str) -> list[StepSample]:
+    """The samples as the model of ``kind`` sees them: step labels (PRM), one outcome label (ORM),
+    or plain text (LM pretraining of the backbone)."""
+    if kind not in TRAIN_KINDS:
+        raise ValueError(f"kind={kind!r} must be one of {TRAIN_KINDS}.")
+    if kind in ("prm", "lm"):
+        return list(samples)
+    views = []
+    for i, sample in enumerate(samples):
+        if "is_correct_answer" not in sample.meta:
+            raise ValueError(f"samples[{i}].meta lacks 'is_correct_answer', which an ORM trains on; "
+                             "grade the answer first (see prm_core.tasks.arithmetic.grade_answer).")
+        views.append(outcome_sample(sample, bool(sample.meta["is_correct_answer"])))
+    return views
+
+
+def _lr_lambda(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
+
+    return factor
+
+
+def _batches(model: ProcessRewardModel, encoded: Sequence[EncodedSample], batch_size: int,
+             seed: int | None, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    order = bucket_batches([len(e.input_ids) for e in encoded], batch_size, seed=seed)
+    return [{k: v.to(device) for k, v in model.encoder.collate([encoded[i] for i in idx]).items()} for idx in order]
+
+
+def _loss(model: Any, batch: dict[str, torch.Tensor], config: TrainConfig, kind: str,
+          ignore_ids: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of one batch and how many labelled steps it had."""
+    use_lm = kind == "lm" or config.lm_loss_weight > 0
+    out = model(**batch, return_lm_logits=use_lm)
+    lm_loss = next_token_loss(out.lm_logits, batch["input_ids"], batch["attention_mask"], ignore_ids) if use_lm else 0
+    if kind == "lm":
+        return lm_loss, batch["attention_mask"].sum()
+    step_loss = step_bce_loss(out.logits, batch["labels"], batch["label_mask"], pos_weight=config.pos_weight,
+                              use_mask_after_first_error=config.use_mask_after_first_error)
+    return step_loss.loss + config.lm_loss_weight * lm_loss, step_loss.n_labelled
+
+
+@torch.inference_mode()
+def evaluate_loss(model: ProcessRewardModel, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Held-out step BCE (over labelled steps) and step AUROC of the model's step scores."""
+    from prm_core.metrics import step_auroc
+
+    was_training = model.training
+    model.eval()
+    total, count, scores, labels = 0.0, 0, [], []
+    for batch in batches:
+        out = model(**batch)
+        loss = step_bce_loss(out.logits, batch["labels"], batch["label_mask"])
+        n = int(loss.n_labelled)
+        total, count = total + float(loss.loss) * n, count + n
+        mask = batch["label_mask"]
+        scores.append(torch.sigmoid(out.logits[mask]).float().cpu())
+        labels.append(batch["labels"][mask].float().cpu())
+    model.train(was_training)
+    if count == 0:
+        warnings.warn("the evaluation set has no labelled step; eval_loss and eval_auroc are nan.", stacklevel=2)
+        return {"eval_loss": float("nan"), "eval_auroc": float("nan"), "eval_n_labelled": 0.0}
+    auroc = step_auroc(torch.cat(scores).numpy(), torch.cat(labels).numpy())
+    return {"eval_loss": total / count, "eval_auroc": auroc, "eval_n_labelled": float(count)}
+
+
+def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
+          eval_samples: Sequence[StepSample] | None = None, config: TrainConfig = TrainConfig(),
+          kind: str | None = None) -> TrainResult:
+    """Train ``model`` as a PRM (step labels), an ORM (outcome label at the last step), or its
+    backbone as a language model (``kind="lm"``: next-token loss only, e.g. on correct solutions).
+
+    Parameters
+    ----------
+    model : ProcessRewardModel
+        Trained in place; ``model.kind`` picks the supervision unless ``kind`` is given.
+    train_samples, eval_samples : sequence of StepSample
+        Labelled samples; an ORM needs ``meta["is_correct_answer"]``. ``eval_samples`` are
+        evaluated with their step labels whatever the kind, so PRM and ORM compare on one scale.
+    config : TrainConfig
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss turns NaN or infinite, naming the first bad step.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    kind = kind or model.kind
+    if kind not in TRAIN_KINDS:
+        raise ValueError(f"kind={kind!r} must be one of {TRAIN_KINDS}.")
+    if not train_samples:
+        raise ValueError("train_samples is empty; pass labelled StepSamples to train on.")
+    use_bf16 = config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    set_seed(config.seed)
+    encoded = model.encoder.encode_many(training_view(train_samples, kind))
+    n_dropped = sum(e.n_dropped_steps for e in encoded)
+    eval_batches = None
+    if eval_samples and kind != "lm":
+        eval_batches = _batches(model, model.encoder.encode_many(list(eval_samples)), config.eval_batch_size,
+                                None, accelerator.device)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    prepared.train()
+    ignore_ids = (model.encoder.step_tag_id, model.encoder.tokenizer.pad_token_id)
+
+    result = TrainResult(config=asdict(config) | {"kind": kind}, device=str(accelerator.device), n_dropped_steps=n_dropped)
+    # Running sums stay on the device; reading them is the only host sync, once per log interval.
+    loss_sum = torch.zeros((), device=accelerator.device)
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    unlabelled = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    first_bad_step = torch.full((), -1, dtype=torch.long, device=accelerator.device)  # 1-based, like history
+    log_every = max(1, min(50, config.max_steps // 20))
+    batches: list[dict[str, torch.Tensor]] = []
+    epoch, window_start = 0, 0
+    start = time.perf_counter()
+    bar = tqdm(range(config.max_steps), desc=f"train {kind}", disable=not config.show_progress, leave=False)
+    for step in bar:
+        if not batches:
+            all_batches = _batches(model, encoded, config.batch_size, config.seed + epoch, accelerator.device)
+            batches = all_batches[accelerator.process_index :: accelerator.num_processes][::-1]
+            epoch += 1
+        batch = batches.pop()
+        with accelerator.autocast():
+            loss, n_labelled = _loss(prepared, batch, config, kind, ignore_ids)
+        accelerator.backward(loss)
+        if config.grad_clip > 0:
+            accelerator.clip_grad_norm_(prepared.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        detached = loss.detach().float()
+        is_bad = ~torch.isfinite(detached)
+        first_bad_step = torch.where(is_bad & (first_bad_step < 0), torch.full_like(first_bad_step, step + 1),
+                                     first_bad_step)
+        loss_sum += torch.nan_to_num(detached)
+        tokens += batch["attention_mask"].sum()
+        unlabelled += (n_labelled == 0).long()
+        is_last = step + 1 == config.max_steps
+        if (step + 1) % log_every == 0 or is_last:
+            if int(first_bad_step) >= 0:
+                raise FloatingPointError(f"the training loss became NaN or infinite at step {int(first_bad_step)}; "
+                                         "lower learning_rate or check the labels and inputs of that batch.")
+            mean_loss = float(loss_sum) / (step + 1 - window_start)
+            result.history.append({"step": step + 1, "train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            loss_sum.zero_()
+            window_start = step + 1
+        if eval_batches and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last):
+            paused = time.perf_counter()
+            result.eval_history.append({"step": step + 1, **evaluate_loss(accelerator.unwrap_model(prepared),
+                                                                          eval_batches)})
+            result.eval_seconds += time.perf_counter() - paused
+        if config.checkpoint_dir and (is_last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
+            paused = time.perf_counter()
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                path = Path(config.checkpoint_dir) / f"step-{step + 1}"
+                accelerator.unwrap_model(prepared).save_pretrained(path)
+                result.checkpoints.append(str(path))
+            result.eval_seconds += time.perf_counter() - paused
+    bar.close()
+    # Training time excludes evaluation and checkpointing, so it can be held to a budget.
+    result.train_seconds = time.perf_counter() - start - result.eval_seconds
+    result.n_train_tokens = int(tokens)
+    result.tokens_per_second = result.n_train_tokens / max(result.train_seconds, 1e-9)
+    result.n_batches_without_labels = int(unlabelled)
+    prepared.eval()
+    return result

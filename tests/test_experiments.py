@@ -1,0 +1,136 @@
+import json
+
+import numpy as np
+import pytest
+
+from prm_core import experiments
+from prm_core.evaluation import answer_arrays, first_errors, padded_labels, summarize_best_of_n
+from prm_core.experiments import (
+    ExperimentConfig,
+    load_profile,
+    make_datasets,
+    pretraining_corpus,
+    run_standard,
+)
+from prm_core.tasks.arithmetic import split_of
+from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+SMOKE = {
+    "n_train_problems": 60, "samples_per_train_problem": 2, "n_val_problems": 12, "n_test_problems": 12,
+    "samples_per_test_problem": 2, "n_bon_problems": 6, "n_bon_samples": 8, "pretrain_problems": 30,
+    "pretrain": {"max_steps": 3, "show_progress": False}, "prm": {"max_steps": 3, "show_progress": False},
+    "orm": {"max_steps": 3, "show_progress": False},
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("experiments")
+    config = ExperimentConfig.from_dict(SMOKE)
+    return config, cache, run_standard(config, "smoke", cache_dir=cache)
+
+
+def test_load_profile_unknown_name_raises_listing_profiles():
+    with pytest.raises(ValueError, match=r"profile='tpu'.*\['cpu', 'gpu'\]"):
+        load_profile("tpu")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_load_profile_reads_the_params_file(profile):
+    config = load_profile(profile)
+    assert config.backbone_profile == profile
+    assert config.prm.max_steps > 0 and config.n_bon_samples == 64
+    assert config.n_test_problems * config.samples_per_test_problem == 2000
+
+
+def test_experiment_config_unknown_setting_raises():
+    with pytest.raises(ValueError, match="unknown experiment settings"):
+        ExperimentConfig.from_dict({"n_train_problem": 3})
+
+
+def test_experiment_config_zero_size_raises_naming_field():
+    with pytest.raises(ValueError, match="n_test_problems=0"):
+        ExperimentConfig(n_test_problems=0)
+
+
+def test_datasets_keep_test_problems_off_every_training_set():
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    train_texts = {s.problem for s in data.train + data.val + pretraining_corpus(config)}
+    assert not train_texts & {s.problem for s in data.test + data.bon}
+    assert len(data.test) == 24 and len(data.bon) == 48
+
+
+def test_pretraining_corpus_is_correct_solutions_of_train_side_problems():
+    from prm_core.tasks.arithmetic import check_steps, make_problems
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    problems = {p.text: p for p in make_problems(config.pretrain_problems, seed=config.seed + 100, split="train")}
+    corpus = pretraining_corpus(config)
+    assert len(corpus) == 2 * config.pretrain_problems
+    for sample in corpus:
+        problem = problems[sample.problem]
+        assert split_of(problem) == "train"
+        assert set(check_steps(problem, sample.steps)) == {1.0}
+
+
+def test_run_standard_report_has_the_required_fields(smoke_run):
+    _, _, metrics = smoke_run
+    json.dumps(metrics)  # the CLI writes it as JSON
+    assert 0.0 <= metrics["step_auroc"] <= 1.0 or np.isnan(metrics["step_auroc"])
+    assert "first_error_f1" in metrics and isinstance(metrics["detection_by_kind"], dict)
+    assert set(metrics["best_of_n"]) == {"1", "2", "4", "8"}
+    point = metrics["best_of_n"]["8"]["prm_min"]
+    assert point["ci_low"] <= point["accuracy"] <= point["ci_high"]
+    assert {"majority", "oracle", "orm", "prm_weighted_min"} <= set(metrics["best_of_n"]["8"])
+    assert metrics["training"]["prm"]["train_seconds"] > 0 and metrics["training"]["prm"]["tokens_per_second"] > 0
+    assert metrics["device"] == "cpu"
+
+
+def test_run_standard_second_call_reuses_cached_models(smoke_run, monkeypatch):
+    config, cache, first = smoke_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached model was retrained")
+
+    monkeypatch.setattr(experiments, "train", fail)
+    again = run_standard(config, "smoke", cache_dir=cache)
+    assert again["step_auroc"] == first["step_auroc"]
+    assert again["best_of_n"] == first["best_of_n"]
+
+
+def test_padded_labels_marks_padding_and_unlabelled_steps_nan():
+    from prm_core.data import StepSample
+
+    labels = padded_labels([StepSample("q", ["a"], labels=[1.0]), StepSample("q", ["a", "b"], labels=[None, 0.0])], 3)
+    assert np.isnan(labels).tolist() == [[False, True, True], [True, False, True]]
+
+
+def test_first_errors_reads_index_and_policy_kind():
+    from prm_core.tasks.arithmetic import make_problems
+
+    samples = NoisyPolicy().sample_many(make_problems(30, seed=4), 4, seed=4)
+    index, kinds = first_errors(samples)
+    for sample, i, kind in zip(samples, index, kinds, strict=True):
+        assert i == sample.first_error_index()
+        assert (kind is None) == (i == -1)
+
+
+def test_answer_arrays_reshape_problem_major():
+    from prm_core.tasks.arithmetic import make_problems
+
+    samples = NoisyPolicy().sample_many(make_problems(3, seed=1), 4, seed=1)
+    answers, correct = answer_arrays(samples, 4)
+    assert answers.shape == correct.shape == (3, 4)
+    assert answers[1, 2] == int(samples[6].answer) and correct[1, 2] == samples[6].meta["is_correct_answer"]
+
+
+def test_summarize_best_of_n_picks_best_prm_method_at_largest_n():
+    point = lambda a: {"accuracy": a, "ci_low": a, "ci_high": a}  # noqa: E731
+    table = {"1": {"prm_min": point(0.5), "prm_last": point(0.5), "majority": point(0.5), "orm": point(0.5),
+                   "orm_weighted": point(0.5), "oracle": point(0.5)},
+             "4": {"prm_min": point(0.9), "prm_last": point(0.7), "majority": point(0.6), "orm": point(0.65),
+                   "orm_weighted": point(0.7), "oracle": point(1.0)}}
+    summary = summarize_best_of_n(table)
+    assert summary["n"] == 4 and summary["best_prm_method"] == "prm_min"
+    assert summary["best_orm_method"] == "orm_weighted" and summary["majority_accuracy"] == 0.6

@@ -1,0 +1,227 @@
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prm_core.data import StepSample
+from prm_core.model import BACKBONE_DIR, CONFIG_FILE, HEAD_FILE, HeadConfig, ProcessRewardModel
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+def _samples():
+    """Three solutions of 1, 2 and 4 steps, so the batch pads steps and tokens."""
+    return [
+        StepSample("Mei has 12 coins. She finds 5 more.", ["12 + 5 = 17."], labels=[1.0]),
+        StepSample("Omar has 9 shells.", ["9 × 2 = 18.", "Then 18 - 3 = 15."], labels=[1.0, 0.0]),
+        StepSample("Yuki has 40 cards.", ["40 ÷ 4 = 10.", "Next, 10 + 7 = 17.", "Now 17 - 2 = 15.",
+                                          "So 15 × 3 = 45."], labels=[1.0, 1.0, 1.0, 1.0]),
+    ]
+
+
+@torch.no_grad()
+def _step_logits(model, samples):
+    model.eval()
+    return model(**model.encoder(samples)).logits
+
+
+# ---------------------------------------------------------------- forward
+
+def test_forward_batch_gives_one_logit_per_step_shape(make_tiny_prm):
+    model = make_tiny_prm()
+    out = model(**model.encoder(_samples()))
+    assert out.logits.shape == (3, 4)  # B = 3 solutions, S = 4 steps in the longest
+    assert out.mask.tolist() == [[True, False, False, False], [True, True, False, False], [True] * 4]
+
+
+def test_forward_padded_steps_have_logit_exactly_zero(make_tiny_prm):
+    model = make_tiny_prm()
+    out = model(**model.encoder(_samples()))
+    assert torch.equal(out.logits[~out.mask], torch.zeros(5))  # 3 + 2 + 0 padded steps
+    assert (out.logits[out.mask] != 0).all()
+
+
+@pytest.mark.parametrize("mlp_size", [0, 8], ids=["linear-head", "mlp-head"])
+def test_forward_logit_at_tag_equals_head_on_backbone_hidden_state(make_tiny_prm, mlp_size):
+    model = make_tiny_prm(head=HeadConfig(hidden_size=32, mlp_size=mlp_size)).eval()
+    batch = model.encoder(_samples())
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hidden = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    layers = [m for m in model.head if isinstance(m, torch.nn.Linear)]
+    for i, row in enumerate(batch["step_positions"].tolist()):
+        for j, position in enumerate(p for p in row if p >= 0):
+            h = hidden[i, position]  # (H,) the backbone's state at this step's tag
+            if mlp_size:  # Linear -> GELU -> Linear, written out
+                h = F.gelu(layers[0].weight @ h + layers[0].bias)
+            expected = layers[-1].weight[0] @ h + layers[-1].bias[0]
+            torch.testing.assert_close(logits[i, j], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_forward_reads_the_step_tag_positions(make_tiny_prm):
+    model = make_tiny_prm()
+    batch = model.encoder(_samples())
+    ids = batch["input_ids"].gather(1, batch["step_positions"].clamp(min=0))
+    assert (ids[batch["step_mask"]] == model.encoder.step_tag_id).all()
+
+
+def test_forward_return_lm_logits_gives_vocab_logits_per_token(make_tiny_prm):
+    model = make_tiny_prm()
+    batch = model.encoder(_samples())
+    out = model(**batch, return_lm_logits=True)
+    assert out.lm_logits.shape == (*batch["input_ids"].shape, len(model.encoder.tokenizer))
+
+
+def test_forward_without_lm_flag_returns_no_lm_logits(make_tiny_prm):
+    model = make_tiny_prm()
+    assert model(**model.encoder(_samples())).lm_logits is None
+
+
+# ---------------------------------------------------------------- construction
+
+@pytest.mark.parametrize("kind", ["prm", "orm"])
+def test_model_kind_is_stored(make_tiny_prm, kind):
+    assert make_tiny_prm(kind=kind).kind == kind
+
+
+def test_model_orm_and_prm_share_architecture_and_same_seed_logits(make_tiny_prm):
+    prm, orm = make_tiny_prm(kind="prm", seed=3), make_tiny_prm(kind="orm", seed=3)
+    shapes = {name: p.shape for name, p in prm.named_parameters()}
+    assert shapes == {name: p.shape for name, p in orm.named_parameters()}
+    torch.testing.assert_close(_step_logits(prm, _samples()), _step_logits(orm, _samples()), rtol=0, atol=0)
+
+
+def test_model_unknown_kind_raises(make_tiny_prm):
+    with pytest.raises(ValueError, match=r"kind='rm' must be one of \('prm', 'orm'\)"):
+        make_tiny_prm(kind="rm")
+
+
+def test_model_head_hidden_size_mismatch_raises(make_tiny_prm):
+    with pytest.raises(ValueError, match=r"head.hidden_size=16 does not match the backbone's hidden_size=32"):
+        make_tiny_prm(head=HeadConfig(hidden_size=16))
+
+
+def test_model_encoder_of_wrong_type_raises(tiny_backbone):
+    with pytest.raises(TypeError, match="encoder has type dict"):
+        ProcessRewardModel(tiny_backbone[0], {"step_tag": "<|step|>"})
+
+
+HEAD_CONFIG_ERRORS = {
+    "zero-hidden": (dict(hidden_size=0), "hidden_size=0 must be >= 1"),
+    "negative-mlp": (dict(hidden_size=8, mlp_size=-1), "mlp_size=-1 >= 0"),
+    "dropout-one": (dict(hidden_size=8, dropout=1.0), r"dropout=1.0 must be in \[0, 1\)"),
+    "dropout-negative": (dict(hidden_size=8, dropout=-0.1), r"dropout=-0.1 must be in \[0, 1\)"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), HEAD_CONFIG_ERRORS.values(), ids=HEAD_CONFIG_ERRORS.keys())
+def test_head_config_bad_values_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HeadConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- save_pretrained / from_pretrained
+
+@pytest.fixture
+def saved(make_tiny_prm, tmp_path):
+    """(model, folder) of an ORM with an MLP head saved with save_pretrained."""
+    model = make_tiny_prm(kind="orm", seed=1, head=HeadConfig(hidden_size=32, mlp_size=8))
+    return model, model.save_pretrained(tmp_path / "ckpt")
+
+
+def test_save_then_load_gives_identical_step_logits(saved):
+    model, folder = saved
+    loaded = ProcessRewardModel.from_pretrained(folder)
+    torch.testing.assert_close(_step_logits(loaded, _samples()), _step_logits(model, _samples()), rtol=0, atol=0)
+
+
+def test_save_then_load_keeps_kind_head_and_encoder_settings(saved):
+    model, folder = saved
+    loaded = ProcessRewardModel.from_pretrained(folder)
+    assert (loaded.kind, loaded.head_config, loaded.encoder.config()) == ("orm", model.head_config,
+                                                                          model.encoder.config())
+
+
+def test_save_pretrained_writes_safetensors_and_json_only(saved):
+    _, folder = saved
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {HEAD_FILE, CONFIG_FILE, f"{BACKBONE_DIR}/model.safetensors", f"{BACKBONE_DIR}/config.json",
+            f"{BACKBONE_DIR}/tokenizer.json"} <= files
+    assert not [f for f in files if any(f.endswith(suffix) for suffix in PICKLE_SUFFIXES)]
+    assert json.loads((folder / CONFIG_FILE).read_text())["kind"] == "orm"
+
+
+def test_from_pretrained_tokenizer_without_step_tag_raises(make_tiny_prm, tiny_backbone, tmp_path):
+    # Train-time encoder uses its own tag, added to the tokenizer; then the saved tokenizer is swapped
+    # for the plain course tokenizer, which has never heard of that tag.
+    model = make_tiny_prm(step_tag="<|verify|>")
+    folder = model.save_pretrained(tmp_path / "ckpt")
+    for path in (folder / BACKBONE_DIR).iterdir():
+        if "token" in path.name:
+            path.unlink()
+    tiny_backbone[1].save_pretrained(folder / BACKBONE_DIR)
+    with pytest.raises(ValueError, match=r"tokenizer lacks its step tag '<\|verify\|>'"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_backbone_of_another_size_raises(saved, tiny_backbone):
+    from transformers import Qwen2Config, Qwen2Model
+
+    _, folder = saved
+    tiny = tiny_backbone[0].config
+    config = Qwen2Config(vocab_size=tiny.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tiny.pad_token_id)
+    shutil.rmtree(folder / BACKBONE_DIR)
+    torch.manual_seed(0)
+    Qwen2Model(config).save_pretrained(folder / BACKBONE_DIR)
+    tiny_backbone[1].save_pretrained(folder / BACKBONE_DIR)
+    with pytest.raises(ValueError, match=r"is not the one this head was trained on.*'hidden_size': 32"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_folder_without_config_raises(saved):
+    _, folder = saved
+    (folder / CONFIG_FILE).unlink()
+    with pytest.raises(ValueError, match=rf"has no {CONFIG_FILE}"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def test_step_surprise_matches_a_per_step_loop():
+    from prm_core.model import step_surprise
+
+    torch.manual_seed(0)
+    lm_logits = torch.randn(2, 9, 7)
+    input_ids = torch.randint(0, 7, (2, 9))
+    step_positions = torch.tensor([[3, 6, 8], [4, 7, -1]])  # tags; row 1 has two steps
+    steps_start = torch.tensor([1, 2])
+    out = step_surprise(lm_logits, input_ids, step_positions, steps_start)
+    log_probs = torch.log_softmax(lm_logits, dim=-1)
+    for b in range(2):
+        start = int(steps_start[b])
+        for s, tag in enumerate(step_positions[b].tolist()):
+            if tag < 0:
+                assert out[b, s].tolist() == [0.0, 0.0]
+                continue
+            # token t is predicted by position t - 1; the step's tokens run from start to tag - 1
+            lps = torch.stack([log_probs[b, t - 1, input_ids[b, t]] for t in range(start, tag)])
+            torch.testing.assert_close(out[b, s], torch.stack([lps.min(), lps.mean()]))
+            start = tag + 1
+
+
+def test_lm_features_head_reads_two_more_inputs_and_needs_steps_start(make_tiny_prm):
+    from prm_core.data import StepSample
+    from prm_core.model import HeadConfig
+
+    plain = make_tiny_prm()
+    hidden = plain.head_config.hidden_size
+    model = make_tiny_prm(head=HeadConfig(hidden_size=hidden, use_lm_features=True))
+    assert model.head[-1].in_features == hidden + 2
+    batch = model.encoder([StepSample("2 + 3?", ["2 + 3 = 5.", "5 × 2 = 10."])])
+    assert model(**batch).logits.shape == (1, 2)
+    batch.pop("steps_start")
+    with pytest.raises(ValueError, match="steps_start"):
+        model(**batch)

@@ -1,0 +1,243 @@
+import math
+
+import pytest
+import torch
+
+import prm_core.training as training
+from prm_core.data import StepSample
+from prm_core.losses import StepLoss, step_bce_loss
+from prm_core.tasks.arithmetic import make_splits
+from prm_core.tasks.arithmetic_policy import NoisyPolicy
+from prm_core.training import TrainConfig, evaluate_loss, train, training_view
+from tests.conftest import build_tiny_prm, single_torch_thread
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# About 1.5 s on one CPU core: 60 steps of 32 solutions on the 1-layer, 32-wide backbone.
+LEARNING_CONFIG = TrainConfig(max_steps=60, batch_size=32, learning_rate=1e-2, warmup_steps=5, show_progress=False)
+
+
+def _quick_config(**overrides):
+    return TrainConfig(**{"max_steps": 4, "batch_size": 8, "warmup_steps": 1, "show_progress": False, **overrides})
+
+
+@pytest.fixture(scope="module")
+def arithmetic_data():
+    """(train, held_out) policy samples: 150 x 4 and 40 x 4 solutions on disjoint problems."""
+    train_problems, test_problems = make_splits(150, 40, seed=0)
+    policy = NoisyPolicy()
+    return policy.sample_many(train_problems, 4, seed=1), policy.sample_many(test_problems, 4, seed=2)
+
+
+@pytest.fixture(scope="module")
+def learning_run(tiny_backbone, arithmetic_data):
+    """One short PRM run: (held-out loss before training, TrainResult, majority-label baseline BCE)."""
+    train_samples, held_out = arithmetic_data
+    with single_torch_thread():
+        model = build_tiny_prm(tiny_backbone, seed=0)
+        loss_before = evaluate_loss(model, [model.encoder(held_out)])["eval_loss"]
+        result = train(model, train_samples, held_out, LEARNING_CONFIG)
+    # Majority-label baseline: predict the training set's positive rate p for every held-out step.
+    train_labels = [y for s in train_samples for y in s.labels]
+    p = sum(train_labels) / len(train_labels)
+    held_out_labels = [y for s in held_out for y in s.labels]
+    baseline = -sum(y * math.log(p) + (1 - y) * math.log(1 - p) for y in held_out_labels) / len(held_out_labels)
+    return loss_before, result, baseline
+
+
+# ---------------------------------------------------------------- learning
+
+def test_train_prm_short_run_lowers_held_out_loss(learning_run):
+    loss_before, result, _ = learning_run
+    assert result.eval_history[-1]["eval_loss"] < loss_before
+
+
+def test_train_prm_short_run_beats_majority_label_baseline(learning_run):
+    _, result, baseline = learning_run
+    # The positive rate is near 0.5, so the baseline is near ln 2 = 0.693; runs reach about 0.65.
+    assert result.eval_history[-1]["eval_loss"] < baseline - 0.01
+
+
+def test_train_result_reports_throughput(learning_run):
+    _, result, _ = learning_run
+    assert result.tokens_per_second > 0
+    assert result.n_train_tokens > 0
+    assert result.train_seconds > 0
+
+
+def test_train_history_logs_every_max_steps_over_20_steps(learning_run):
+    _, result, _ = learning_run
+    # log_every = max(1, min(50, 60 // 20)) = 3, so steps 3, 6, ..., 60: 20 entries
+    assert [entry["step"] for entry in result.history] == list(range(3, 61, 3))
+    assert all(math.isfinite(entry["train_loss"]) and entry["lr"] > 0 for entry in result.history)
+
+
+def test_train_without_eval_every_evaluates_once_at_the_end(learning_run):
+    _, result, _ = learning_run
+    assert [entry["step"] for entry in result.eval_history] == [60]
+    assert result.eval_history[0]["eval_n_labelled"] > 0
+
+
+def test_train_same_seed_twice_gives_identical_history_and_eval(tiny_backbone, arithmetic_data):
+    train_samples, held_out = arithmetic_data
+    config = _quick_config(max_steps=12, learning_rate=1e-2)
+    runs = []
+    for _ in range(2):
+        model = build_tiny_prm(tiny_backbone, seed=5)
+        runs.append(train(model, train_samples[:48], held_out[:16], config))
+    assert runs[0].history == runs[1].history  # exact equality, floats included
+    assert runs[0].eval_history == runs[1].eval_history
+
+
+# ---------------------------------------------------------------- ORM supervision
+
+def test_training_view_orm_keeps_only_an_outcome_label_at_the_last_step():
+    samples = [StepSample("q", ["a", "b", "c"], labels=[1.0, 0.0, 1.0], meta={"is_correct_answer": True}),
+               StepSample("q", ["a", "b"], labels=[1.0, 1.0], meta={"is_correct_answer": False})]
+    assert [s.labels for s in training_view(samples, "orm")] == [(None, None, 1.0), (None, 0.0)]
+
+
+def test_training_view_prm_keeps_step_labels():
+    samples = [StepSample("q", ["a", "b"], labels=[1.0, 0.0])]
+    assert training_view(samples, "prm") == samples
+
+
+def test_training_view_orm_sample_without_is_correct_answer_raises():
+    samples = [StepSample("q", ["a"], labels=[1.0], meta={"is_correct_answer": True}),
+               StepSample("q", ["a"], labels=[1.0])]
+    with pytest.raises(ValueError, match=r"samples\[1\]\.meta lacks 'is_correct_answer'"):
+        training_view(samples, "orm")
+
+
+def test_train_orm_sample_without_is_correct_answer_raises(make_tiny_prm):
+    samples = [StepSample("2 + 3?", ["2 + 3 = 5."], labels=[1.0])]
+    with pytest.raises(ValueError, match=r"samples\[0\]\.meta lacks 'is_correct_answer'"):
+        train(make_tiny_prm(kind="orm"), samples, config=_quick_config())
+
+
+def test_train_orm_batches_label_only_each_solutions_last_step(make_tiny_prm, arithmetic_data, monkeypatch):
+    model = make_tiny_prm(kind="orm")
+    batches = []
+    collate = model.encoder.collate
+
+    def spy(encoded):
+        batches.append(collate(encoded))
+        return batches[-1]
+
+    monkeypatch.setattr(model.encoder, "collate", spy)
+    train(model, arithmetic_data[0][:24], config=_quick_config(max_steps=3))
+    assert sum(len(b["labels"]) for b in batches) == 24  # 3 batches of 8: every sample seen once
+    for batch in batches:
+        last = batch["step_mask"].sum(dim=1) - 1  # index of each solution's last step
+        expected = torch.zeros_like(batch["label_mask"])
+        expected[torch.arange(len(last)), last] = True
+        assert torch.equal(batch["label_mask"], expected)
+
+
+def test_train_kind_argument_overrides_model_kind(make_tiny_prm, monkeypatch):
+    masks = []
+
+    def spy(logits, labels, label_mask, **kwargs):
+        masks.append(label_mask.clone())
+        return step_bce_loss(logits, labels, label_mask, **kwargs)
+
+    monkeypatch.setattr(training, "step_bce_loss", spy)
+    samples = [StepSample("2 + 3?", ["2 + 3 = 5.", "5 + 1 = 6."], labels=[1.0, 1.0],
+                          meta={"is_correct_answer": True})]
+    result = train(make_tiny_prm(kind="prm"), samples, config=_quick_config(max_steps=1), kind="orm")
+    assert masks[0].tolist() == [[False, True]]
+    assert result.config["kind"] == "orm"
+
+
+# ---------------------------------------------------------------- non-finite loss
+
+def _nan_from_step(monkeypatch, first_bad: int) -> list[int]:
+    """Patch the training loss to turn NaN from optimizer step ``first_bad`` on (counted from 1)."""
+    calls: list[int] = []
+
+    def loss_turning_nan(logits, labels, label_mask, **kwargs):
+        out = step_bce_loss(logits, labels, label_mask, **kwargs)
+        calls.append(len(calls) + 1)
+        return StepLoss(loss=out.loss * float("nan"), n_labelled=out.n_labelled) if calls[-1] >= first_bad else out
+
+    monkeypatch.setattr(training, "step_bce_loss", loss_turning_nan)
+    return calls
+
+
+def test_train_nan_loss_stops_with_floating_point_error(make_tiny_prm, arithmetic_data, monkeypatch):
+    calls = _nan_from_step(monkeypatch, first_bad=3)
+    with pytest.raises(FloatingPointError, match="became NaN or infinite at step"):
+        train(make_tiny_prm(), arithmetic_data[0][:48], config=_quick_config(max_steps=6))
+    # log_every = max(1, min(50, 6 // 20)) = 1: the loop stops at the first bad step, running no more
+    assert calls == [1, 2, 3]
+
+
+def test_train_nan_loss_message_names_the_step_as_history_numbers_it(make_tiny_prm, arithmetic_data, monkeypatch):
+    _nan_from_step(monkeypatch, first_bad=3)  # the 3rd optimizer step: history would log it as "step": 3
+    with pytest.raises(FloatingPointError, match=r"at step 3;"):
+        train(make_tiny_prm(), arithmetic_data[0][:48], config=_quick_config(max_steps=6))
+
+
+# ---------------------------------------------------------------- evaluate_loss
+
+def test_evaluate_loss_matches_step_bce_by_hand(make_tiny_prm):
+    model = make_tiny_prm()
+    samples = [StepSample("2 + 3?", ["2 + 3 = 5.", "5 × 2 = 11."], labels=[1.0, 0.0]),
+               StepSample("4 + 4?", ["4 + 4 = 8."], labels=[None])]
+    batch = model.encoder(samples)
+    with torch.no_grad():
+        p = torch.sigmoid(model.eval()(**batch).logits)
+    # Two labelled steps (the None is skipped): (-ln p[0,0] - ln(1 - p[0,1])) / 2
+    expected = (-torch.log(p[0, 0]) - torch.log(1 - p[0, 1])).item() / 2
+    metrics = evaluate_loss(model, [batch])
+    assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["eval_n_labelled"] == 2.0
+
+
+def test_evaluate_loss_on_an_eval_mode_model_leaves_it_in_eval_mode(make_tiny_prm):
+    model = make_tiny_prm().eval()
+    evaluate_loss(model, [model.encoder([StepSample("2 + 3?", ["2 + 3 = 5.", "5 × 2 = 11."], labels=[1.0, 0.0])])])
+    assert not model.training
+
+
+def test_evaluate_loss_without_labelled_steps_gives_nan_loss(make_tiny_prm):
+    model = make_tiny_prm()
+    with pytest.warns(UserWarning, match="no labelled step"):
+        metrics = evaluate_loss(model, [model.encoder([StepSample("2 + 3?", ["2 + 3 = 5."])])])
+    assert math.isnan(metrics["eval_loss"])
+
+
+# ---------------------------------------------------------------- TrainConfig
+
+BAD_CONFIGS = {
+    "max-steps-zero": ("max_steps", 0),
+    "batch-size-zero": ("batch_size", 0),
+    "eval-batch-size-zero": ("eval_batch_size", 0),
+    "warmup-negative": ("warmup_steps", -1),
+    "eval-every-negative": ("eval_every", -1),
+    "lm-loss-weight-negative": ("lm_loss_weight", -0.5),
+    "weight-decay-negative": ("weight_decay", -0.01),
+    "grad-clip-negative": ("grad_clip", -1.0),
+    "learning-rate-zero": ("learning_rate", 0.0),
+    "learning-rate-nan": ("learning_rate", float("nan")),
+    "min-lr-ratio-above-one": ("min_lr_ratio", 1.5),
+    "min-lr-ratio-negative": ("min_lr_ratio", -0.1),
+    "mixed-precision-unknown": ("mixed_precision", "fp16"),
+}
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_train_config_bad_value_raises_naming_the_field(name, value):
+    with pytest.raises(ValueError, match=rf"^{name}="):
+        TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0], ids=["zero", "negative"])
+def test_train_config_non_positive_pos_weight_raises_naming_the_field(value):
+    with pytest.raises(ValueError, match=r"^pos_weight="):
+        TrainConfig(pos_weight=value)
+
+
+def test_train_empty_train_samples_raises(make_tiny_prm):
+    with pytest.raises(ValueError, match="train_samples is empty"):
+        train(make_tiny_prm(), [], config=_quick_config())
