@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run-notebooks lab lint clean
+.PHONY: help setup test run-notebooks bench experiment lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -32,11 +32,17 @@ test: $(STAMP)  ## run the test suite (offline, CPU)
 run-notebooks: $(STAMP)  ## execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
 
+bench: $(STAMP)  ## throughput ratios measured in one run (PROFILE=cpu|gpu)
+	$(PY) benchmarks/throughput.py --profile $(PROFILE)
+
+experiment: $(STAMP)  ## train + evaluate the standard PRM and ORM, write build/metrics/$(PROFILE).json
+	$(PY) -m prm_core.experiments --profile $(PROFILE) --out build/metrics/$(PROFILE).json
+
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)  ## ruff over the library, tests and scripts
-	$(VENV)/bin/ruff check prm_core tests scripts
+	$(VENV)/bin/ruff check prm_core tests scripts benchmarks
 
 clean:  ## remove build outputs and caches (keeps .venv; rm -rf .venv to start over)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

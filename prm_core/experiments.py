@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -145,7 +146,8 @@ def _experiment_dir(cache_dir: str | os.PathLike | None) -> Path:
     return cache_root(cache_dir) / "experiments"
 
 
-def _new_model(backbone_path: str, config: ExperimentConfig, kind: str) -> ProcessRewardModel:
+def new_model(backbone_path: str, config: ExperimentConfig, kind: str) -> ProcessRewardModel:
+    """An untrained PRM or ORM on ``backbone_path`` with the profile's head and encoder settings."""
     backbone, tokenizer = load_backbone(backbone_path, profile=config.backbone_profile)
     encoder = StepEncoder(tokenizer, max_length=config.max_length, model=backbone)
     with torch.random.fork_rng(devices=[]):
@@ -178,7 +180,7 @@ def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike |
         return config.backbone, {}
     folder = _experiment_dir(cache_dir) / f"pretrained-{_hash(_pretrain_key(config))}"
     if not (folder / "train_result.json").exists():
-        model = _new_model(config.backbone, config, "prm")
+        model = new_model(config.backbone, config, "prm")
         result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=config.seed), kind="lm")
         _save(model, result, folder)
     info = json.loads((folder / "train_result.json").read_text())
@@ -192,7 +194,7 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
     if not (folder / "train_result.json").exists():
         data = data or make_datasets(config)
         backbone_path, _ = pretrained_backbone(config, cache_dir)
-        model = _new_model(backbone_path, config, kind)
+        model = new_model(backbone_path, config, kind)
         result = train(model, data.train, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
         _save(model, result, folder)
     model = ProcessRewardModel.from_pretrained(folder)
@@ -220,6 +222,9 @@ def run_standard(config: ExperimentConfig, profile: str = "custom",
     metrics = evaluate_models(prm, orm, data)
     metrics["profile"] = profile
     metrics["git_commit"] = git_commit()
+    metrics["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     metrics["config"] = asdict(config)
     metrics["training"] = {
         name: {"train_seconds": info.get("train_seconds"), "tokens_per_second": info.get("tokens_per_second"),

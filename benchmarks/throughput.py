@@ -1,0 +1,44 @@
+"""Throughput of the course's hot loops, as ratios measured in one run (``make bench``).
+
+Scoring: the Verifier end to end against a bare backbone forward over the same length-sorted
+batches already on the device; the issue's target on a GPU is a ratio >= 0.90. Training: tokens per
+second of the PRM loop (target on the gpu profile: >= 1.0M tokens/s). No trained model is needed:
+throughput does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+import torch
+
+from prm_core.evaluation import scoring_throughput
+from prm_core.experiments import load_profile, make_datasets, new_model
+from prm_core.training import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--scoring-batch", type=int, default=None, help="default: 256 on CPU, 4096 on GPU")
+    parser.add_argument("--train-steps", type=int, default=30)
+    args = parser.parse_args(argv)
+    config = load_profile(args.profile)
+    on_gpu = torch.cuda.is_available()
+    batch = args.scoring_batch or (4096 if on_gpu else 256)
+    data = make_datasets(config)
+    model = new_model(config.backbone, config, "prm").to("cuda" if on_gpu else "cpu")
+    scoring = scoring_throughput(model, (data.bon * 2)[: 4 * batch], batch)
+    result = train(model, data.train, config=replace(config.prm, max_steps=args.train_steps, show_progress=False))
+    report = {"profile": args.profile, "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+              "scoring": scoring, "training_tokens_per_second": result.tokens_per_second,
+              "training_batch_size": config.prm.batch_size}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
