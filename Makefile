@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run-notebooks bench experiment lab lint clean
+.PHONY: help setup test run-notebooks refresh-notebooks bench experiment lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -26,11 +26,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its extras
 
-test: $(STAMP)  ## run the test suite (offline, CPU)
-	$(PY) -m pytest
+test: $(STAMP)  ## run the test suite and re-run the notebooks under nbval (offline, CPU)
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 run-notebooks: $(STAMP)  ## execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
+
+refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default parameters (commit the result)
+	$(PY) scripts/run_notebooks.py --in-place
 
 bench: $(STAMP)  ## throughput ratios measured in one run (PROFILE=cpu|gpu)
 	$(PY) benchmarks/throughput.py --profile $(PROFILE)

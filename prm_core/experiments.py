@@ -201,6 +201,19 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
     return model, json.loads((folder / "train_result.json").read_text())
 
 
+METRICS_DIR = PARAMS_DIR.parent / "build" / "metrics"
+
+
+def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLike | None = None) -> Path:
+    """Write a notebook's headline numbers to ``build/metrics/<name>.json`` (``make run-notebooks``
+    collects them there)."""
+    folder = Path(out_dir) if out_dir is not None else METRICS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(metrics, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
+    return path
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,

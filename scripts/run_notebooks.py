@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "executed", help="executed notebooks go here")
+    parser.add_argument("--in-place", action="store_true",
+                        help="overwrite the notebooks themselves, with their default parameters (to commit)")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9]*.ipynb in order")
     args = parser.parse_args(argv)
 
@@ -30,19 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     import papermill as pm
     import yaml
 
-    parameters = yaml.safe_load(params_file.read_text()) or {}
+    # Only the upper-case keys are notebook parameters; the rest of the file configures experiments.
+    parameters = {k: v for k, v in (yaml.safe_load(params_file.read_text()) or {}).items() if k.isupper()}
+    if args.in_place:
+        parameters = {}
     args.out.mkdir(parents=True, exist_ok=True)
     for path in notebooks:
         start = time.perf_counter()
+        target = path if args.in_place else args.out / path.name
         print(f"running {path.name} (profile {args.profile}) ...", flush=True)
         try:
-            pm.execute_notebook(str(path), str(args.out / path.name), parameters=parameters,
+            pm.execute_notebook(str(path), str(target), parameters=parameters,
                                 cwd=str(path.parent), kernel_name="python3", progress_bar=False)
         except pm.PapermillExecutionError as err:
             print(f"FAILED: {path} in cell {err.cell_index} (execution count {err.exec_count}): "
                   f"{err.ename}: {err.evalue}", file=sys.stderr)
             return 1
-        print(f"  ok in {time.perf_counter() - start:.0f} s -> {args.out / path.name}", flush=True)
+        print(f"  ok in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
     return 0
 
 

@@ -1,0 +1,55 @@
+"""Checks on the committed notebooks that need no kernel (nbval re-runs them under `make test`)."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def _code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" and c.source.strip()]
+
+
+def test_course_has_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no numbered notebook"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_committed_with_outputs_of_one_clean_run(path):
+    counts = [c.execution_count for c in _code_cells(path)]
+    assert None not in counts, f"{path.name} has unexecuted code cells: run `make refresh-notebooks`"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name} was not run top to bottom once: {counts}"
+    errors = [o for c in _code_cells(path) for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} holds error outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_first_code_cell_is_the_parameters_cell(path):
+    first = _code_cells(path)[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    assert "PROFILE" in first.source and "BACKBONE" in first.source and "SEED" in first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_checked_cells_assert_their_claims(path):
+    checked = [c for c in _code_cells(path) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, f"{path.name} has no checked cell"
+    assert any("assert " in c.source for c in checked)
+
+
+def test_notebook_backbone_parameter_accepts_a_local_save_pretrained_folder(course_backbone, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    model, tokenizer, _ = course_backbone
+    folder = tmp_path / "my-backbone"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    path = next(p for p in NOTEBOOKS if p.name.startswith("02_"))
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(path), str(out), parameters={"BACKBONE": str(folder)}, cwd=str(path.parent),
+                               kernel_name="python3", progress_bar=False)
+    stdout = "".join(o.get("text", "") for c in _code_cells(out) for o in c.outputs)
+    assert "tags == steps: True" in stdout
+    assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["BACKBONE"] == str(folder)
