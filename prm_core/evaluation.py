@@ -147,16 +147,21 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
             "bare_forward_solutions_per_second": bare_rate, "verifier_share_of_bare": verifier_rate / bare_rate}
 
 
-def evaluate_models(prm: ProcessRewardModel, orm: ProcessRewardModel, data: Datasets,
-                    batch_size: int = 256) -> dict[str, Any]:
-    """The standard report: PRM and ORM step metrics, first-error F1, best-of-N, throughput."""
+def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
+                   batch_size: int = 256) -> dict[str, dict[str, StepScores]]:
+    """Step scores of every model on the validation, test and best-of-N sets."""
     from tqdm.auto import tqdm
 
-    report: dict[str, Any] = {"device": str(next(prm.parameters()).device)}
     scored = {}
-    for name, model in tqdm((("prm", prm), ("orm", orm)), desc="score", leave=False):
+    for name, model in tqdm(models.items(), desc="score", leave=False):
         verifier = Verifier(model, batch_size=batch_size)
         scored[name] = {part: verifier.score_steps(getattr(data, part)) for part in ("val", "test", "bon")}
+    return scored
+
+
+def build_report(scored: dict[str, dict[str, StepScores]], data: Datasets) -> dict[str, Any]:
+    """The standard report from step scores: PRM and ORM step metrics, first-error F1, best-of-N."""
+    report: dict[str, Any] = {}
     for name in ("prm", "orm"):
         threshold = pick_threshold(scored[name]["val"], data.val)
         report[name] = {**step_report(scored[name]["test"], data.test),
@@ -164,6 +169,7 @@ def evaluate_models(prm: ProcessRewardModel, orm: ProcessRewardModel, data: Data
     labels = padded_labels(data.test, scored["prm"]["test"].scores.shape[1])
     positive_share = float(np.nanmean(labels))
     report["baselines"] = {"majority_label_step_accuracy": max(positive_share, 1 - positive_share),
+                           "majority_label_step_auroc": 0.5,
                            "orm_as_step_scorer_auroc": report["orm"]["step_auroc"]}
     n_candidates = len(data.bon) // len({s.meta["problem_id"] for s in data.bon})
     report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, n_candidates)
@@ -171,5 +177,4 @@ def evaluate_models(prm: ProcessRewardModel, orm: ProcessRewardModel, data: Data
     report["step_auroc"] = report["prm"]["step_auroc"]
     report["first_error_f1"] = report["prm"]["first_error"]["f1"]
     report["detection_by_kind"] = report["prm"]["first_error"]["detection_by_kind"]
-    report["throughput"] = scoring_throughput(prm, data.test[: 4 * batch_size], batch_size)
     return report

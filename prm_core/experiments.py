@@ -197,7 +197,7 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
         model = new_model(backbone_path, config, kind)
         result = train(model, data.train, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
         _save(model, result, folder)
-    model = ProcessRewardModel.from_pretrained(folder)
+    model = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
     return model, json.loads((folder / "train_result.json").read_text())
 
 
@@ -223,28 +223,83 @@ def git_commit() -> str | None:
         return None
 
 
-def run_standard(config: ExperimentConfig, profile: str = "custom",
-                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train (or load) the profile's PRM and ORM and evaluate both; returns the metrics dict."""
-    from prm_core.evaluation import evaluate_models
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class StandardRun:
+    """Everything a notebook needs from the standard experiment of one profile."""
+
+    config: ExperimentConfig
+    data: Datasets
+    prm: ProcessRewardModel
+    orm: ProcessRewardModel
+    scores: dict[str, dict[str, Any]]  # model -> "val" / "test" / "bon" -> StepScores
+    report: dict[str, Any]  # the metrics JSON
+    train_info: dict[str, dict]  # "backbone_pretraining" / "prm" / "orm" -> TrainResult as a dict
+
+
+def _save_scores(scores: dict[str, dict[str, Any]], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"{m}.{part}.{k}": getattr(s, k).contiguous() for m, parts in scores.items()
+               for part, s in parts.items() for k in ("scores", "mask")}
+    save_file(tensors, str(path))
+
+
+def _load_scores(path: Path) -> dict[str, dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    from prm_core.verification import StepScores
+
+    tensors, scores = load_file(str(path)), {}
+    for key in tensors:
+        model, part, _ = key.split(".")
+        scores.setdefault(model, {})[part] = StepScores(tensors[f"{model}.{part}.scores"], tensors[f"{model}.{part}.mask"])
+    return scores
+
+
+def standard_run(config: ExperimentConfig, profile: str = "custom",
+                 cache_dir: str | os.PathLike | None = None) -> StandardRun:
+    """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached."""
+    from prm_core.evaluation import build_report, score_datasets, scoring_throughput
 
     data = make_datasets(config)
     _, pretrain_info = pretrained_backbone(config, cache_dir)
     prm, prm_info = trained_model(config, "prm", data, cache_dir)
     orm, orm_info = trained_model(config, "orm", data, cache_dir)
-    metrics = evaluate_models(prm, orm, data)
-    metrics["profile"] = profile
-    metrics["git_commit"] = git_commit()
-    metrics["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    metrics["config"] = asdict(config)
-    metrics["training"] = {
+    train_info = {"backbone_pretraining": pretrain_info, "prm": prm_info, "orm": orm_info}
+    folder = _experiment_dir(cache_dir) / f"report-{_hash([_model_key(config, 'prm'), _model_key(config, 'orm'), asdict(config)])}"
+    if (folder / "report.json").exists():
+        return StandardRun(config, data, prm, orm, _load_scores(folder / "scores.safetensors"),
+                           json.loads((folder / "report.json").read_text()), train_info)
+    scores = score_datasets({"prm": prm, "orm": orm}, data)
+    report = build_report(scores, data)
+    report["device"] = str(default_device())
+    report["throughput"] = scoring_throughput(prm, data.test[:1024], 256)
+    report["profile"] = profile
+    report["git_commit"] = git_commit()
+    report["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                      "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    report["config"] = asdict(config)
+    report["training"] = {
         name: {"train_seconds": info.get("train_seconds"), "tokens_per_second": info.get("tokens_per_second"),
                "device": info.get("device"), "max_steps": info.get("config", {}).get("max_steps")}
-        for name, info in (("backbone_pretraining", pretrain_info), ("prm", prm_info), ("orm", orm_info)) if info
+        for name, info in train_info.items() if info
     }
-    return metrics
+    report = json.loads(json.dumps(report, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_scores(scores, folder / "scores.safetensors")
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    return StandardRun(config, data, prm, orm, scores, report, train_info)
+
+
+def run_standard(config: ExperimentConfig, profile: str = "custom",
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The metrics dict of ``standard_run``."""
+    return standard_run(config, profile, cache_dir).report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,6 @@
 """Figures: step scores, calibration, first-error detection, best-of-N and learning curves.
 
-Each function draws on ``ax`` when given, else on a new figure, and returns the Axes; none shows, saves
-or touches rcParams. Scores share one red (wrong) to green (right) colormap; imports are lazy.
+Each draws on ``ax`` (a new figure when None) and returns it; none shows, saves or changes rcParams.
 """
 
 from __future__ import annotations
@@ -16,49 +15,43 @@ if TYPE_CHECKING:
 
     from prm_core.metrics import ReliabilityBins
 
-SCORE_CMAP = "RdYlGn"  # low score red, high score green
+SCORE_CMAP = "RdYlGn"  # one colormap for every score: low red (wrong), high green (right)
 _DIAGONAL_GID = "prm-viz-perfect-calibration"  # lets a second plot_reliability call skip the diagonal
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     if ax is None:
-        import matplotlib.pyplot as plt
-
+        import matplotlib.pyplot as plt  # lazy: importing prm_core must not pick a backend
         _, ax = plt.subplots(figsize=figsize)
     return ax
 
 
-def _values(values: Any, name: str, n: int | None = None, of: str = "", dtype: Any = np.float64) -> np.ndarray:
-    """``values`` as an array, non-empty and, when ``n`` is given, with ``n`` entries (one per ``of``)."""
-    if hasattr(values, "detach"):  # a torch tensor; bf16 has no numpy view, so widen floats first
-        values = values.detach().cpu()
-        values = (values.double() if values.is_floating_point() else values).numpy()
+def _values(values: Any, name: str, n: int | None = None, of: str = "value", dtype: Any = np.float64,
+            is_probability: bool = False) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor; bf16 has no numpy view, and bools survive the round trip
+        values = values.detach().cpu().double().numpy()
     array = np.asarray(values, dtype=dtype)  # None becomes nan in a float array
     if array.size == 0 or (n is not None and len(array) != n):
-        raise ValueError(f"{name} has {len(array)} entries; pass {n or 'at least one'}, one per {of or 'value'}.")
+        raise ValueError(f"{name} has {len(array)} entries; pass {n or 'at least one'}, one per {of}.")
+    if is_probability and (bad := array[~((array >= 0) & (array <= 1))]).size:  # the negation catches nan
+        raise ValueError(f"{name} holds {bad[:3].tolist()}; pass probabilities in [0, 1] (sigmoid logits).")
     return array
 
 
-def _check_probabilities(array: np.ndarray, name: str) -> None:
-    if (bad := array[~((array >= 0) & (array <= 1))]).size:  # the negation also catches nan
-        raise ValueError(f"{name} holds {bad[:3].tolist()}; pass probabilities in [0, 1] (sigmoid the logits).")
-
-
-def plot_step_scores(steps: Sequence[str], scores: Sequence[float], labels: Sequence[float | None] | None = None,
-                     *, threshold: float = 0.5, ax: Axes | None = None, max_chars: int = 48,
-                     title: str | None = None) -> Axes:
-    """One horizontal bar per step, as long as the step's score, first step on top.
+def plot_step_scores(steps: Sequence[str], scores: Sequence[float],
+                     labels: Sequence[float | None] | None = None, *, threshold: float = 0.5,
+                     ax: Axes | None = None, max_chars: int = 48, title: str | None = None) -> Axes:
+    """One horizontal bar per step, as long as its score and coloured by it, first step on top.
 
     Parameters
     ----------
     steps : sequence of str, shape (n_steps,)
         The y tick labels, cut to ``max_chars`` characters with "…".
-    scores : sequence of float, shape (n_steps,)
-        Step probabilities in [0, 1]: bar length and colour.
+    scores : sequence of float in [0, 1], shape (n_steps,)
     labels : sequence of (float or None), shape (n_steps,), optional
-        True labels, each marked at its bar's end: ✓ when >= 0.5, else ✗; None marks nothing.
+        True labels, marked at the bar's end: ✓ when >= 0.5, ✗ below, nothing for None.
     threshold : float, default 0.5
-        A dashed vertical line; steps scored below it count as errors.
+        Drawn as a dashed vertical line; steps scored below it count as errors.
     ax : matplotlib Axes, optional
     max_chars : int, default 48
     title : str, optional
@@ -75,25 +68,21 @@ def plot_step_scores(steps: Sequence[str], scores: Sequence[float], labels: Sequ
     ([0.9, 0.2], ['✓', '✗'])
     """
     import matplotlib
-
     if isinstance(steps, str) or len(steps) == 0:
         raise ValueError(f"steps={steps!r} must be a non-empty sequence of step texts, one per bar.")
-    score = _values(scores, "scores", len(steps), "step")
-    label = None if labels is None else _values(labels, "labels", len(steps), "step")
-    _check_probabilities(score, "scores")
-    if not (0 <= threshold <= 1 and max_chars >= 2):
+    score = _values(scores, "scores", len(steps), "step", is_probability=True)
+    label = np.full(len(steps), np.nan) if labels is None else _values(labels, "labels", len(steps), "step")
+    if not 0 <= threshold <= 1 or max_chars < 2:
         raise ValueError(f"threshold={threshold!r} must be in [0, 1] and max_chars={max_chars!r} at least 2.")
     ax = _axes(ax, (7.0, 1.0 + 0.4 * len(steps)))
-    rows = np.arange(len(steps))
+    rows, texts = np.arange(len(steps)), [" ".join(str(s).split()) for s in steps]  # one line per tick label
     ax.barh(rows, score, color=matplotlib.colormaps[SCORE_CMAP](score), edgecolor="0.3", linewidth=0.5)
-    texts = [" ".join(s.split()) for s in steps]  # one line per tick label
     ax.set_yticks(rows, labels=[t if len(t) <= max_chars else t[: max_chars - 1] + "…" for t in texts])
     ax.invert_yaxis()  # reading order: step 0 on top
     ax.axvline(threshold, color="0.3", linestyle="--", linewidth=1, label=f"threshold = {threshold:g}")
-    for row in np.flatnonzero(~np.isnan(label)) if label is not None else []:  # unlabelled steps get no mark
-        is_correct = label[row] >= 0.5
-        ax.text(score[row] + 0.015, row, "✓" if is_correct else "✗", va="center", fontweight="bold", fontsize=12,
-                color="tab:green" if is_correct else "tab:red")
+    for row in np.flatnonzero(~np.isnan(label)):  # unlabelled steps get no mark
+        mark, color = ("✓", "tab:green") if label[row] >= 0.5 else ("✗", "tab:red")
+        ax.text(score[row] + 0.015, row, mark, color=color, va="center", fontweight="bold", fontsize=12)
     ax.set(xlim=(0, 1.08), xlabel="step score (P(step is correct))")  # room for a mark after a full bar
     if title is not None:
         ax.set_title(title)
@@ -102,18 +91,15 @@ def plot_step_scores(steps: Sequence[str], scores: Sequence[float], labels: Sequ
 
 def plot_score_heatmap(step_scores: Any, mask: Any, *, ax: Axes | None = None,
                        row_labels: Sequence[str] | None = None) -> Axes:
-    """Step scores of N candidates as a heatmap beside a colorbar; padded cells stay grey.
+    """Step scores of N candidates as a heatmap, padded cells grey, with a colorbar beside ``ax``.
 
     Parameters
     ----------
-    step_scores : array-like of shape (N, S)
-        Step probabilities in [0, 1] at real steps; padded cells may hold anything.
-    mask : array-like of bool, shape (N, S)
-        True at real steps, as in ``StepScores.mask``.
+    step_scores, mask : array-like of shape (N, S)
+        Step probabilities in [0, 1], and bools True at real steps (``StepScores.mask``).
     ax : matplotlib Axes, optional
-        The colorbar takes some of its room.
     row_labels : sequence of str, shape (N,), optional
-        Y tick labels; candidate indices when None.
+        Y tick labels; candidate indices when None. There is one tick per candidate and per step.
 
     Returns
     -------
@@ -122,42 +108,36 @@ def plot_score_heatmap(step_scores: Any, mask: Any, *, ax: Axes | None = None,
     Examples
     --------
     >>> from matplotlib.figure import Figure
-    >>> ax = plot_score_heatmap([[0.9, 0.1], [0.8, 0.0]], [[True, True], [True, False]], ax=Figure().subplots())
+    >>> ax = plot_score_heatmap([[0.9, 0.1], [0.8, 0.0]], [[1, 1], [1, 0]], ax=Figure().subplots())
     >>> ax.images[0].get_array().mask.tolist()
     [[False, False], [False, True]]
     """
     import matplotlib
-    from matplotlib.ticker import MaxNLocator
-
     score, is_real = _values(step_scores, "step_scores"), _values(mask, "mask", dtype=bool)
     if score.ndim != 2 or score.shape != is_real.shape:
-        raise ValueError(f"step_scores.shape={score.shape} and mask.shape={is_real.shape} must be the same (N, S).")
-    _check_probabilities(score[is_real], "step_scores")
+        raise ValueError(f"step_scores.shape={score.shape} and mask.shape={is_real.shape} must be equal.")
+    _values(score[is_real], "step_scores where mask is True", is_probability=True)
     row_labels = None if row_labels is None else _values(row_labels, "row_labels", len(score), "row", object)
     ax = _axes(ax, (1.5 + 0.5 * score.shape[1], 1.0 + 0.35 * score.shape[0]))
-    cmap = matplotlib.colormaps[SCORE_CMAP].with_extremes(bad="0.85")  # a copy; the registered one is untouched
+    cmap = matplotlib.colormaps[SCORE_CMAP].with_extremes(bad="0.85")  # a copy: the registered one is kept
     image = ax.imshow(np.ma.masked_where(~is_real, score), cmap=cmap, vmin=0, vmax=1, aspect="auto",
                       interpolation="nearest")
     ax.figure.colorbar(image, ax=ax, label="step score")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(MaxNLocator(integer=True))
-    if row_labels is not None:
-        ax.set_yticks(np.arange(len(score)), labels=list(row_labels))
+    ax.set_xticks(np.arange(score.shape[1]))
+    ax.set_yticks(np.arange(len(score)), labels=None if row_labels is None else list(row_labels))
     ax.set(xlabel="step index", ylabel="candidate")
     return ax
 
 
 def plot_reliability(bins: ReliabilityBins, *, ax: Axes | None = None, label: str | None = None) -> Axes:
-    """Reliability diagram: fraction of correct steps against mean score, per non-empty bin.
-
-    Marker area grows with the bin's step count. Call again on the same ``ax`` to compare models
-    (e.g. PRM and ORM); the diagonal is drawn once.
+    """Reliability diagram: per non-empty bin, fraction of correct steps against mean score.
 
     Parameters
     ----------
     bins : ReliabilityBins
-        From ``prm_core.metrics.reliability_bins``.
+        From ``prm_core.metrics.reliability_bins``; marker area grows with each bin's count.
     ax : matplotlib Axes, optional
+        Call again on the same ``ax`` to add a model (PRM and ORM); the diagonal is drawn once.
     label : str, optional
         Legend entry for this curve; a legend is drawn when given.
 
@@ -173,21 +153,17 @@ def plot_reliability(bins: ReliabilityBins, *, ax: Axes | None = None, label: st
     >>> ax.lines[-1].get_xdata().tolist(), ax.lines[-1].get_ydata().tolist()
     ([0.2, 0.9], [0.5, 1.0])
     """
-    if not all(hasattr(bins, k) for k in ("confidence", "accuracy", "count")):
-        raise ValueError(f"bins is a {type(bins).__name__}; pass prm_core.metrics.reliability_bins(...).")
-    confidence, accuracy = _values(bins.confidence, "bins.confidence"), _values(bins.accuracy, "bins.accuracy")
-    count = _values(bins.count, "bins.count")
-    keep = (count > 0) & np.isfinite(confidence) & np.isfinite(accuracy)
-    if not keep.any():
+    fields = ("confidence", "accuracy", "count")  # a missing one reads as empty, hence a ValueError naming it
+    confidence, accuracy, count = (_values(getattr(bins, k, []), f"bins.{k}") for k in fields)
+    if not (keep := (count > 0) & np.isfinite(confidence) & np.isfinite(accuracy)).any():
         raise ValueError("bins.count is 0 in every bin: there are no labelled steps to plot.")
     ax = _axes(ax, (4.5, 4.5))
     if not any(line.get_gid() == _DIAGONAL_GID for line in ax.lines):
-        ax.plot([0, 1], [0, 1], "--", color="0.5", linewidth=1, label="perfectly calibrated", gid=_DIAGONAL_GID)
+        ax.plot([0, 1], [0, 1], "--", color="0.5", lw=1, label="perfectly calibrated", gid=_DIAGONAL_GID)
     (line,) = ax.plot(confidence[keep], accuracy[keep], linewidth=1.5, label=label)
     ax.scatter(confidence[keep], accuracy[keep], s=15 + 185 * count[keep] / count[keep].max(),
                color=line.get_color(), alpha=0.7, edgecolors="white", zorder=3)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean step score (confidence)", ylabel="fraction of correct steps")
-    ax.set_aspect("equal")
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel="mean step score", ylabel="fraction correct")
     if label is not None:
         ax.legend(loc="upper left")
     return ax
@@ -215,29 +191,24 @@ def plot_detection_by_kind(detection: Mapping[Any, Any], *, ax: Axes | None = No
     """
     import matplotlib
     import seaborn as sns
-
     if not isinstance(detection, Mapping) or not detection:
-        raise ValueError(f"detection={detection!r} must be a non-empty dict, e.g. report['detection_by_kind'].")
-    items = []
-    for kind, value in detection.items():
-        try:
-            rate, count = (value["rate"], value["count"]) if isinstance(value, Mapping) else value
-            items.append((str(kind), float(rate), int(count)))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"detection[{kind!r}]={value!r} must be {{'rate', 'count'}} or (rate, count).") from err
-        if not 0 <= items[-1][1] <= 1:
-            raise ValueError(f"detection[{kind!r}] has rate={rate!r}; a detection rate must be in [0, 1].")
+        raise ValueError(f"detection={detection!r} must be a non-empty dict, as first_error_report gives.")
+    try:  # (kind, rate, count) from either form of value
+        items = [(str(k), float(rate), int(count)) for k, v in detection.items()
+                 for rate, count in [(v["rate"], v["count"]) if isinstance(v, Mapping) else v]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"detection values must be {{'rate': r, 'count': c}} or (r, c): {err!r}.") from err
     items.sort(key=lambda item: (-item[1], item[0]))  # best-detected kind first, ties by name
     kinds, rates, counts = (list(column) for column in zip(*items, strict=True))
+    _values(rates, "detection rates", is_probability=True)
     ax = _axes(ax, (1.5 + 0.9 * len(kinds), 3.5))
     palette = dict(zip(kinds, matplotlib.colormaps[SCORE_CMAP](np.asarray(rates)), strict=True))
-    sns.barplot(x=kinds, y=rates, hue=kinds, order=kinds, hue_order=kinds, palette=palette, legend=False,
-                edgecolor="0.3", ax=ax)
+    sns.barplot(x=kinds, y=rates, hue=kinds, order=kinds, palette=palette, legend=False, ax=ax)
     for i, (rate, count) in enumerate(zip(rates, counts, strict=True)):  # over a full bar, keep it inside
-        ax.text(i, min(rate + 0.02, 0.93), f"n={count}", ha="center", va="bottom", fontsize=9)
+        ax.text(i, min(rate + 0.02, 0.93), f"n={count}", ha="center", va="bottom", fontsize=9,
+                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})  # readable on a dark bar too
     ax.set(ylim=(0, 1), xlabel="kind of first error", ylabel="detection rate (exact first error)")
-    if len(kinds) > 3:
-        ax.tick_params(axis="x", labelrotation=30)
+    ax.tick_params(axis="x", labelrotation=30 if len(kinds) > 3 else 0)
     return ax
 
 
@@ -247,8 +218,7 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
 
     Parameters
     ----------
-    table : dict of str(N) -> method -> {"accuracy", "ci_low", "ci_high"}
-        ``prm_core.evaluation.best_of_n_report(...)``.
+    table : dict of str(N) -> method -> {"accuracy", "ci_low", "ci_high"}, as ``best_of_n_report`` returns
     methods : sequence of str
         Methods to draw, one line each; every one must be in the table at every N.
     ax : matplotlib Axes, optional
@@ -268,56 +238,38 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
     >>> ax.lines[0].get_xdata().tolist(), ax.get_legend().get_texts()[0].get_text()
     ([1, 4], 'PRM, min')
     """
-    from matplotlib.ticker import NullLocator
-
-    if not isinstance(table, Mapping) or not table or not all(str(n).isdigit() and int(n) > 0 for n in table):
-        raise ValueError(f"table has N keys {list(table)[:5]}; pass best_of_n_report(...), keyed by '1', '2', ...")
-    ns = sorted(int(n) for n in table)
-    if isinstance(methods, str) or len(methods) == 0:
-        raise ValueError(f"methods={methods!r} must be a non-empty list of method names, e.g. ['majority'].")
-    if unknown := [m for m in methods if not all(m in table[str(n)] for n in ns)]:
-        raise ValueError(f"methods holds {unknown}, missing from table at some N; known at N={ns[0]}: "
-                         f"{sorted(table[str(ns[0])])}.")
-    try:  # method -> (len(ns), 3): accuracy, ci_low, ci_high
-        curves = {m: np.array([[table[str(n)][m][k] for k in ("accuracy", "ci_low", "ci_high")] for n in ns],
-                              dtype=np.float64) for m in methods}
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"each table[N][method] must hold accuracy, ci_low and ci_high; missing {err}.") from err
+    keys = list(table) if isinstance(table, Mapping) else []
+    if not keys or not all(isinstance(n, str) and n.isdigit() and n[0] != "0" for n in keys):
+        raise ValueError(f"table has keys {keys[:5]}; pass best_of_n_report(...), a dict keyed '1', '2', ...")
+    ns, stats = sorted(int(n) for n in table), ("accuracy", "ci_low", "ci_high")  # keys as str(N), any order
+    unknown = [m for m in methods if not all(set(stats) <= set(table[str(n)].get(m, ())) for n in ns)]
+    if isinstance(methods, str) or len(methods) == 0 or unknown:
+        raise ValueError(f"methods={methods!r} must list methods that table holds, with {stats}, at every N; "
+                         f"not {unknown}. Known at N={ns[0]}: {sorted(table[str(ns[0])])}.")
+    curves = {m: np.array([[table[str(n)][m][k] for k in stats] for n in ns]) for m in methods}  # (N's, 3)
     ax = _axes(ax, (6.0, 4.0))
-    for method, stats in curves.items():
-        (line,) = ax.plot(ns, stats[:, 0], marker="o", label=(labels or {}).get(method, method))
-        ax.fill_between(ns, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xscale("log", base=2)  # N doubles from point to point
+    for method, curve in curves.items():
+        (line,) = ax.plot(ns, curve[:, 0], marker="o", label=(labels or {}).get(method, method))
+        ax.fill_between(ns, curve[:, 1], curve[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log", base=2)  # N doubles from point to point; base 2 has no minor ticks
     ax.set_xticks(ns, labels=[str(n) for n in ns])
-    ax.xaxis.set_minor_locator(NullLocator())
     ax.set(xlabel="N (candidates per problem)", ylabel="answer accuracy")
     ax.legend()
     return ax
 
 
-def _column(rows: Sequence[Mapping[str, float]], key: str, name: str) -> np.ndarray:
-    try:
-        return np.array([row[key] for row in rows], dtype=np.float64)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"every entry of {name} needs a {key!r} value, as TrainResult.{name} has.") from err
-
-
-def plot_learning_curves(history: Sequence[Mapping[str, float]],
-                         eval_history: Sequence[Mapping[str, float]] | None = None, *,
+def plot_learning_curves(history: Sequence[Mapping], eval_history: Sequence[Mapping] | None = None, *,
                          ax: Axes | None = None, label: str | None = None) -> Axes:
     """Training loss against optimizer step, and held-out loss as points when given.
 
-    Call again on the same ``ax`` with another ``label`` to compare runs (e.g. PRM and ORM).
-
     Parameters
     ----------
-    history : list of dict with "step" and "train_loss"
-        ``TrainResult.history``.
-    eval_history : list of dict with "step" and "eval_loss", optional
-        ``TrainResult.eval_history``; None or an empty list draws no eval points.
+    history, eval_history : list of dict
+        ``TrainResult.history`` (keys "step", "train_loss") and, optionally, ``TrainResult.eval_history``
+        (keys "step", "eval_loss"); None or an empty list draws no eval points.
     ax : matplotlib Axes, optional
     label : str, optional
-        Prefix of the legend entries, e.g. "PRM".
+        Prefix of the legend entries, e.g. "PRM"; call again on ``ax`` with another to compare runs.
 
     Returns
     -------
@@ -327,19 +279,21 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]],
     --------
     >>> from matplotlib.figure import Figure
     >>> history = [{"step": 1, "train_loss": 0.7, "lr": 1e-3}, {"step": 2, "train_loss": 0.5, "lr": 1e-3}]
-    >>> ax = plot_learning_curves(history, [{"step": 2, "eval_loss": 0.6}], ax=Figure().subplots(), label="PRM")
+    >>> ax = plot_learning_curves(history, [{"step": 2, "eval_loss": 0.6}], ax=Figure().subplots(), label="A")
     >>> [line.get_label() for line in ax.lines]
-    ['PRM train loss', 'PRM eval loss']
+    ['A train loss', 'A eval loss']
     """
-    if isinstance(history, Mapping) or len(history) == 0:
-        raise ValueError("history must be a non-empty list of {'step', 'train_loss'} dicts (TrainResult.history).")
+    try:  # (n_logs, 2) and (n_evals, 2): step, loss; a dict for history fails here too (its keys are str)
+        train = _values([[row["step"], row["train_loss"]] for row in history], "history")
+        held_out = np.array([[row["step"], row["eval_loss"]] for row in eval_history or []], dtype=np.float64)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"history rows need 'step', 'train_loss' and eval_history rows 'step', 'eval_loss'; "
+                         f"got {err!r}.") from err
     prefix = "" if label is None else f"{label} "
     ax = _axes(ax, (6.0, 4.0))
-    (line,) = ax.plot(_column(history, "step", "history"), _column(history, "train_loss", "history"),
-                      label=f"{prefix}train loss")
-    if eval_history:
-        ax.plot(_column(eval_history, "step", "eval_history"), _column(eval_history, "eval_loss", "eval_history"),
-                "o--", color=line.get_color(), label=f"{prefix}eval loss")
+    (line,) = ax.plot(train[:, 0], train[:, 1], label=f"{prefix}train loss")
+    if len(held_out):
+        ax.plot(held_out[:, 0], held_out[:, 1], "o--", color=line.get_color(), label=f"{prefix}eval loss")
     ax.set(xlabel="optimizer step", ylabel="loss")
     ax.legend()
     return ax
