@@ -178,3 +178,20 @@ def build_report(scored: dict[str, dict[str, StepScores]], data: Datasets) -> di
     report["first_error_f1"] = report["prm"]["first_error"]["f1"]
     report["detection_by_kind"] = report["prm"]["first_error"]["detection_by_kind"]
     return report
+
+
+def flag_rate_by_kind(scores: StepScores, samples: Sequence[StepSample], rules: Sequence[str],
+                      threshold: float = 0.5) -> dict[str, dict[str, float]]:
+    """For each aggregation rule and each kind of first error: the share of solutions whose
+    solution score falls below ``threshold`` (the rule "notices" the error).
+
+    Solutions with no wrong step are reported under ``"none"`` (there a low score is a false alarm).
+    """
+    _, kinds = first_errors(samples)
+    kinds = ["none" if k is None else k for k in kinds]
+    out: dict[str, dict[str, float]] = {}
+    for rule in rules:
+        flagged = (scores.solution_scores(rule) < threshold).numpy()
+        out[rule] = {k: float(np.mean([f for f, kk in zip(flagged, kinds, strict=True) if kk == k]))
+                     for k in sorted(set(kinds))}
+    return out

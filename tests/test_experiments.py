@@ -134,3 +134,20 @@ def test_summarize_best_of_n_picks_best_prm_method_at_largest_n():
     summary = summarize_best_of_n(table)
     assert summary["n"] == 4 and summary["best_prm_method"] == "prm_min"
     assert summary["best_orm_method"] == "orm_weighted" and summary["majority_accuracy"] == 0.6
+
+
+def test_flag_rate_by_kind_counts_solutions_below_threshold_per_first_error_kind():
+    import torch
+
+    from prm_core.data import StepSample
+    from prm_core.evaluation import flag_rate_by_kind
+    from prm_core.verification import StepScores
+
+    samples = [StepSample("q", ["a", "b"], labels=[1.0, 0.0], meta={"step_kinds": ["ok", "slip"]}),
+               StepSample("q", ["a", "b"], labels=[0.0, 0.0], meta={"step_kinds": ["trap", "after_error"]}),
+               StepSample("q", ["a", "b"], labels=[1.0, 1.0], meta={"step_kinds": ["ok", "ok"]})]
+    scores = StepScores(torch.tensor([[0.9, 0.2], [0.6, 0.7], [0.8, 0.4]]), torch.ones(3, 2, dtype=torch.bool))
+    rates = flag_rate_by_kind(scores, samples, ["min", "last"])
+    # min: 0.2 (slip) flagged, 0.6 (trap) not, 0.4 (no error) flagged; last: 0.2, 0.7, 0.4
+    assert rates["min"] == {"none": 1.0, "slip": 1.0, "trap": 0.0}
+    assert rates["last"] == {"none": 1.0, "slip": 1.0, "trap": 0.0}
