@@ -204,14 +204,14 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
 METRICS_DIR = PARAMS_DIR.parent / "build" / "metrics"
 
 
-def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLike | None = None) -> Path:
+def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLike | None = None) -> None:
     """Write a notebook's headline numbers to ``build/metrics/<name>.json`` (``make run-notebooks``
-    collects them there)."""
+    collects them there). Returns nothing, so a notebook cell ending with it displays no
+    machine-specific path."""
     folder = Path(out_dir) if out_dir is not None else METRICS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     path.write_text(json.dumps(metrics, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
-    return path
 
 
 def git_commit() -> str | None:
