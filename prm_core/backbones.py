@@ -8,6 +8,7 @@ takes, so nothing downstream knows which one it got.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -179,8 +180,9 @@ def build_course_tiny(config: CourseTinyConfig, out_dir: str | os.PathLike) -> P
         torch.manual_seed(config.seed)
         model = Qwen2Model(model_config)
     out = Path(out_dir)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with quiet_hf_progress():
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     (out / "course_tiny.json").write_text(json.dumps({**asdict(config), "build_version": BUILD_VERSION}, indent=2))
     return out
 
@@ -210,12 +212,30 @@ def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | 
     return final
 
 
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Hide transformers' own load/save progress bars for a block, then restore the setting.
+
+    Loading a small checkpoint takes a blink; its bar would only add noise to notebook outputs.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _from_pretrained(name: str, **kwargs: Any):
     from transformers import AutoModel, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-        model = AutoModel.from_pretrained(name, **kwargs)
+        with quiet_hf_progress():
+            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+            model = AutoModel.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
         if Path(name).exists():
             raise

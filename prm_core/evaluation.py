@@ -150,7 +150,7 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
 def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
                    batch_size: int = 256) -> dict[str, dict[str, StepScores]]:
     """Step scores of every model on the validation, test and best-of-N sets."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     scored = {}
     for name, model in tqdm(models.items(), desc="score", leave=False):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prm_core.backbones import quiet_hf_progress
 from prm_core.encoding import StepEncoder
 
 CONFIG_FILE = "prm_config.json"
@@ -153,8 +154,9 @@ class ProcessRewardModel(nn.Module):
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out / BACKBONE_DIR)
-        self.encoder.tokenizer.save_pretrained(out / BACKBONE_DIR)
+        with quiet_hf_progress():
+            self.backbone.save_pretrained(out / BACKBONE_DIR)
+            self.encoder.tokenizer.save_pretrained(out / BACKBONE_DIR)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(state, str(out / HEAD_FILE))
         config = {"kind": self.kind, "head": asdict(self.head_config), "encoder": self.encoder.config(),
@@ -178,7 +180,8 @@ class ProcessRewardModel(nn.Module):
         if tag not in tokenizer.get_vocab():
             raise ValueError(f"the checkpoint's tokenizer lacks its step tag {tag!r}: it was saved without the "
                              "tag or replaced; save the tokenizer the model was trained with.")
-        backbone = AutoModel.from_pretrained(src / BACKBONE_DIR, **from_pretrained_kwargs)
+        with quiet_hf_progress():
+            backbone = AutoModel.from_pretrained(src / BACKBONE_DIR, **from_pretrained_kwargs)
         found = _backbone_fingerprint(backbone)
         if found != config["backbone"]:
             raise ValueError(f"the backbone in {src / BACKBONE_DIR} ({found}) is not the one this head was trained "

@@ -180,7 +180,7 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     kind = kind or model.kind
     if kind not in TRAIN_KINDS:

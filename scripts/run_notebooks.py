@@ -10,6 +10,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _strip_run_metadata(path: Path) -> None:
+    """Drop papermill's paths and timings, so committed notebooks hold no machine-specific metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
@@ -48,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED: {path} in cell {err.cell_index} (execution count {err.exec_count}): "
                   f"{err.ename}: {err.evalue}", file=sys.stderr)
             return 1
+        if args.in_place:
+            _strip_run_metadata(target)
         print(f"  ok in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
     return 0
 
