@@ -197,19 +197,30 @@ def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | 
     if (final / "course_tiny.json").exists():
         logger.info("course-tiny: loading cached backbone from %s", final)
         return final
+    logger.info("course-tiny: building backbone into %s", final)
+    with atomic_folder(final) as tmp:
+        build_course_tiny(config, tmp)
+    return final
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """A temporary sibling of ``final`` to write into, renamed to ``final`` when the block succeeds.
+
+    Readers never see a half-written folder. When another process renamed its copy into place
+    first, ours is dropped: both were built from the same config.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
     try:
-        logger.info("course-tiny: building backbone into %s", final)
-        build_course_tiny(config, tmp)
+        yield tmp
         try:
             os.replace(tmp, final)
         except OSError:
-            if not (final / "course_tiny.json").exists():
+            if not final.exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ the model's step score is read. The number of tags always equals the number of s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,9 +129,6 @@ class StepEncoder:
             "add_bos": self.add_bos,
         }
 
-    def _ids(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def _check_text(self, sample: StepSample) -> None:
         if not isinstance(sample, StepSample):
             raise TypeError(f"sample has type {type(sample).__name__}; pass a prm_core.StepSample.")
@@ -240,9 +237,11 @@ class StepEncoder:
         step_positions = torch.full((batch, n_steps), -1, dtype=torch.long)
         labels = torch.zeros((batch, n_steps), dtype=torch.float32)
         label_mask = torch.zeros((batch, n_steps), dtype=torch.bool)
+        steps_start = torch.zeros(batch, dtype=torch.long)
         is_left = getattr(self.tokenizer, "padding_side", "right") == "left"
         for i, e in enumerate(encoded):
             offset = length - len(e.input_ids) if is_left else 0
+            steps_start[i] = e.steps_start + offset
             input_ids[i, offset : offset + len(e.input_ids)] = torch.tensor(e.input_ids)
             attention_mask[i, offset : offset + len(e.input_ids)] = 1
             step_positions[i, : e.n_steps] = torch.tensor(e.step_positions) + offset
@@ -256,9 +255,19 @@ class StepEncoder:
             "step_mask": step_positions >= 0,
             "labels": labels,
             "label_mask": label_mask,
-            "steps_start": torch.tensor([e.steps_start + (length - len(e.input_ids) if is_left else 0) for e in encoded]),
+            "steps_start": steps_start,
             "n_dropped_steps": torch.tensor([e.n_dropped_steps for e in encoded]),
         }
+
+    def iter_batches(self, encoded: Sequence[EncodedSample], batch_size: int, *, seed: int | None = None,
+                     device: torch.device | str | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """Length-bucketed batches (see ``bucket_batches``): yields each batch's sample indices and
+        its collated tensors, moved to ``device`` when one is given."""
+        for idx in bucket_batches([len(e.input_ids) for e in encoded], batch_size, seed=seed):
+            batch = self.collate([encoded[i] for i in idx])
+            if device is not None:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            yield idx, batch
 
     def __call__(self, samples: Sequence[StepSample]) -> dict[str, torch.Tensor]:
         """Encode and collate a list of samples in one call."""

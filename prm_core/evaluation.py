@@ -15,7 +15,6 @@ import torch
 
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
-from prm_core.encoding import bucket_batches
 from prm_core.metrics import (
     best_of_n_curve,
     best_threshold,
@@ -130,10 +129,8 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
     device = verifier.device
     # The same length-sorted batches the Verifier builds, already on the device: the only difference
     # left is the Verifier's own encoding, collation and bookkeeping.
-    encoded = model.encoder.encode_many(samples)
-    order = bucket_batches([len(e.input_ids) for e in encoded], batch_size)
-    batches = [model.encoder.collate([encoded[i] for i in idx]) for idx in order]
-    batches = [{k: batch[k].to(device) for k in ("input_ids", "attention_mask")} for batch in batches]
+    batches = [{k: batch[k] for k in ("input_ids", "attention_mask")}
+               for _, batch in model.encoder.iter_batches(model.encoder.encode_many(samples), batch_size, device=device)]
     use_bf16 = device.type == "cuda"
     start = time.perf_counter()
     for _ in range(repeats):

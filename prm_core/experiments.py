@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.backbones import cache_root, load_backbone
+from prm_core.backbones import atomic_folder, cache_root, load_backbone
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
 from prm_core.model import HeadConfig, ProcessRewardModel
@@ -158,26 +158,21 @@ def new_model(backbone_path: str, config: ExperimentConfig, kind: str) -> Proces
 
 
 def _save(model: ProcessRewardModel, result: TrainResult, folder: Path) -> None:
-    """Write to a temporary folder, then rename: a reader never sees a half-written model."""
-    import shutil
+    """Save model and train info so that a reader never sees a half-written folder."""
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
 
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    (tmp / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process saved the same model first; theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars as numbers, anything else JSON cannot hold as text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike | None = None) -> tuple[str, dict]:
     """Path of the backbone after LM pretraining (built and cached on first use) and its train info."""
     if config.pretrain.max_steps == 0 or config.backbone != "course-tiny":
-        if config.backbone == "course-tiny":
-            from prm_core.backbones import ensure_course_tiny, resolve_profile
-
-            return str(ensure_course_tiny(resolve_profile(config.backbone_profile), cache_dir)), {}
-        return config.backbone, {}
+        return config.backbone, {}  # load_backbone builds or loads it by name
     folder = _experiment_dir(cache_dir) / f"pretrained-{_hash(_pretrain_key(config))}"
     if not (folder / "train_result.json").exists():
         model = new_model(config.backbone, config, "prm")
@@ -211,7 +206,7 @@ def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLik
     folder = Path(out_dir) if out_dir is not None else METRICS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(metrics, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
+    path.write_text(json.dumps(metrics, indent=2, default=_json_default))
 
 
 def git_commit() -> str | None:
@@ -289,7 +284,7 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
                "device": info.get("device"), "max_steps": info.get("config", {}).get("max_steps")}
         for name, info in train_info.items() if info
     }
-    report = json.loads(json.dumps(report, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
+    report = json.loads(json.dumps(report, default=_json_default))
     folder.mkdir(parents=True, exist_ok=True)
     _save_scores(scores, folder / "scores.safetensors")
     (folder / "report.json").write_text(json.dumps(report, indent=2))
@@ -311,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir)
     metrics["wall_seconds"] = time.perf_counter() - start
-    text = json.dumps(metrics, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x))
+    text = json.dumps(metrics, indent=2, default=_json_default)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from prm_core.data import StepSample
-from prm_core.encoding import EncodedSample, bucket_batches
+from prm_core.encoding import EncodedSample
 from prm_core.losses import next_token_loss, outcome_sample, step_bce_loss
 from prm_core.model import ProcessRewardModel
 
@@ -113,8 +113,7 @@ def _lr_lambda(config: TrainConfig):
 
 def _batches(model: ProcessRewardModel, encoded: Sequence[EncodedSample], batch_size: int,
              seed: int | None, device: torch.device) -> list[dict[str, torch.Tensor]]:
-    order = bucket_batches([len(e.input_ids) for e in encoded], batch_size, seed=seed)
-    return [{k: v.to(device) for k, v in model.encoder.collate([encoded[i] for i in idx]).items()} for idx in order]
+    return [batch for _, batch in model.encoder.iter_batches(encoded, batch_size, seed=seed, device=device)]
 
 
 def _loss(model: Any, batch: dict[str, torch.Tensor], config: TrainConfig, kind: str,

@@ -15,7 +15,6 @@ import torch
 
 from prm_core.aggregation import aggregate
 from prm_core.data import StepSample
-from prm_core.encoding import bucket_batches
 from prm_core.model import ProcessRewardModel
 from prm_core.voting import best_of_n, majority_vote, weighted_vote
 
@@ -94,9 +93,7 @@ class Verifier:
         self.model.eval()
         use_bf16 = self.device.type == "cuda"
         try:
-            for idx in bucket_batches([len(e.input_ids) for e in encoded], self.batch_size):
-                batch = {k: v.to(self.device, non_blocking=True)
-                         for k, v in self.model.encoder.collate([encoded[i] for i in idx]).items()}
+            for idx, batch in self.model.encoder.iter_batches(encoded, self.batch_size, device=self.device):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     out = self.model(**batch)
                 rows = torch.tensor(idx, device=self.device)
