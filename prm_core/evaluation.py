@@ -18,6 +18,7 @@ from prm_core.data import StepSample
 from prm_core.metrics import (
     best_of_n_curve,
     best_threshold,
+    bootstrap_ci,
     detection_rate_by_kind,
     expected_calibration_error,
     first_error_f1,
@@ -156,20 +157,34 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
     return scored
 
 
+def _n_candidates(bon: Sequence[StepSample]) -> int:
+    return len(bon) // len({s.meta["problem_id"] for s in bon})
+
+
+def held_out_report(scored: dict[str, StepScores], data: Datasets) -> dict[str, Any]:
+    """Step metrics and first-error F1 (threshold picked on validation) of one model on the test set."""
+    threshold = pick_threshold(scored["val"], data.val)
+    return {**step_report(scored["test"], data.test),
+            "first_error": first_error_report(scored["test"], data.test, threshold)}
+
+
+def selection_report(scored: dict[str, StepScores], data: Datasets, rule: str = "min") -> dict[str, dict[str, float]]:
+    """Best-of-N and weighted-vote accuracy of one PRM (solution score ``rule``) at every N."""
+    answers, correct = answer_arrays(data.bon, _n_candidates(data.bon))
+    solution = scored["bon"].solution_scores(rule).numpy().reshape(answers.shape)
+    return {method: {str(p.n): p.accuracy for p in best_of_n_curve(answers, correct, solution, method)}
+            for method in ("best_of_n", "weighted")}
+
+
 def build_report(scored: dict[str, dict[str, StepScores]], data: Datasets) -> dict[str, Any]:
     """The standard report from step scores: PRM and ORM step metrics, first-error F1, best-of-N."""
-    report: dict[str, Any] = {}
-    for name in ("prm", "orm"):
-        threshold = pick_threshold(scored[name]["val"], data.val)
-        report[name] = {**step_report(scored[name]["test"], data.test),
-                        "first_error": first_error_report(scored[name]["test"], data.test, threshold)}
+    report: dict[str, Any] = {name: held_out_report(scored[name], data) for name in ("prm", "orm")}
     labels = padded_labels(data.test, scored["prm"]["test"].scores.shape[1])
     positive_share = float(np.nanmean(labels))
     report["baselines"] = {"majority_label_step_accuracy": max(positive_share, 1 - positive_share),
                            "majority_label_step_auroc": 0.5,
                            "orm_as_step_scorer_auroc": report["orm"]["step_auroc"]}
-    n_candidates = len(data.bon) // len({s.meta["problem_id"] for s in data.bon})
-    report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, n_candidates)
+    report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, _n_candidates(data.bon))
     report["best_of_n_summary"] = summarize_best_of_n(report["best_of_n"])
     report["step_auroc"] = report["prm"]["step_auroc"]
     report["first_error_f1"] = report["prm"]["first_error"]["f1"]
@@ -192,3 +207,41 @@ def flag_rate_by_kind(scores: StepScores, samples: Sequence[StepSample], rules: 
         out[rule] = {k: float(np.mean([f for f, kk in zip(flagged, kinds, strict=True) if kk == k]))
                      for k in sorted(set(kinds))}
     return out
+
+
+def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, bon: Sequence[StepSample],
+                        rule: str = "min", n_bootstrap: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """Beam search against best-of-N, PRM-weighted vote and majority vote at equal policy calls.
+
+    ``search`` maps a budget ``b`` (policy calls per operation, ``BeamSearchConfig.samples_per_operation``)
+    to the ``SearchResult``s of the first ``P`` best-of-N problems, in order; the other methods pick
+    among ``N = b`` candidates of the same problems, in disjoint groups. Each row holds the method,
+    the budget, accuracy with a 95% bootstrap CI over problems, and the mean number of steps the policy
+    wrote and the PRM scored per problem.
+    """
+    n_candidates = _n_candidates(bon)
+    answers, correct = answer_arrays(bon, n_candidates)
+    solution = prm_bon.solution_scores(rule).numpy().reshape(answers.shape)
+    steps_per_candidate = np.array([s.n_steps for s in bon]).reshape(answers.shape)
+    rows = []
+    for budget, results in sorted(search.items()):
+        p = len(results)
+        if not 1 <= p <= answers.shape[0] or budget > n_candidates:
+            raise ValueError(f"search[{budget}] has {p} results for {answers.shape[0]} best-of-N problems of "
+                             f"{n_candidates} candidates; search a prefix of those problems with a budget <= "
+                             f"{n_candidates}.")
+        hit = np.array([bool(r.solution.meta["is_correct_answer"]) for r in results], dtype=float)
+        low, high = bootstrap_ci(hit, n_bootstrap, seed)
+        rows.append({"method": f"beam search ({rule})", "budget": budget, "accuracy": float(hit.mean()),
+                     "ci_low": low, "ci_high": high,
+                     "generated_steps": float(np.mean([r.n_generated_steps for r in results])),
+                     "scored_solutions": float(np.mean([r.n_scored for r in results]))})
+        whole = float(steps_per_candidate[:p].mean() * budget)  # N whole solutions per problem
+        for name, method, scores, scored in ((f"best-of-N ({rule})", "best_of_n", solution, budget),
+                                             (f"PRM-weighted vote ({rule})", "weighted", solution, budget),
+                                             ("majority vote", "majority", None, 0)):
+            (point,) = best_of_n_curve(answers[:p], correct[:p], None if scores is None else scores[:p], method,
+                                       ns=[budget], n_bootstrap=n_bootstrap, seed=seed)
+            rows.append({"method": name, "budget": budget, "accuracy": point.accuracy, "ci_low": point.ci_low,
+                         "ci_high": point.ci_high, "generated_steps": whole, "scored_solutions": float(scored)})
+    return rows

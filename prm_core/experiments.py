@@ -25,7 +25,7 @@ from prm_core.backbones import atomic_folder, cache_root, load_backbone
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
 from prm_core.model import HeadConfig, ProcessRewardModel
-from prm_core.tasks.arithmetic import make_problems, reference_solution
+from prm_core.tasks.arithmetic import ArithmeticProblem, make_problems, reference_solution
 from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig
 from prm_core.training import TrainConfig, TrainResult, train
 
@@ -102,11 +102,14 @@ def _pretrain_key(config: ExperimentConfig) -> dict[str, Any]:
             "pretrain": asdict(config.pretrain)}
 
 
-def _model_key(config: ExperimentConfig, kind: str) -> dict[str, Any]:
-    return {"pretrained": _pretrain_key(config), "kind": kind, "train": asdict(getattr(config, kind)),
-            "n_train_problems": config.n_train_problems, "samples": config.samples_per_train_problem,
-            "n_val_problems": config.n_val_problems, "lm_features": config.use_lm_features,
-            "mlp": config.head_mlp_size}
+def _model_key(config: ExperimentConfig, kind: str, labels: str = "exact", n_rollouts: int = 0) -> dict[str, Any]:
+    key = {"pretrained": _pretrain_key(config), "kind": kind, "train": asdict(getattr(config, kind)),
+           "n_train_problems": config.n_train_problems, "samples": config.samples_per_train_problem,
+           "n_val_problems": config.n_val_problems, "lm_features": config.use_lm_features,
+           "mlp": config.head_mlp_size}
+    if labels != "exact":  # exact-label models keep the keys they were cached under
+        key.update(labels=labels, n_rollouts=n_rollouts)
+    return key
 
 
 @dataclass
@@ -119,18 +122,27 @@ class Datasets:
     bon: list[StepSample]  # n_bon_problems x n_bon_samples, problem-major
 
 
+def train_side_problems(config: ExperimentConfig) -> tuple[list[ArithmeticProblem], list[ArithmeticProblem]]:
+    """The train and validation problems of a profile (both on the train side of ``split_of``)."""
+    train_side = make_problems(config.n_train_problems + config.n_val_problems, seed=config.seed, split="train")
+    return train_side[: config.n_train_problems], train_side[config.n_train_problems :]
+
+
+def bon_problems(config: ExperimentConfig) -> list[ArithmeticProblem]:
+    """The test-side problems of the best-of-N set, in the order of ``Datasets.bon``."""
+    return make_problems(config.n_bon_problems, seed=config.seed + 2, split="test")
+
+
 def make_datasets(config: ExperimentConfig) -> Datasets:
     """Sample every set from the policy; train/val on train-side problems, test/bon on test-side ones."""
     policy, s = NoisyPolicy(), config.seed
-    train_side = make_problems(config.n_train_problems + config.n_val_problems, seed=s, split="train")
-    train_problems, val_problems = train_side[: config.n_train_problems], train_side[config.n_train_problems :]
+    train_problems, val_problems = train_side_problems(config)
     test_problems = make_problems(config.n_test_problems, seed=s + 1, split="test")
-    bon_problems = make_problems(config.n_bon_problems, seed=s + 2, split="test")
     return Datasets(
         train=policy.sample_many(train_problems, config.samples_per_train_problem, seed=s + 10),
         val=policy.sample_many(val_problems, 4, seed=s + 11),
         test=policy.sample_many(test_problems, config.samples_per_test_problem, seed=s + 12),
-        bon=policy.sample_many(bon_problems, config.n_bon_samples, seed=s + 13),
+        bon=policy.sample_many(bon_problems(config), config.n_bon_samples, seed=s + 13),
     )
 
 
@@ -182,15 +194,40 @@ def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike |
     return str(folder / "backbone"), info
 
 
+def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str, n_rollouts: int = 8,
+               show_progress: bool = True) -> list[StepSample]:
+    """Train-side ``samples`` with labels from another source (``prm_core.labeling.LABEL_SOURCES``)."""
+    from prm_core import labeling
+
+    if labels not in labeling.LABEL_SOURCES:
+        raise ValueError(f"labels={labels!r} must be one of {labeling.LABEL_SOURCES}.")
+    if labels == "exact":
+        return list(samples)
+    if labels == "outcome":
+        return [labeling.outcome_labels(s) for s in samples]
+    train_problems, val_problems = train_side_problems(config)
+    hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
+                                      seed=config.seed + 20, show_progress=show_progress)
+    kind = labels.removeprefix("mc_")
+    return labeling.with_labels(samples, labeling.monte_carlo_labels(hits, n_rollouts, kind), labels)
+
+
 def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = None,
-                  cache_dir: str | os.PathLike | None = None) -> tuple[ProcessRewardModel, dict]:
-    """A PRM or ORM trained by the profile (from the cache when it exists) and its train info."""
-    folder = _experiment_dir(cache_dir) / f"{kind}-{_hash(_model_key(config, kind))}"
+                  cache_dir: str | os.PathLike | None = None, labels: str = "exact",
+                  n_rollouts: int = 8) -> tuple[ProcessRewardModel, dict]:
+    """A PRM or ORM trained by the profile (from the cache when it exists) and its train info.
+
+    ``labels`` picks the source of the training set's step labels ("exact", "outcome", "mc_hard",
+    "mc_soft" with ``n_rollouts`` completions per step); validation keeps the exact labels.
+    """
+    key = _model_key(config, kind, labels, n_rollouts if labels.startswith("mc_") else 0)
+    folder = _experiment_dir(cache_dir) / f"{kind}-{_hash(key)}"
     if not (folder / "train_result.json").exists():
         data = data or make_datasets(config)
+        train_set = relabelled(config, data.train, labels, n_rollouts)
         backbone_path, _ = pretrained_backbone(config, cache_dir)
         model = new_model(backbone_path, config, kind)
-        result = train(model, data.train, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
+        result = train(model, train_set, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
         _save(model, result, folder)
     model = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
     return model, json.loads((folder / "train_result.json").read_text())

@@ -384,6 +384,25 @@ def detection_rate_by_kind(step_scores_list: Sequence[Sequence[float]], first_er
     return {kind: (float(np.mean(hits)), len(hits)) for kind, hits in by_kind.items()}
 
 
+def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a mean over problems (the resamples ``best_of_n_curve``
+    draws for the same number of problems and seed).
+
+    Examples
+    --------
+    >>> low, high = bootstrap_ci([1.0, 0.0, 1.0, 1.0])
+    >>> 0.0 <= low <= 0.75 <= high <= 1.0
+    True
+    """
+    values = _as_array(per_problem, "per_problem")
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"per_problem has shape {values.shape}; pass one value per problem (1-D, non-empty).")
+    _check_positive_int(n_bootstrap, "n_bootstrap")
+    resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_bootstrap, values.size))
+    low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     """Accuracy of choosing one answer from groups of ``n`` candidates, with a 95% bootstrap CI."""

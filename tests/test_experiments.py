@@ -151,3 +151,79 @@ def test_flag_rate_by_kind_counts_solutions_below_threshold_per_first_error_kind
     # min: 0.2 (slip) flagged, 0.6 (trap) not, 0.4 (no error) flagged; last: 0.2, 0.7, 0.4
     assert rates["min"] == {"none": 1.0, "slip": 1.0, "trap": 0.0}
     assert rates["last"] == {"none": 1.0, "slip": 1.0, "trap": 0.0}
+
+
+@pytest.mark.parametrize("labels", ["outcome", "mc_soft"])
+def test_trained_model_on_other_labels_caches_a_separate_model(smoke_run, labels, monkeypatch):
+    config, cache, _ = smoke_run
+    data = make_datasets(config)
+    seen = {}
+    real_train = experiments.train
+
+    def spy(model, train_samples, *args, **kwargs):
+        seen["sources"] = {s.meta.get("label_source") for s in train_samples}
+        return real_train(model, train_samples, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train", spy)
+    experiments.trained_model(config, "prm", data, cache, labels=labels, n_rollouts=2)
+    assert seen["sources"] == {labels}  # trained on relabelled samples, not on the cached exact-label model
+    folders = sorted(p.name for p in (cache / "experiments").glob("prm-*"))
+    assert len(folders) >= 2
+
+
+def test_relabelled_outcome_gives_every_step_the_outcome():
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    out = experiments.relabelled(config, data.train, "outcome")
+    for before, after in zip(data.train, out, strict=True):
+        assert set(after.labels) == {1.0 if before.meta["is_correct_answer"] else 0.0}
+        assert after.meta["exact_labels"] == list(before.labels)
+
+
+def test_relabelled_unknown_source_raises_listing_sources():
+    config = ExperimentConfig.from_dict(SMOKE)
+    with pytest.raises(ValueError, match="labels='human'.*exact"):
+        experiments.relabelled(config, [], "human")
+
+
+def test_held_out_and_selection_reports_match_the_standard_report(smoke_run):
+    from prm_core.evaluation import held_out_report, score_datasets, selection_report
+
+    config, cache, metrics = smoke_run
+    data = make_datasets(config)
+    prm, _ = experiments.trained_model(config, "prm", data, cache)
+    scored = score_datasets({"prm": prm}, data)["prm"]
+    report = held_out_report(scored, data)
+    assert report["first_error"]["f1"] == pytest.approx(metrics["first_error_f1"], nan_ok=True)
+    selection = selection_report(scored, data)
+    for n, accuracy in selection["best_of_n"].items():
+        assert accuracy == pytest.approx(metrics["best_of_n"][n]["prm_min"]["accuracy"])
+        assert selection["weighted"][n] == pytest.approx(metrics["best_of_n"][n]["prm_weighted_min"]["accuracy"])
+
+
+def test_search_vs_best_of_n_rows_at_equal_policy_calls(smoke_run):
+    from prm_core.evaluation import score_datasets, search_vs_best_of_n
+    from prm_core.search import BeamSearchConfig, beam_search
+    from prm_core.verification import Verifier
+
+    config, cache, _ = smoke_run
+    data = make_datasets(config)
+    prm, _ = experiments.trained_model(config, "prm", data, cache)
+    bon_scores = score_datasets({"prm": prm}, data)["prm"]["bon"]
+    problems = experiments.bon_problems(config)[:4]
+    searched = {4: beam_search(problems, NoisyPolicy(), Verifier(prm), BeamSearchConfig(2, 2), show_progress=False)}
+    rows = search_vs_best_of_n(searched, bon_scores, data.bon)
+    assert [r["method"] for r in rows] == ["beam search (min)", "best-of-N (min)", "PRM-weighted vote (min)",
+                                           "majority vote"]
+    for r in rows:
+        assert r["budget"] == 4 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+    assert rows[0]["accuracy"] == np.mean([r.solution.meta["is_correct_answer"] for r in searched[4]])
+    with pytest.raises(ValueError, match="budget <= 8"):
+        search_vs_best_of_n({16: searched[4]}, bon_scores, data.bon)
+
+
+def test_bon_problems_are_the_problems_of_the_best_of_n_set():
+    config = ExperimentConfig.from_dict(SMOKE)
+    texts = [p.text for p in experiments.bon_problems(config)]
+    data = make_datasets(config)
+    assert [s.problem for s in data.bon[:: config.n_bon_samples]] == texts

@@ -337,3 +337,18 @@ def test_best_of_n_curve_bad_input_raises_value_error(overrides, match):
     kwargs = dict(answers=answers, is_correct=is_correct, scores=scores, method="weighted") | overrides
     with pytest.raises(ValueError, match=match):
         best_of_n_curve(**kwargs)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_collapses_for_constant_values():
+    from prm_core.metrics import bootstrap_ci
+
+    low, high = bootstrap_ci(np.array([0.0, 1.0] * 20))
+    assert low < 0.5 < high
+    assert bootstrap_ci(np.ones(7)) == (1.0, 1.0)
+
+
+def test_bootstrap_ci_empty_raises():
+    from prm_core.metrics import bootstrap_ci
+
+    with pytest.raises(ValueError, match="per_problem"):
+        bootstrap_ci([])

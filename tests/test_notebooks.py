@@ -53,3 +53,27 @@ def test_notebook_backbone_parameter_accepts_a_local_save_pretrained_folder(cour
     stdout = "".join(o.get("text", "") for c in _code_cells(out) for o in c.outputs)
     assert "tags == steps: True" in stdout
     assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["BACKBONE"] == str(folder)
+
+
+def test_real_models_notebook_takes_a_local_backbone_and_data_files(course_backbone, tmp_path):
+    # The online path of notebook 11 (a hub backbone, downloaded dataset files), offline: a
+    # save_pretrained folder and copies of the fixture files passed as papermill parameters.
+    papermill = pytest.importorskip("papermill")
+    from prm_core.formats import fixture_path
+
+    model, tokenizer, _ = course_backbone
+    folder = tmp_path / "my-backbone"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    files = {}
+    for name, param in (("prm800k", "PRM800K_FILE"), ("math_shepherd", "MATH_SHEPHERD_FILE"),
+                        ("processbench", "PROCESSBENCH_FILE")):
+        files[param] = str(tmp_path / f"{name}.jsonl")
+        (tmp_path / f"{name}.jsonl").write_text(fixture_path(name).read_text())
+    path = next(p for p in NOTEBOOKS if p.name.startswith("11_"))
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(path), str(out), parameters={"BACKBONE": str(folder), "TRAIN_STEPS": 3, **files},
+                               cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    stdout = "".join(o.get("text", "") for c in _code_cells(out) for o in c.outputs)
+    assert "every step is tagged or reported as dropped: True" in stdout
+    assert "one prediction per ProcessBench row: True" in stdout

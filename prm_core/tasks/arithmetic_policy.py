@@ -218,7 +218,8 @@ class NoisyPolicy:
             return "recheck_needless", (before, op.symbol, op.operand, exact)
         return None
 
-    def sample(self, problem: ArithmeticProblem, rng: random.Random, prefix: Sequence[str] = ()) -> StepSample:
+    def sample(self, problem: ArithmeticProblem, rng: random.Random, prefix: Sequence[str] = (),
+               max_ops: int | None = None) -> StepSample:
         """One solution, continuing ``prefix`` (steps already written, e.g. by search or a rollout).
 
         The policy's state is read back from the prefix text: the next operation (rechecks do not
@@ -233,6 +234,9 @@ class NoisyPolicy:
             The only source of randomness: equal rng states give equal samples.
         prefix : sequence of str, default ()
             Steps to continue from.
+        max_ops : int, optional
+            Write at most this many operations (each a step, plus the recheck that may follow it):
+            ``max_ops=1`` is one move of a step-level search. None: finish the solution.
 
         Returns
         -------
@@ -252,10 +256,13 @@ class NoisyPolicy:
         """
         if isinstance(prefix, str) or not all(isinstance(step, str) for step in prefix):
             raise TypeError("prefix must be a sequence of step strings, e.g. prefix=['12 + 5 = 17.'].")
+        if max_ops is not None and (isinstance(max_ops, bool) or not isinstance(max_ops, int) or max_ops < 1):
+            raise ValueError(f"max_ops={max_ops!r} must be None or an int >= 1; pass max_ops=1 for one step.")
         track = track_steps(problem, prefix)
         steps, kinds = list(prefix), ["prefix"] * len(prefix)
         believed, is_on_track = track.last_value, track.is_on_track
-        for k in range(track.next_op_index, len(problem.operations)):
+        end = len(problem.operations) if max_ops is None else min(len(problem.operations), track.next_op_index + max_ops)
+        for k in range(track.next_op_index, end):
             lead = rng.choice(_FIRST_LEADS if not steps else _LEADS)
             kind, written = self._normal_step(problem, k, believed, is_on_track, rng)
             steps.append(format_step(*written, lead=lead))

@@ -1,0 +1,229 @@
+"""Plumbing shared by the dataset-format readers and writers in ``prm_core.formats``.
+
+Rows in (a path, JSON lines or dicts), samples out, with every row accounted for in a
+``ReadResult``; samples in, JSONL out, with every sample checked before anything is written.
+Import the readers and writers from ``prm_core.formats``; the ``_`` helpers here serve only the
+``formats_*`` modules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from prm_core.data import StepSample
+
+FIXTURE_NAMES: tuple[str, ...] = ("prm800k", "math_shepherd", "trl_stepwise", "processbench")
+ON_ERROR = ("raise", "skip")
+
+Source = str | os.PathLike | Iterable[str | Mapping[str, Any]]
+Destination = str | os.PathLike | TextIO
+
+
+class ReadResult(list):
+    """The samples a reader built (it *is* that list), plus what it left out and why.
+
+    Attributes
+    ----------
+    excluded : dict of str to int
+        Rows left out on purpose, counted by reason, e.g. ``{"quality_control": 2}``.
+    skipped : list of (int, str)
+        ``(row number, reason)`` of each malformed row skipped under ``on_error="skip"``.
+
+    Examples
+    --------
+    >>> result = ReadResult([StepSample("q", ["a"])], excluded={"screening": 2})
+    >>> len(result), result.n_excluded, result.n_skipped
+    (1, 2, 0)
+    """
+
+    def __init__(
+        self,
+        samples: Iterable[StepSample] = (),
+        *,
+        excluded: Mapping[str, int] | None = None,
+        skipped: Iterable[tuple[int, str]] = (),
+    ) -> None:
+        super().__init__(samples)
+        self.excluded: dict[str, int] = dict(excluded or {})
+        self.skipped: list[tuple[int, str]] = list(skipped)
+
+    @property
+    def n_excluded(self) -> int:
+        return sum(self.excluded.values())
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+
+class _RowError(ValueError):
+    """A row breaks its format's schema; the reader adds the line number and the fix."""
+
+
+def fixture_path(name: str) -> Path:
+    """Path of the small hand-written sample file shipped for one format (offline, a few rows).
+
+    Parameters
+    ----------
+    name : str
+        One of ``FIXTURE_NAMES``: "prm800k", "math_shepherd", "trl_stepwise", "processbench".
+
+    Returns
+    -------
+    pathlib.Path
+        ``prm_core/fixtures/<name>_sample.jsonl``.
+
+    Examples
+    --------
+    >>> fixture_path("math_shepherd").name
+    'math_shepherd_sample.jsonl'
+    """
+    if name not in FIXTURE_NAMES:
+        raise ValueError(f"name={name!r} is not a shipped fixture; pass one of {list(FIXTURE_NAMES)}.")
+    return Path(__file__).resolve().parent / "fixtures" / f"{name}_sample.jsonl"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(row: Mapping[str, Any], key: str, kind: type | tuple[type, ...], *, name: str = "",
+           optional: bool = False) -> Any:
+    """``row[key]`` checked against ``kind``; a missing or null optional field gives None."""
+    name = name or key
+    if key not in row or (optional and row[key] is None):
+        if optional:
+            return None
+        raise _RowError(f"field '{name}' is missing; add it (the reader's docstring lists the schema).")
+    value = row[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(k.__name__ for k in kinds) + (" or null" if optional else "")
+        raise _RowError(f"field '{name}'={_short(value)} has type {type(value).__name__}; it must be {expected}.")
+    return value
+
+
+def _str_list(row: Mapping[str, Any], key: str) -> list[str]:
+    items = _field(row, key, list)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise _RowError(f"field '{key}[{i}]'={_short(item)} has type {type(item).__name__}; it must be str.")
+    return items
+
+
+def _extras(row: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+    """Columns the format does not define, kept in ``meta`` so that nothing is lost."""
+    return {k: v for k, v in row.items() if k not in known}
+
+
+def _rows(source: Source) -> Iterator[tuple[int, str, Any]]:
+    """Yield ``(number, "line" | "row", parsed row or _RowError)``; blank lines are passed over."""
+    if isinstance(source, Mapping):
+        raise ValueError("source is a single dict; wrap it in a list: read_...([row]).")
+    if isinstance(source, str) and source.lstrip()[:1] in ("{", "[") and not Path(source).exists():
+        raise ValueError(f"source={_short(source)} looks like JSON text, but a single str is read as a path; "
+                         "pass JSON lines as a list: read_...([line]).")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix == ".json":
+            items = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(items, list):
+                raise ValueError(f"{path} holds a JSON {type(items).__name__}; a .json file must hold a list "
+                                 "of rows (use .jsonl for one row per line).")
+            yield from ((i, "row", item) for i, item in enumerate(items, 1))
+        else:
+            with path.open(encoding="utf-8") as lines:
+                yield from _rows(lines)
+        return
+    for i, item in enumerate(source, 1):
+        if not isinstance(item, str):
+            yield i, "row", item
+        elif item.strip():
+            try:
+                yield i, "line", json.loads(item)
+            except json.JSONDecodeError as err:
+                yield i, "line", _RowError(f"is not valid JSON ({err.msg} at column {err.colno}); "
+                                           "each line must hold one JSON object.")
+
+
+def _read(source: Source, parse: Callable[[Mapping[str, Any]], StepSample | str], on_error: str,
+          reader: str) -> ReadResult:
+    """Run ``parse`` on every row; it returns a sample, or an exclusion reason to count."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r} must be one of {list(ON_ERROR)}; pass on_error='skip' "
+                         "to skip and count malformed rows.")
+    result = ReadResult()
+    for number, unit, row in _rows(source):
+        try:
+            if isinstance(row, _RowError):
+                raise row
+            if not isinstance(row, Mapping):
+                raise _RowError(f"holds a {type(row).__name__}; each row must be a JSON object (a dict).")
+            out = parse(row)
+        except (ValueError, TypeError) as err:  # schema errors and StepSample's own checks
+            if on_error == "raise":
+                raise ValueError(f"{reader}: {unit} {number}: {err} Fix or drop that row, or pass "
+                                 "on_error='skip' to skip and count malformed rows.") from err
+            result.skipped.append((number, f"{unit} {number}: {err}"))
+            continue
+        if isinstance(out, str):
+            result.excluded[out] = result.excluded.get(out, 0) + 1
+        else:
+            result.append(out)
+    if result.skipped:
+        warnings.warn(f"{reader} skipped {result.n_skipped} malformed row(s), the first at "
+                      f"{result.skipped[0][1]} See result.skipped for every reason.", stacklevel=3)
+    return result
+
+
+def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[StepSample, int], dict],
+           writer: str) -> int:
+    """Convert every sample first (so a bad one writes nothing), then write JSONL or a JSON list."""
+    rows = []
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, StepSample):
+            raise ValueError(f"{writer}: samples[{i}] has type {type(sample).__name__}; pass StepSample "
+                             "objects (StepSample.from_dict converts dicts).")
+        try:
+            rows.append(to_row(sample, i))
+        except ValueError as err:
+            raise ValueError(f"{writer}: samples[{i}]: {err}") from err
+    if isinstance(dest, (str, os.PathLike)):
+        with Path(dest).open("w", encoding="utf-8") as out:
+            if Path(dest).suffix == ".json":
+                json.dump(rows, out, ensure_ascii=False, indent=1)
+            else:
+                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    else:
+        dest.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return len(rows)
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                                  or math.isnan(threshold) or not 0.0 < threshold <= 1.0):
+        raise ValueError(f"threshold={threshold!r} must be None (labels must be exactly 0.0 or 1.0) or a "
+                         "float in (0, 1], e.g. threshold=0.5 to round soft labels.")
+
+
+def _is_correct(sample: StepSample, i: int, threshold: float | None, fmt: str) -> bool:
+    """Step ``i``'s label as a bool: exact 1.0/0.0, or compared with ``threshold`` when one is given."""
+    if sample.labels is None or sample.labels[i] is None:
+        raise ValueError(f"labels[{i}] is None (unlabelled) but {fmt} needs a label on every step; "
+                         "label the step or leave the sample out.")
+    label = sample.labels[i]
+    if threshold is not None:
+        return label >= threshold
+    if label not in (0.0, 1.0):
+        raise ValueError(f"labels[{i}]={label!r} is a soft label but {fmt} holds only correct/incorrect; "
+                         "pass threshold=0.5 to round soft labels, or leave the sample out.")
+    return label == 1.0
+

@@ -1,0 +1,138 @@
+"""PRM-guided step-level beam search over the policy.
+
+Best-of-N spends its budget on whole solutions and judges them at the end; a step-level search
+spends the same budget one step at a time, and lets the PRM drop a partial solution as soon as a
+step looks wrong. At each operation, every kept partial solution is extended ``expansions`` times
+by the policy, the PRM scores every extension, and the ``beam_width`` best (by an aggregation rule
+over their step scores so far) are kept. The first operation extends the empty solution
+``beam_width * expansions`` times, so every operation costs the same number of policy calls:
+``beam_width * expansions`` per operation, the same as best-of-N with ``N = beam_width * expansions``.
+Extensions with identical text are scored once and kept once, so when the policy repeats itself
+fewer beams survive and the search spends less than that budget; ``SearchResult`` counts what it spent.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prm_core.aggregation import AGGREGATIONS
+from prm_core.data import StepSample
+from prm_core.tasks.arithmetic import ArithmeticProblem, final_value, grade_answer, track_steps
+from prm_core.tasks.arithmetic_policy import NoisyPolicy
+from prm_core.verification import Verifier
+
+
+@dataclass(frozen=True)
+class BeamSearchConfig:
+    """How wide and how greedy the search is."""
+
+    beam_width: int = 4  # partial solutions kept after each operation
+    expansions: int = 4  # policy continuations (one operation each) sampled per kept solution
+    rule: str = "min"  # aggregation of a partial solution's step scores ("min", "last", ...)
+    seed: int = 0  # problem i searches with random.Random(seed * 1_000_003 + i)
+
+    def __post_init__(self) -> None:
+        for name in ("beam_width", "expansions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+        if self.rule not in AGGREGATIONS:
+            raise ValueError(f"rule={self.rule!r} is unknown; use one of {list(AGGREGATIONS)}.")
+
+    @property
+    def samples_per_operation(self) -> int:
+        """Policy calls per operation; best-of-N with this N makes as many."""
+        return self.beam_width * self.expansions
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen solution of one problem and what finding it cost."""
+
+    solution: StepSample  # labelled exactly; meta["is_correct_answer"] says whether its answer is right
+    n_generated_steps: int  # steps the policy wrote, kept or not
+    n_scored: int  # partial or finished solutions the PRM scored
+
+
+def _finished(problem: ArithmeticProblem, steps: Sequence[str]) -> bool:
+    return track_steps(problem, steps).next_op_index >= len(problem.operations)
+
+
+def _labelled(problem: ArithmeticProblem, steps: Sequence[str], score: float) -> StepSample:
+    value = final_value(steps)
+    answer = None if value is None else str(value)
+    return StepSample(problem.text, steps, labels=track_steps(problem, steps).labels, answer=answer,
+                      meta={"problem_id": problem.problem_id, "is_correct_answer": grade_answer(answer, problem),
+                            "search_score": score})
+
+
+def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, verifier: Verifier,
+                config: BeamSearchConfig = BeamSearchConfig(), show_progress: bool = True) -> list[SearchResult]:
+    """Search every problem at once, one operation at a time, scoring all extensions in one batch.
+
+    Parameters
+    ----------
+    problems : sequence of ArithmeticProblem
+    policy : NoisyPolicy
+        Proposes each next operation (``sample(..., max_ops=1)``).
+    verifier : Verifier
+        Scores partial solutions with the PRM; the same encoder as training.
+    config : BeamSearchConfig
+
+    Returns
+    -------
+    list of SearchResult, one per problem, in order
+
+    Examples
+    --------
+    >>> results = beam_search(problems, NoisyPolicy(), Verifier(prm))  # doctest: +SKIP
+    >>> sum(r.solution.meta["is_correct_answer"] for r in results) / len(results)  # doctest: +SKIP
+    """
+    from tqdm.std import tqdm
+
+    if not problems:
+        raise ValueError("problems is empty; pass at least one problem to search.")
+    rngs = [random.Random(config.seed * 1_000_003 + i) for i in range(len(problems))]
+    beams: list[list[tuple[str, ...]]] = [[()] for _ in problems]
+    best: list[tuple[tuple[str, ...], float] | None] = [None] * len(problems)
+    generated, scored = [0] * len(problems), [0] * len(problems)
+    depth = max(len(p.operations) for p in problems)
+    for _ in tqdm(range(depth), desc="beam search", disable=not show_progress):
+        owners, candidates = [], []
+        for i, problem in enumerate(problems):
+            if best[i] is not None:
+                continue
+            per_beam = config.samples_per_operation if beams[i] == [()] else config.expansions
+            seen = set()
+            for prefix in beams[i]:
+                for _ in range(per_beam):
+                    steps = policy.sample(problem, rngs[i], prefix=prefix, max_ops=1).steps
+                    generated[i] += len(steps) - len(prefix)
+                    if steps not in seen:  # identical text gets an identical score: keep one copy
+                        seen.add(steps)
+                        owners.append(i)
+                        candidates.append(steps)
+        if not candidates:
+            break
+        samples = [StepSample(problems[i].text, steps) for i, steps in zip(owners, candidates, strict=True)]
+        solution_scores = verifier.score_steps(samples).solution_scores(config.rule).tolist()
+        ranked: dict[int, list[tuple[float, tuple[str, ...]]]] = {}
+        for i, steps, score in zip(owners, candidates, solution_scores, strict=True):
+            scored[i] += 1
+            ranked.setdefault(i, []).append((score, steps))
+        for i, options in ranked.items():
+            options.sort(key=lambda pair: -pair[0])  # stable: ties keep sampling order
+            kept = options[: config.beam_width]
+            if all(_finished(problems[i], steps) for _, steps in kept):
+                best[i] = (kept[0][1], kept[0][0])
+            beams[i] = [steps for _, steps in kept]
+    results = []
+    for i, problem in enumerate(problems):
+        if best[i] is None:
+            raise RuntimeError(f"problem {i} did not finish in {depth} operations; this is a bug in the policy "
+                               "or the step tracker, not in the input.")
+        steps, score = best[i]
+        results.append(SearchResult(_labelled(problem, steps, score), generated[i], scored[i]))
+    return results

@@ -1,0 +1,600 @@
+import io
+import json
+import re
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prm_core.data import StepSample
+from prm_core.formats import (
+    FIXTURE_NAMES,
+    TAG,
+    ReadResult,
+    fixture_path,
+    read_math_shepherd,
+    read_prm800k,
+    read_processbench,
+    read_trl_stepwise,
+    write_math_shepherd,
+    write_prm800k,
+    write_processbench,
+    write_trl_stepwise,
+)
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
+READERS = {"prm800k": read_prm800k, "math_shepherd": read_math_shepherd,
+           "trl_stepwise": read_trl_stepwise, "processbench": read_processbench}
+
+
+def _lines(*rows):
+    return [json.dumps(row, ensure_ascii=False) for row in rows]
+
+
+def _round_trip(write, read, samples, **kwargs):
+    buffer = io.StringIO()
+    assert write(samples, buffer, **kwargs) == len(samples)
+    buffer.seek(0)
+    return read(buffer, **kwargs) if "neutral" in kwargs else read(buffer)
+
+
+def _core(sample):
+    return sample.problem, sample.steps, sample.labels, sample.answer
+
+
+def _prm800k_row(steps, *, generation=None, pre=None, qc=False, screening=False, finish="solution"):
+    """A PRM800K row; ``steps`` is a list of label.steps entries."""
+    return {"labeler": "l", "timestamp": "t", "generation": generation, "is_quality_control_question": qc,
+            "is_initial_screening_question": screening,
+            "question": {"problem": "What is 2 + 2?", "ground_truth_answer": "4", "pre_generated_steps": pre,
+                         "pre_generated_answer": None},
+            "label": {"steps": steps, "total_time": 1, "finish_reason": finish}}
+
+
+def _step(*ratings, chosen=0, human=None):
+    completions = [{"text": f"try {j}: 2 + 2 = {4 + j}.", "rating": r, "flagged": None} for j, r in enumerate(ratings)]
+    return {"completions": completions, "human_completion": human, "chosen_completion": chosen}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipped fixtures: each reads to the hand-computed samples.
+
+
+def test_fixture_path_every_name_exists_and_reads():
+    for name in FIXTURE_NAMES:
+        assert fixture_path(name).is_file()
+        assert len(READERS[name](fixture_path(name))) >= 3
+
+
+def test_fixture_path_unknown_name_raises():
+    with pytest.raises(ValueError, match=r"name='gsm8k' is not a shipped fixture"):
+        fixture_path("gsm8k")
+
+
+def test_read_prm800k_fixture_excludes_quality_control_and_screening_rows():
+    result = read_prm800k(fixture_path("prm800k"))
+    # 5 rows: 1 quality-control (row 3), 1 screening (row 5) -> 3 samples
+    assert len(result) == 3
+    assert result.excluded == {"quality_control": 1, "screening": 1}
+    assert result.n_skipped == 0
+
+
+def test_read_prm800k_fixture_phase1_row_follows_chosen_then_human_completion():
+    sample = read_prm800k(fixture_path("prm800k"))[0]
+    # step 0: chosen_completion 0 (+1); step 1: single completion rated 0 -> neutral 1.0;
+    # step 2: both completions -1, chosen null, the human wrote the step (rating null -> None)
+    assert sample.steps[0] == "4 notebooks cost 4 × 3 = 12 dollars."
+    assert sample.steps[2].startswith("3 pens cost 3 × 2 = 6 dollars")
+    assert sample.labels == (1.0, 1.0, None)
+    assert sample.answer is None
+    assert sample.meta["phase"] == "phase1"
+    assert sample.meta["human_steps"] == [2]
+    assert sample.meta["ratings"] == [1, 0, None]
+    assert [len(a) for a in sample.meta["alternatives"]] == [1, 0, 2]  # the completions not followed
+    assert sample.meta["alternatives"][0][0]["rating"] == -1
+
+
+def test_read_prm800k_fixture_found_error_row_keeps_unlabelled_pre_generated_steps():
+    sample = read_prm800k(fixture_path("prm800k"))[1]
+    # 3 pre-generated steps, 2 labelled: +1, then a step with completions [-1, +1] and no choice
+    # -> the first -1 (the pre-generated step); the third step was never labelled -> None
+    assert sample.labels == (1.0, 0.0, None)
+    assert sample.steps[1] == "Divide both sides by 2: x = 3."
+    assert sample.answer == "3"
+    assert sample.first_error_index() == 1
+    assert sample.meta["finish_reason"] == "found_error"
+    assert sample.meta["alternatives"][1] == [{"text": "Divide both sides by 2: x = 4.", "rating": 1, "flagged": False}]
+
+
+@pytest.mark.parametrize(("neutral", "expected"), [(1.0, 1.0), (0.0, 0.0), (0.5, 0.5), (None, None)],
+                         ids=["positive", "negative", "halfway", "unlabelled"])
+def test_read_prm800k_neutral_choice_sets_label_of_zero_rating(neutral, expected):
+    sample = read_prm800k(fixture_path("prm800k"), neutral=neutral)[2]  # ratings [0, +1]
+    assert sample.labels == (expected, 1.0)
+    assert sample.meta["neutral"] == neutral
+
+
+@pytest.mark.parametrize("neutral", [1.5, -0.1, True, "yes", float("nan")], ids=["above", "below", "bool", "str", "nan"])
+def test_read_prm800k_invalid_neutral_raises(neutral):
+    with pytest.raises(ValueError, match="neutral=.* must be a float in"):
+        read_prm800k(fixture_path("prm800k"), neutral=neutral)
+
+
+@pytest.mark.parametrize(("phase", "n_samples", "n_other"), [("phase1", 1, 2), ("phase2", 2, 1)], ids=["phase1", "phase2"])
+def test_read_prm800k_phase_filter_counts_other_phase(phase, n_samples, n_other):
+    result = read_prm800k(fixture_path("prm800k"), phase=phase)
+    assert len(result) == n_samples
+    assert all(s.meta["phase"] == phase for s in result)
+    assert result.excluded["other_phase"] == n_other  # QC and screening rows are counted as such first
+
+
+def test_read_prm800k_invalid_phase_raises():
+    with pytest.raises(ValueError, match="phase=2 must be None"):
+        read_prm800k(fixture_path("prm800k"), phase=2)
+
+
+def test_read_prm800k_exclusions_off_keeps_every_row():
+    result = read_prm800k(fixture_path("prm800k"), exclude_quality_control=False, exclude_screening=False)
+    assert len(result) == 5
+    assert result.excluded == {}
+    assert [s.meta["is_quality_control_question"] for s in result] == [False, False, True, False, False]
+
+
+def test_read_prm800k_last_step_without_choice_takes_first_negative_completion():
+    row = _prm800k_row([_step(1), _step(1, -1, -1, chosen=None)], finish="found_error")
+    sample = read_prm800k([row])[0]
+    assert sample.steps[1] == "try 1: 2 + 2 = 5."
+    assert sample.labels == (1.0, 0.0)
+    assert [c["text"] for c in sample.meta["alternatives"][1]] == ["try 0: 2 + 2 = 4.", "try 2: 2 + 2 = 6."]
+
+
+def test_read_prm800k_last_step_without_choice_or_negative_takes_first_completion():
+    sample = read_prm800k([_prm800k_row([_step(0, 1, chosen=None)], finish="give_up")])[0]
+    assert sample.steps == ("try 0: 2 + 2 = 4.",)
+
+
+def test_read_prm800k_human_completion_as_text_is_followed():
+    sample = read_prm800k([_prm800k_row([_step(-1, chosen=None, human="2 + 2 = 4.")])])[0]
+    assert sample.steps == ("2 + 2 = 4.",)
+    assert sample.labels == (None,)
+
+
+def test_read_prm800k_flagged_step_is_recorded():
+    step = _step(1)
+    step["completions"][0]["flagged"] = True
+    assert read_prm800k([_prm800k_row([step, _step(1)])])[0].meta["flagged_steps"] == [0]
+
+
+def test_read_prm800k_row_without_steps_is_counted_not_dropped():
+    result = read_prm800k([_prm800k_row([], finish="bad_problem")])
+    assert len(result) == 0
+    assert result.excluded == {"no_steps": 1}
+
+
+def test_read_prm800k_path_off_pre_generated_steps_keeps_both():
+    row = _prm800k_row([_step(1)], generation=1, pre=["something else.", "and more."])
+    sample = read_prm800k([row])[0]
+    assert sample.steps == ("try 0: 2 + 2 = 4.",)
+    assert sample.meta["pre_generated_steps"] == ["something else.", "and more."]
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        ([_step(1, 1, chosen=None), _step(1)], r"label.steps\[0\]' has 2 completions, chosen_completion null"),
+        ([_step(2)], r"label.steps\[0\].completions\[0\].rating'=2 must be -1, 0, 1 or null"),
+        ([_step(True)], r"rating'=True must be -1, 0, 1 or null"),
+        ([_step(1, chosen=3)], r"chosen_completion'=3 is out of range for 1 completions"),
+        ([_step(chosen=None)], r"label.steps\[0\]' has 0 completions"),
+        (["not a step"], r"label.steps\[0\]'='not a step' must be an object"),
+    ],
+    ids=["no-choice-mid-path", "rating-2", "rating-bool", "chosen-out-of-range", "empty-step", "step-not-object"],
+)
+def test_read_prm800k_malformed_step_raises_with_line_and_field(steps, match):
+    lines = _lines(_prm800k_row([_step(1)]), _prm800k_row(steps))
+    with pytest.raises(ValueError, match=r"read_prm800k: line 2: .*" + match):
+        read_prm800k(lines)
+
+
+def test_read_prm800k_missing_question_raises_with_field():
+    row = _prm800k_row([_step(1)])
+    del row["question"]["problem"]
+    with pytest.raises(ValueError, match=r"row 1: field 'question.problem' is missing"):
+        read_prm800k([row])
+
+
+# ---------------------------------------------------------------------------------------------
+# Math-Shepherd
+
+
+def test_read_math_shepherd_fixture_labels_answers_and_tasks():
+    result = read_math_shepherd(fixture_path("math_shepherd"))
+    # marks per row: +++, ---, +---, ++
+    assert [s.labels for s in result] == [(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0), (1.0, 1.0)]
+    assert [s.answer for s in result] == ["10", "5", "14", "150"]  # from "The answer is: ..."
+    assert [s.meta["task"] for s in result] == ["GSM8K", "GSM8K", "MATH", "GSM8K"]
+    assert result[0].problem == "Tom has 3 bags with 4 apples each. He eats 2 apples. How many apples are left?"
+    assert result[0].steps[0] == "Tom starts with 3 × 4 = 12 apples."
+
+
+def test_read_math_shepherd_step_spanning_lines_is_kept_whole():
+    row = {"input": f"Q? Step 1: a = 1,\nb = 2 {TAG}\nStep 2: a + b = 3 {TAG}",
+           "label": "Q? Step 1: a = 1,\nb = 2 -\nStep 2: a + b = 3 +"}
+    sample = read_math_shepherd([row])[0]
+    assert sample.steps == ("a = 1,\nb = 2", "a + b = 3")
+    assert sample.labels == (0.0, 1.0)
+    assert sample.answer is None
+
+
+def test_read_math_shepherd_answer_column_overrides_last_step():
+    row = {"input": f"Q? Step 1: The answer is: 3 {TAG}", "label": "Q? Step 1: The answer is: 3 +", "answer": "three"}
+    assert read_math_shepherd([row])[0].answer == "three"
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"input": f"Q? Step 1: 1 {TAG}", "label": "Q? Step 1: 2 +"}, r"field 'label' does not match field 'input' at step 1"),
+        ({"input": f"Q? Step 1: 1 {TAG}", "label": "Q? Step 1: 1 ?"}, r"field 'label' does not match field 'input' at step 1"),
+        ({"input": f"Q? Step 1: 1 {TAG}", "label": "Q? Step 1: 1 + extra"}, r"field 'label' does not match field 'input' after the last step"),
+        ({"input": "Q? Step 1: 1", "label": "Q? Step 1: 1"}, r"field 'input' holds no step tag"),
+        ({"input": f"Q? Step 1: 1 {TAG} Step 2: 2", "label": "x"}, r"field 'input' has text after its last tag"),
+        ({"input": f"Q? First: 1 {TAG}", "label": "Q? First: 1 +"}, r"field 'input' has no 'Step 1:' before its first tag"),
+        ({"input": f"Q? Step 1: 1 {TAG}"}, r"field 'label' is missing"),
+        ({"input": 3, "label": "x"}, r"field 'input'=3 has type int; it must be str"),
+    ],
+    ids=["text-differs", "bad-mark", "trailing-label", "no-tag", "text-after-tag", "no-step-1", "missing-label", "input-int"],
+)
+def test_read_math_shepherd_malformed_row_raises_with_line(row, match):
+    good = {"input": f"Q? Step 1: 1 {TAG}", "label": "Q? Step 1: 1 +"}
+    with pytest.raises(ValueError, match=r"read_math_shepherd: line 3: " + match):
+        read_math_shepherd(_lines(good, good, row))
+
+
+@pytest.mark.parametrize(
+    ("sample", "match"),
+    [
+        (StepSample("Q?", [f"1 {TAG} 2"], labels=[1.0]), r"steps\[0\]=.* contains the step tag"),
+        (StepSample("Do Step 1: add.", ["1"], labels=[1.0]), r"problem=.* contains"),
+        (StepSample("Q?", ["a", "b"], labels=[1.0, 0.3]), r"labels\[1\]=0.3 is a soft label"),
+        (StepSample("Q?", ["a", "b"], labels=[1.0, None]), r"labels\[1\] is None"),
+        (StepSample("Q?", ["a"]), r"labels\[0\] is None"),
+    ],
+    ids=["tag-in-step", "step-1-in-problem", "soft-label", "unlabelled-step", "unlabelled-sample"],
+)
+def test_write_math_shepherd_unrepresentable_sample_raises_and_writes_nothing(sample, match, tmp_path):
+    path = tmp_path / "out.jsonl"
+    good = StepSample("Q?", ["a"], labels=[1.0])
+    with pytest.raises(ValueError, match=r"write_math_shepherd: samples\[1\]: " + match):
+        write_math_shepherd([good, sample], path)
+    assert not path.exists()
+
+
+def test_write_math_shepherd_threshold_rounds_soft_labels():
+    sample = StepSample("Q?", ["a", "b", "c"], labels=[0.7, 0.5, 0.2])
+    assert _round_trip(write_math_shepherd, read_math_shepherd, [sample], threshold=0.5)[0].labels == (1.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.5, True, float("nan")], ids=["zero", "above-one", "bool", "nan"])
+def test_write_math_shepherd_invalid_threshold_raises(threshold):
+    with pytest.raises(ValueError, match="threshold=.* must be None"):
+        write_math_shepherd([], io.StringIO(), threshold=threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# TRL stepwise supervision
+
+
+def test_read_trl_stepwise_fixture_labels():
+    result = read_trl_stepwise(fixture_path("trl_stepwise"))
+    # 9 steps, 5 true: TT, FF, TFF, TT
+    assert [s.labels for s in result] == [(1.0, 1.0), (0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0)]
+    assert result[2].steps == ("12 ÷ 4 = 3.", "3 + 1 = 5.", "The result is 5.")
+
+
+def test_read_trl_stepwise_integer_labels_and_extra_columns_are_accepted():
+    sample = read_trl_stepwise([{"prompt": "Q?", "completions": ["a", "b"], "labels": [1, 0], "source": "x"}])[0]
+    assert sample.labels == (1.0, 0.0)
+    assert sample.meta == {"source": "x"}
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"prompt": "Q?", "completions": ["a", "b"], "labels": [True]}, r"field 'labels' has 1 entries but 'completions' has 2"),
+        ({"prompt": "Q?", "completions": ["a"], "labels": [0.5]}, r"field 'labels\[0\]'=0.5 must be true or false"),
+        ({"prompt": "Q?", "completions": ["a"], "labels": [None]}, r"field 'labels\[0\]'=None must be true or false"),
+        ({"prompt": [{"role": "user", "content": "Q?"}], "completions": ["a"], "labels": [True]},
+         r"field 'prompt'=.* has type list; it must be str"),
+        ({"prompt": "Q?", "completions": ["a", 2], "labels": [True, True]}, r"field 'completions\[1\]'=2"),
+        ({"prompt": "Q?", "labels": [True]}, r"field 'completions' is missing"),
+        ({"prompt": "Q?", "completions": ["  "], "labels": [True]}, r"steps\[0\]='  ' is blank"),
+    ],
+    ids=["length-mismatch", "soft-label", "null-label", "conversational", "step-not-str", "missing-completions", "blank-step"],
+)
+def test_read_trl_stepwise_malformed_row_raises_with_line(row, match):
+    good = {"prompt": "Q?", "completions": ["a"], "labels": [True]}
+    with pytest.raises(ValueError, match=r"read_trl_stepwise: line 2: " + match):
+        read_trl_stepwise(_lines(good, row))
+
+
+@pytest.mark.parametrize(
+    ("labels", "threshold", "match"),
+    [([1.0, 0.3], None, r"labels\[1\]=0.3 is a soft label"), ([1.0, None], None, r"labels\[1\] is None"),
+     ([1.0, None], 0.5, r"labels\[1\] is None")],
+    ids=["soft", "unlabelled", "unlabelled-with-threshold"],
+)
+def test_write_trl_stepwise_unrepresentable_label_raises(labels, threshold, match):
+    with pytest.raises(ValueError, match=r"write_trl_stepwise: samples\[0\]: " + match):
+        write_trl_stepwise([StepSample("Q?", ["a", "b"], labels=labels)], io.StringIO(), threshold=threshold)
+
+
+def test_write_trl_stepwise_threshold_rounds_soft_labels():
+    sample = StepSample("Q?", ["a", "b"], labels=[0.5, 0.49])
+    assert _round_trip(write_trl_stepwise, read_trl_stepwise, [sample], threshold=0.5)[0].labels == (1.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# ProcessBench
+
+
+def test_read_processbench_fixture_labels_from_first_error():
+    result = read_processbench(fixture_path("processbench"))
+    # label -1 -> all 1.0; label 2 of 4 steps -> 1, 1, 0, None; label 0 of 2 -> 0, None
+    assert [s.labels for s in result] == [(1.0, 1.0, 1.0), (1.0, 1.0, 0.0, None), (0.0, None), (1.0, 1.0)]
+    assert [s.meta["first_error_index"] for s in result] == [-1, 2, 0, -1]
+    assert [s.first_error_index() for s in result] == [-1, 2, 0, -1]
+    assert [s.meta["final_answer_correct"] for s in result] == [True, False, False, True]
+    assert result[1].meta["id"] == "gsm8k-demo-1"
+
+
+@pytest.mark.parametrize(("label", "match"), [(-2, "'label'=-2 is out of range for 3 steps"),
+                                              (3, "'label'=3 is out of range for 3 steps"),
+                                              (True, "'label'=True has type bool"),
+                                              ("1", "'label'='1' has type str")],
+                         ids=["below-minus-one", "past-last-step", "bool", "str"])
+def test_read_processbench_invalid_label_raises_with_line(label, match):
+    row = {"id": "x", "problem": "Q?", "steps": ["a", "b", "c"], "label": label}
+    good = {**row, "label": -1}
+    with pytest.raises(ValueError, match=r"read_processbench: line 2: field " + match):
+        read_processbench(_lines(good, row))
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [([None, 0.0], r"labels\[0\] is None"), ([0.9, 0.0], r"labels\[0\]=0.9 is a soft label"), ([1.0, None], r"labels\[1\] is None")],
+    ids=["unlabelled-before-error", "soft-before-error", "unlabelled-no-error"],
+)
+def test_write_processbench_labels_not_correct_then_error_raise(labels, match):
+    with pytest.raises(ValueError, match=r"write_processbench: samples\[0\]: " + match):
+        write_processbench([StepSample("Q?", ["a", "b"], labels=labels)], io.StringIO())
+
+
+def test_write_processbench_labels_after_first_error_are_not_needed():
+    sample = StepSample("Q?", ["a", "b", "c"], labels=[1.0, 0.0, 0.7])
+    buffer = io.StringIO()
+    write_processbench([sample], buffer)
+    row = json.loads(buffer.getvalue())
+    assert row["label"] == 1
+    assert row["id"] == "0"  # the sample's position when meta has no id
+    assert row["final_answer_correct"] is None
+
+
+def test_write_processbench_threshold_matches_first_error_index():
+    sample = StepSample("Q?", ["a", "b", "c"], labels=[0.9, 0.6, 0.2])
+    buffer = io.StringIO()
+    write_processbench([sample], buffer, threshold=0.5)
+    assert json.loads(buffer.getvalue())["label"] == sample.first_error_index() == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs, errors and skip mode shared by every reader
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_reader_str_path_file_object_lines_and_dicts_agree(name):
+    path, read = fixture_path(name), READERS[name]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with path.open(encoding="utf-8") as handle:
+        from_file = read(handle)
+    variants = [read(str(path)), from_file, read(lines), read([json.loads(line) for line in lines])]
+    assert all([_core(s) for s in v] == [_core(s) for s in read(path)] for v in variants)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_reader_json_list_file_reads_like_jsonl(name, tmp_path):
+    rows = [json.loads(line) for line in fixture_path(name).read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    read = READERS[name]
+    assert [_core(s) for s in read(path)] == [_core(s) for s in read(fixture_path(name))]
+
+
+def test_reader_json_file_not_a_list_raises(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('{"prompt": "Q?"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="holds a JSON dict; a .json file must hold a list"):
+        read_trl_stepwise(path)
+
+
+def test_reader_bad_json_raises_with_line_number_after_blank_lines():
+    lines = ['{"prompt": "Q?", "completions": ["a"], "labels": [true]}', "", "  ", '{"prompt": "Q?",']
+    with pytest.raises(ValueError, match=r"line 4: is not valid JSON"):
+        read_trl_stepwise(lines)
+
+
+def test_reader_non_object_row_raises():
+    with pytest.raises(ValueError, match=r"line 1: holds a list; each row must be a JSON object"):
+        read_processbench(["[1, 2]"])
+
+
+def test_reader_single_dict_source_raises():
+    with pytest.raises(ValueError, match=r"source is a single dict; wrap it in a list"):
+        read_trl_stepwise({"prompt": "Q?", "completions": ["a"], "labels": [True]})
+
+
+def test_reader_json_text_passed_as_path_raises():
+    with pytest.raises(ValueError, match=r"looks like JSON text, but a single str is read as a path"):
+        read_trl_stepwise('{"prompt": "Q?", "completions": ["a"], "labels": [true]}')
+
+
+def test_reader_invalid_on_error_raises():
+    with pytest.raises(ValueError, match=r"on_error='ignore' must be one of"):
+        read_trl_stepwise([], on_error="ignore")
+
+
+BAD_LINES = {
+    "prm800k": _lines(_prm800k_row([_step(5)])),
+    "math_shepherd": _lines({"input": f"Q? Step 1: a {TAG}", "label": "Q? Step 1: b +"}),
+    "trl_stepwise": _lines({"prompt": "Q?", "completions": ["a"], "labels": ["yes"]}),
+    "processbench": _lines({"problem": "Q?", "steps": ["a"], "label": 4}),
+}
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_reader_skip_mode_counts_malformed_rows_and_warns(name):
+    lines = fixture_path(name).read_text(encoding="utf-8").splitlines()
+    good = READERS[name](lines)
+    mixed = ["{broken"] + lines[:2] + BAD_LINES[name] + lines[2:]  # bad rows at lines 1 and 4
+    with pytest.warns(UserWarning, match=r"skipped 2 malformed row\(s\), the first at line 1"):
+        result = READERS[name](mixed, on_error="skip")
+    assert isinstance(result, list)
+    assert [_core(s) for s in result] == [_core(s) for s in good]
+    assert [number for number, _ in result.skipped] == [1, 4]
+    assert result.n_skipped == 2
+    assert result.excluded == good.excluded
+
+
+def test_reader_skip_mode_without_bad_rows_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_trl_stepwise(fixture_path("trl_stepwise"), on_error="skip").n_skipped == 0
+
+
+@PROPERTY_SETTINGS
+@given(is_bad=st.lists(st.booleans(), max_size=12))
+def test_reader_skip_mode_every_row_is_a_sample_or_skipped(is_bad):
+    good = {"prompt": "Q?", "completions": ["a"], "labels": [True]}
+    lines = ["{not json" if bad else json.dumps(good) for bad in is_bad]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = read_trl_stepwise(lines, on_error="skip")
+    assert len(result) == is_bad.count(False)
+    assert [number for number, _ in result.skipped] == [i for i, bad in enumerate(is_bad, 1) if bad]
+
+
+def test_read_result_is_a_plain_list_of_samples():
+    sample = StepSample("Q?", ["a"])
+    result = ReadResult([sample], excluded={"screening": 2}, skipped=[(3, "line 3: bad")])
+    assert result == [sample]
+    assert (result.n_excluded, result.n_skipped) == (2, 1)
+
+
+@pytest.mark.parametrize("write", [write_prm800k, write_math_shepherd, write_trl_stepwise, write_processbench],
+                         ids=lambda f: f.__name__)
+def test_writer_non_sample_raises(write):
+    with pytest.raises(ValueError, match=r"samples\[0\] has type dict; pass StepSample objects"):
+        write([{"problem": "Q?", "steps": ["a"]}], io.StringIO())
+
+
+def test_writer_json_path_writes_a_list_that_reads_back(tmp_path):
+    samples = read_trl_stepwise(fixture_path("trl_stepwise"))
+    path = tmp_path / "out.json"
+    assert write_trl_stepwise(samples, path) == 4
+    assert isinstance(json.loads(path.read_text(encoding="utf-8")), list)
+    assert [_core(s) for s in read_trl_stepwise(path)] == [_core(s) for s in samples]
+
+
+@pytest.mark.parametrize("name", ["math_shepherd", "trl_stepwise", "processbench"])
+def test_writer_rewrites_fixture_byte_for_byte(name, tmp_path):
+    writers = {"math_shepherd": write_math_shepherd, "trl_stepwise": write_trl_stepwise,
+               "processbench": write_processbench}
+    path = tmp_path / "out.jsonl"
+    writers[name](READERS[name](fixture_path(name)), path)
+    assert path.read_text(encoding="utf-8") == fixture_path(name).read_text(encoding="utf-8")
+
+
+def test_write_prm800k_fixture_round_trip_keeps_meta():
+    keep_all = {"exclude_quality_control": False, "exclude_screening": False}
+    samples = read_prm800k(fixture_path("prm800k"), **keep_all)
+    buffer = io.StringIO()
+    write_prm800k(samples, buffer)
+    again = read_prm800k(buffer.getvalue().splitlines(), **keep_all)
+    assert [_core(s) for s in again] == [_core(s) for s in samples]
+    assert [s.meta for s in again] == [s.meta for s in samples]  # alternatives, human steps, raw 0 ratings
+
+
+def test_write_prm800k_soft_label_other_than_neutral_raises():
+    with pytest.raises(ValueError, match=r"samples\[0\]: labels\[1\]=0.3 has no PRM800K rating"):
+        write_prm800k([StepSample("Q?", ["a", "b"], labels=[1.0, 0.3])], io.StringIO(), neutral=0.5)
+
+
+def test_write_prm800k_infers_finish_reason_from_ratings():
+    buffer = io.StringIO()
+    write_prm800k([StepSample("Q?", ["a"], labels=[0.0]), StepSample("Q?", ["a"], labels=[1.0])], buffer)
+    rows = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [r["label"]["finish_reason"] for r in rows] == ["found_error", "solution"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips: write, then read, gives the same problem, steps, labels and answer.
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30).filter(str.strip)
+answers = st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)
+hard_labels = st.sampled_from([0.0, 1.0])
+
+
+@st.composite
+def samples(draw, labels=hard_labels, text=texts, problem=texts):
+    n = draw(st.integers(1, 6))
+    return StepSample(draw(problem), draw(st.lists(text, min_size=n, max_size=n)),
+                      labels=draw(st.lists(labels, min_size=n, max_size=n)), answer=draw(answers))
+
+
+def _no_tag(s):
+    return TAG not in s
+
+
+# Math-Shepherd strips the text it pads with spaces and cuts the problem at "Step 1:"; the tokens
+# build texts that look like the format's own markers ("Step 2:", a lone "к", "The answer is:").
+tricky = st.lists(st.sampled_from(["Step", " ", "1", "2", ":", "\n", "к", "и", "+", "-", "The answer is:", "x"]),
+                  min_size=1, max_size=12).map("".join)
+shepherd_texts = (texts | tricky).map(str.strip).filter(bool).filter(_no_tag)
+shepherd_problems = shepherd_texts.filter(lambda s: not re.search(r"Step\s*1\s*:", s))
+
+
+@PROPERTY_SETTINGS
+@given(batch=st.lists(samples(text=shepherd_texts, problem=shepherd_problems), max_size=4))
+def test_math_shepherd_write_then_read_round_trips(batch):
+    assert [_core(s) for s in _round_trip(write_math_shepherd, read_math_shepherd, batch)] == [_core(s) for s in batch]
+
+
+@PROPERTY_SETTINGS
+@given(batch=st.lists(samples(), max_size=4))
+def test_trl_stepwise_write_then_read_round_trips(batch):
+    assert [_core(s) for s in _round_trip(write_trl_stepwise, read_trl_stepwise, batch)] == [_core(s) for s in batch]
+
+
+@st.composite
+def processbench_samples(draw):
+    n = draw(st.integers(1, 6))
+    first_error = draw(st.integers(-1, n - 1))
+    labels = [1.0] * n if first_error == -1 else [1.0] * first_error + [0.0] + [None] * (n - first_error - 1)
+    return StepSample(draw(texts), draw(st.lists(texts, min_size=n, max_size=n)), labels=labels, answer=draw(answers))
+
+
+@PROPERTY_SETTINGS
+@given(batch=st.lists(processbench_samples(), max_size=4))
+def test_processbench_write_then_read_round_trips(batch):
+    assert [_core(s) for s in _round_trip(write_processbench, read_processbench, batch)] == [_core(s) for s in batch]
+
+
+@PROPERTY_SETTINGS
+@given(neutral=st.sampled_from([1.0, 0.0, 0.5, None]), generation=st.sampled_from([None, 4]), data=st.data())
+def test_prm800k_write_then_read_round_trips(neutral, generation, data):
+    labels = st.sampled_from([0.0, 1.0, None, neutral])
+    batch = [StepSample(s.problem, s.steps, s.labels, s.answer, meta={"generation": generation})
+             for s in data.draw(st.lists(samples(labels=labels), max_size=4))]
+    again = _round_trip(write_prm800k, read_prm800k, batch, neutral=neutral)
+    assert [_core(s) for s in again] == [_core(s) for s in batch]
