@@ -212,6 +212,12 @@ def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str,
     return labeling.with_labels(samples, labeling.monte_carlo_labels(hits, n_rollouts, kind), labels)
 
 
+def _model_folder(config: ExperimentConfig, kind: str, labels: str, n_rollouts: int,
+                  cache_dir: str | os.PathLike | None) -> Path:
+    key = _model_key(config, kind, labels, n_rollouts if labels.startswith("mc_") else 0)
+    return _experiment_dir(cache_dir) / f"{kind}-{_hash(key)}"
+
+
 def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = None,
                   cache_dir: str | os.PathLike | None = None, labels: str = "exact",
                   n_rollouts: int = 8) -> tuple[ProcessRewardModel, dict]:
@@ -220,8 +226,7 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
     ``labels`` picks the source of the training set's step labels ("exact", "outcome", "mc_hard",
     "mc_soft" with ``n_rollouts`` completions per step); validation keeps the exact labels.
     """
-    key = _model_key(config, kind, labels, n_rollouts if labels.startswith("mc_") else 0)
-    folder = _experiment_dir(cache_dir) / f"{kind}-{_hash(key)}"
+    folder = _model_folder(config, kind, labels, n_rollouts, cache_dir)
     if not (folder / "train_result.json").exists():
         data = data or make_datasets(config)
         train_set = relabelled(config, data.train, labels, n_rollouts)
@@ -231,6 +236,21 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
         _save(model, result, folder)
     model = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
     return model, json.loads((folder / "train_result.json").read_text())
+
+
+def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir: str | os.PathLike | None = None,
+                 labels: str = "exact", n_rollouts: int = 8) -> dict[str, Any]:
+    """Step scores ("val", "test", "bon" -> StepScores) of a ``trained_model``, cached beside it."""
+    from prm_core.evaluation import score_datasets
+
+    model, _ = trained_model(config, kind, data, cache_dir, labels, n_rollouts)
+    path = _model_folder(config, kind, labels, n_rollouts, cache_dir) / "scores.safetensors"
+    if not path.exists():
+        scores = score_datasets({kind: model}, data)
+        tmp = path.with_suffix(".tmp")
+        _save_scores(scores, tmp)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    return _load_scores(path)[kind]
 
 
 METRICS_DIR = PARAMS_DIR.parent / "build" / "metrics"

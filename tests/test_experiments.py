@@ -227,3 +227,19 @@ def test_bon_problems_are_the_problems_of_the_best_of_n_set():
     texts = [p.text for p in experiments.bon_problems(config)]
     data = make_datasets(config)
     assert [s.problem for s in data.bon[:: config.n_bon_samples]] == texts
+
+
+def test_model_scores_are_cached_beside_the_model(smoke_run, monkeypatch):
+    import prm_core.evaluation as evaluation
+
+    config, cache, _ = smoke_run
+    data = make_datasets(config)
+    first = experiments.model_scores(config, "prm", data, cache)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("cached scores were recomputed")
+
+    monkeypatch.setattr(evaluation, "score_datasets", fail)
+    again = experiments.model_scores(config, "prm", data, cache)
+    assert set(first) == {"val", "test", "bon"}
+    assert all((first[part].scores == again[part].scores).all() for part in first)
