@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run-notebooks refresh-notebooks bench experiment lab lint clean
+.PHONY: help setup test run-notebooks refresh-notebooks exercises grade bench experiment lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -32,8 +32,16 @@ test: $(STAMP)  ## run the test suite and re-run the notebooks under nbval (offl
 run-notebooks: $(STAMP)  ## execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
 
-refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default parameters (commit the result)
+refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default parameters, regenerate exercises/
 	$(PY) scripts/run_notebooks.py --in-place
+	$(PY) -m prm_core.classroom make-exercises
+
+exercises: $(STAMP)  ## write exercises/ (student versions: solutions stubbed, outputs cleared) from notebooks/
+	$(PY) -m prm_core.classroom make-exercises
+
+grade: $(STAMP)  ## grade a student's notebook, anywhere on disk: make grade NB=path/to/03_loss.ipynb
+	@test -n "$(NB)" || { echo "NB is empty; run e.g. make grade NB=exercises/03_loss.ipynb"; exit 2; }
+	$(PY) -m prm_core.classroom grade "$(NB)"
 
 bench: $(STAMP)  ## throughput ratios measured in one run (PROFILE=cpu|gpu)
 	$(PY) benchmarks/throughput.py --profile $(PROFILE)

@@ -1,0 +1,151 @@
+"""Student notebooks generated from the instructor's, and the autograder that checks them."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from prm_core.classroom import (
+    exercise_name,
+    grade_notebook,
+    main,
+    make_exercises,
+    strip_solutions,
+    student_notebook,
+)
+from prm_core.exercise_checks import EXERCISES, ExerciseFailed, check, run_check
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTRUCTOR = {p.stem: p for p in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))}
+STUDENT = sorted((ROOT / "exercises").glob("[0-9]*.ipynb"))
+WITH_EXERCISES = [f"{n:02d}" for n in range(2, 11)]  # notebooks 02 to 10
+
+
+def _exercises_in(path):
+    return [exercise_name(c.source) for c in nbformat.read(path, as_version=4).cells
+            if c.cell_type == "code" and exercise_name(c.source)]
+
+
+def test_every_notebook_from_02_to_10_has_at_least_two_exercises_and_each_is_registered():
+    for prefix in WITH_EXERCISES:
+        stem = next(s for s in INSTRUCTOR if s.startswith(prefix))
+        names = _exercises_in(INSTRUCTOR[stem])
+        assert len(names) >= 2, f"{stem} has {names}"
+        assert all(EXERCISES[n].notebook == stem for n in names)
+    assert sorted(n for p in INSTRUCTOR.values() for n in _exercises_in(p)) == sorted(EXERCISES)
+
+
+def test_exercises_folder_is_up_to_date_with_notebooks():
+    stale = make_exercises(check_only=True)
+    assert not stale, f"run `make exercises` and commit: {[p.name for p in stale]} are out of date"
+    assert [p.name for p in STUDENT] == [f"{s}.ipynb" for s in INSTRUCTOR if _exercises_in(INSTRUCTOR[s])]
+
+
+@pytest.mark.parametrize("stem", [s for s in INSTRUCTOR if _exercises_in(INSTRUCTOR[s])])
+def test_instructor_notebook_gets_full_marks(stem):
+    results = grade_notebook(INSTRUCTOR[stem])
+    assert results and all(r.passed for r in results), [r.message for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("path", STUDENT, ids=[p.stem for p in STUDENT])
+def test_untouched_exercise_notebook_fails_every_check_with_its_hint(path):
+    results = grade_notebook(path)
+    assert len(results) == len(_exercises_in(path)) >= 2
+    for r in results:
+        assert not r.passed and r.message.startswith("not implemented yet. Hint: ") and len(r.message) > 40
+
+
+@pytest.mark.parametrize("path", STUDENT, ids=[p.stem for p in STUDENT])
+def test_exercise_notebook_runs_top_to_bottom_with_only_not_implemented_errors(path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=1100, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert {e.ename for e in errors} == {"NotImplementedError"}
+    assert len(errors) == len(_exercises_in(path))  # each exercise's check cell, and nothing else
+    assert all(c.execution_count is not None for c in nb.cells if c.cell_type == "code")
+
+
+def test_grader_scores_a_student_copy_anywhere_on_disk(tmp_path, capsys):
+    copy = tmp_path / "homework" / "my_03.ipynb"
+    copy.parent.mkdir()
+    shutil.copy(ROOT / "exercises" / "03_loss.ipynb", copy)
+    nb = nbformat.read(copy, as_version=4)
+    solved = next(c for c in nbformat.read(INSTRUCTOR["03_loss"], as_version=4).cells
+                  if exercise_name(c.source) == "my_mask_after_first_error")
+    for cell in nb.cells:
+        if exercise_name(cell.source) == "my_mask_after_first_error":
+            cell.source = solved.source
+    nbformat.write(nb, copy)
+    assert main(["grade", str(copy)]) == 1  # one of two still fails
+    out = capsys.readouterr().out
+    assert "PASS  my_mask_after_first_error" in out and "FAIL  my_masked_step_bce" in out
+    assert "Score: 1/2 exercises (50%)" in out
+
+
+def test_grader_exits_zero_on_full_marks_and_two_on_a_missing_file(capsys):
+    assert main(["grade", str(INSTRUCTOR["10_first_error"])]) == 0
+    assert "Score: 2/2" in capsys.readouterr().out
+    assert main(["grade", "/nowhere/03_loss.ipynb"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_grader_reports_a_wrong_answer_with_the_input_and_both_values(tmp_path):
+    nb = nbformat.read(ROOT / "exercises" / "10_first_error.ipynb", as_version=4)
+    for cell in nb.cells:
+        if exercise_name(cell.source) == "my_first_error_index":
+            cell.source = "# EXERCISE: my_first_error_index\ndef my_first_error_index(step_scores, threshold):\n    return 0\n"
+        if exercise_name(cell.source) == "my_processbench_f1":
+            cell.source = "# EXERCISE: my_processbench_f1\ndef my_processbench_f1(pred, true)\n    return 1.0\n"
+    path = tmp_path / "wrong.ipynb"
+    nbformat.write(nb, path)
+    by_name = {r.name: r for r in grade_notebook(path)}
+    assert by_name["my_first_error_index"].message == "my_first_error_index([0.9, 0.3, 0.1], 0.5) returned 0; expected 1."
+    assert by_name["my_processbench_f1"].message.startswith("the exercise cell failed to run: SyntaxError")
+
+
+def test_check_raises_exercise_failed_naming_the_case():
+    with pytest.raises(ExerciseFailed, match=r"my_keep_top\(\['a', 'b', 'c', 'd'\], .*expected \['b', 'd'\]"):
+        check("my_keep_top", lambda candidates, scores, beam_width: candidates[:beam_width])
+
+
+def test_check_lets_not_implemented_error_through_for_the_notebook_to_show():
+    def stub(*args):
+        raise NotImplementedError("write it")
+
+    with pytest.raises(NotImplementedError, match="write it"):
+        run_check(EXERCISES["my_keep_top"], stub)
+
+
+def test_check_unknown_exercise_raises_listing_known_ones():
+    with pytest.raises(ValueError, match="my_keep_top"):
+        check("my_keep_bottom", print)
+
+
+def test_strip_solutions_keeps_indentation_and_uses_the_hint():
+    source = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    ### HINT: add y\n    return x + y\n    ### END SOLUTION"
+    assert strip_solutions(source) == 'def f(x):\n    y = 1\n    raise NotImplementedError("add y")'
+
+
+@pytest.mark.parametrize(("source", "match"), [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "never opened"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+], ids=["unclosed", "unopened", "nested"])
+def test_strip_solutions_malformed_region_raises_with_line(source, match):
+    with pytest.raises(ValueError, match=match):
+        strip_solutions(source, "nb cell 3")
+
+
+def test_student_notebook_clears_outputs_and_keeps_instructor_untouched():
+    instructor = nbformat.read(INSTRUCTOR["05_aggregation"], as_version=4)
+    before = nbformat.writes(instructor)
+    student = student_notebook(instructor)
+    assert nbformat.writes(instructor) == before
+    code = [c for c in student.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert not any("### BEGIN SOLUTION" in c.source for c in code)
+    assert "widgets" not in student.metadata
