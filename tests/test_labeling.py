@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prm_core.data import StepSample
+from prm_core.experiments import CLEAN_POLICY
 from prm_core.labeling import (
     label_agreement,
     monte_carlo_labels,
@@ -14,12 +15,10 @@ from prm_core.labeling import (
     with_labels,
 )
 from prm_core.tasks.arithmetic import make_problems, track_steps
-from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig
+from prm_core.tasks.arithmetic_policy import NoisyPolicy
 
-# Completions that never err and never land on the true value by luck: a prefix can reach the right
-# answer exactly when it is still on track, so Monte Carlo labels must equal the exact ones.
-FLAWLESS = PolicyConfig(p_slip=0.0, p_wrong_operand=0.0, p_wrong_operation=0.0, p_miscopy=0.0, p_trap=0.0,
-                        p_compensate=0.0, p_needless_breaks=0.0)
+# Completions that never err and never land on the true value by luck (the pretraining policy).
+FLAWLESS = CLEAN_POLICY
 
 
 @pytest.fixture(scope="module")

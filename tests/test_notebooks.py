@@ -40,40 +40,39 @@ def test_notebook_checked_cells_assert_their_claims(path):
     assert any("assert " in c.source for c in checked)
 
 
-def test_notebook_backbone_parameter_accepts_a_local_save_pretrained_folder(course_backbone, tmp_path):
+def _run_on_local_backbone(course_backbone, tmp_path, prefix, parameters=None):
+    """Execute the notebook ``prefix``* with BACKBONE set to a save_pretrained folder of the course
+    backbone (how a hub model arrives, offline); its stdout and the executed notebook."""
     papermill = pytest.importorskip("papermill")
     model, tokenizer, _ = course_backbone
     folder = tmp_path / "my-backbone"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    path = next(p for p in NOTEBOOKS if p.name.startswith("02_"))
+    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(path), str(out), parameters={"BACKBONE": str(folder)}, cwd=str(path.parent),
-                               kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(str(path), str(out), parameters={"BACKBONE": str(folder), **(parameters or {})},
+                               cwd=str(path.parent), kernel_name="python3", progress_bar=False)
     stdout = "".join(o.get("text", "") for c in _code_cells(out) for o in c.outputs)
+    return stdout, json.loads(out.read_text()), str(folder)
+
+
+def test_notebook_backbone_parameter_accepts_a_local_save_pretrained_folder(course_backbone, tmp_path):
+    stdout, executed, folder = _run_on_local_backbone(course_backbone, tmp_path, "02_")
     assert "tags == steps: True" in stdout
-    assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["BACKBONE"] == str(folder)
+    assert executed["metadata"]["papermill"]["parameters"]["BACKBONE"] == folder
 
 
 def test_real_models_notebook_takes_a_local_backbone_and_data_files(course_backbone, tmp_path):
     # The online path of notebook 11 (a hub backbone, downloaded dataset files), offline: a
     # save_pretrained folder and copies of the fixture files passed as papermill parameters.
-    papermill = pytest.importorskip("papermill")
     from prm_core.formats import fixture_path
 
-    model, tokenizer, _ = course_backbone
-    folder = tmp_path / "my-backbone"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
     files = {}
     for name, param in (("prm800k", "PRM800K_FILE"), ("math_shepherd", "MATH_SHEPHERD_FILE"),
                         ("processbench", "PROCESSBENCH_FILE")):
         files[param] = str(tmp_path / f"{name}.jsonl")
         (tmp_path / f"{name}.jsonl").write_text(fixture_path(name).read_text())
-    path = next(p for p in NOTEBOOKS if p.name.startswith("11_"))
-    out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(path), str(out), parameters={"BACKBONE": str(folder), "TRAIN_STEPS": 3, **files},
-                               cwd=str(path.parent), kernel_name="python3", progress_bar=False)
-    stdout = "".join(o.get("text", "") for c in _code_cells(out) for o in c.outputs)
+    stdout, executed, _ = _run_on_local_backbone(course_backbone, tmp_path, "11_", {"TRAIN_STEPS": 3, **files})
     assert "every step is tagged or reported as dropped: True" in stdout
     assert "one prediction per ProcessBench row: True" in stdout
+    assert executed["metadata"]["papermill"]["parameters"]["PROCESSBENCH_FILE"] == files["PROCESSBENCH_FILE"]
