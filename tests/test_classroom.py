@@ -149,3 +149,20 @@ def test_student_notebook_clears_outputs_and_keeps_instructor_untouched():
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert not any("### BEGIN SOLUTION" in c.source for c in code)
     assert "widgets" not in student.metadata
+
+
+def test_tag_position_reference_agrees_with_the_step_encoder(tiny_backbone):
+    # The exercise's reference is a few lines of arithmetic; the encoder is what the course uses.
+    import copy
+
+    from prm_core.encoding import StepEncoder
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+    tokenizer = copy.deepcopy(tiny_backbone[1])
+    encoder = StepEncoder(tokenizer, max_length=512)
+    reference = EXERCISES["my_step_tag_positions"].reference
+    for sample in NoisyPolicy().sample_many(make_problems(10, seed=2), 3, seed=2):
+        encoded = encoder.encode(sample)
+        counts = [len(tokenizer(step, add_special_tokens=False)["input_ids"]) for step in sample.steps]
+        assert reference(encoded.steps_start, counts) == encoded.step_positions
