@@ -100,7 +100,8 @@ def instructor_notebooks(folder: Path = ROOT / "notebooks") -> list[Path]:
 def make_exercises(out: Path = ROOT / "exercises", check_only: bool = False) -> list[Path]:
     """Write (or, with ``check_only``, compare) ``exercises/`` from ``notebooks/``; the stale files."""
     stale = []
-    out.mkdir(parents=True, exist_ok=True) if not check_only else None
+    if not check_only:
+        out.mkdir(parents=True, exist_ok=True)
     for path in instructor_notebooks():
         text = nbformat.writes(student_notebook(nbformat.read(path, as_version=4), path.name)) + "\n"
         target = out / path.name

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core import aggregation, labeling, losses, metrics, voting
+from prm_core import aggregation, labeling, losses, metrics, search, voting
 from prm_core.training import TrainConfig, _lr_lambda
 
 N_RANDOM = 20  # random cases per exercise, after the fixed ones
@@ -50,7 +50,9 @@ def _same(got: Any, want: Any) -> bool:
     if isinstance(want, float):
         return isinstance(got, (int, float, np.floating)) and bool(np.isclose(float(got), want, atol=1e-6,
                                                                                 equal_nan=True))
-    return type(got) is type(want) and got == want if not isinstance(want, list) else list(got) == want
+    if isinstance(want, list):
+        return hasattr(got, "__iter__") and list(got) == want  # None etc. is a wrong answer, not a crash
+    return type(got) is type(want) and got == want
 
 
 def _show(value: Any) -> str:
@@ -242,11 +244,6 @@ def _missed_errors_cases(rng):
         yield [float(x) for x in np.round(rng.random(n), 2)], exact
 
 
-def _keep_top_reference(candidates: list, scores: list[float], beam_width: int) -> list:
-    order = sorted(range(len(candidates)), key=lambda i: -scores[i])  # stable: ties keep their order
-    return [candidates[i] for i in order[:beam_width]]
-
-
 def _keep_top_cases(rng):
     yield ["a", "b", "c", "d"], [0.2, 0.9, 0.5, 0.9], 2
     yield ["x"], [0.1], 3
@@ -268,7 +265,7 @@ def _beam_step_reference(problem, beams, seed, beam_width, expansions):
     for prefix in beams:
         for _ in range(expansions):
             candidates.append(policy.sample(problem, rng, prefix=prefix, max_ops=1).steps)
-    return _keep_top_reference(candidates, _exact_min_score(problem)(candidates), beam_width)
+    return search.keep_top(candidates, _exact_min_score(problem)(candidates), beam_width)
 
 
 def _beam_step_cases(rng):
@@ -327,7 +324,7 @@ _EXERCISES = [
     Exercise("my_step_auroc", "07_visualization", _auroc_cases, metrics.step_auroc, _same),
     Exercise("my_monte_carlo_label", "08_step_labels", _mc_cases, _mc_reference, _same),
     Exercise("my_missed_error_rate", "08_step_labels", _missed_errors_cases, _missed_errors_reference, _same),
-    Exercise("my_keep_top", "09_search", _keep_top_cases, _keep_top_reference, _same),
+    Exercise("my_keep_top", "09_search", _keep_top_cases, search.keep_top, _same),
     Exercise("my_beam_step", "09_search", _beam_step_cases, _beam_step_reference, _same, adapt=_beam_step_args),
     Exercise("my_first_error_index", "10_first_error", _first_error_cases, metrics.first_error_index, _same),
     Exercise("my_processbench_f1", "10_first_error", _f1_cases, lambda p, t: metrics.first_error_f1(p, t).f1, _same),

@@ -57,10 +57,6 @@ def _relabel(sample: StepSample, labels: Sequence[float], source: str) -> StepSa
     return replace(sample, labels=tuple(labels), meta=meta)
 
 
-def _problem_index(problems: Sequence[ArithmeticProblem]) -> dict[str, ArithmeticProblem]:
-    return {p.text: p for p in problems}
-
-
 def rollout_successes(samples: Sequence[StepSample], problems: Sequence[ArithmeticProblem],
                       policy: NoisyPolicy, n_rollouts: int, seed: int = 0,
                       show_progress: bool = True) -> list[np.ndarray]:
@@ -99,7 +95,7 @@ def rollout_successes(samples: Sequence[StepSample], problems: Sequence[Arithmet
 
     if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, int) or n_rollouts < 1:
         raise ValueError(f"n_rollouts={n_rollouts!r} must be an int >= 1, e.g. 8 as in Math-Shepherd.")
-    by_text = _problem_index(problems)
+    by_text = {p.text: p for p in problems}
     out = []
     for i, sample in enumerate(tqdm(samples, desc=f"rollouts (k={n_rollouts})", disable=not show_progress)):
         problem = by_text.get(sample.problem)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
@@ -54,6 +55,18 @@ class SearchResult:
     solution: StepSample  # labelled exactly; meta["is_correct_answer"] says whether its answer is right
     n_generated_steps: int  # steps the policy wrote, kept or not
     n_scored: int  # partial or finished solutions the PRM scored
+
+
+def keep_top(candidates: Sequence[Any], scores: Sequence[float], beam_width: int) -> list[Any]:
+    """The ``beam_width`` highest-scoring candidates, best first; equal scores keep their order.
+
+    Examples
+    --------
+    >>> keep_top(["a", "b", "c", "d"], [0.2, 0.9, 0.5, 0.9], 2)
+    ['b', 'd']
+    """
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])  # sorted is stable
+    return [candidates[i] for i in order[:beam_width]]
 
 
 def _finished(problem: ArithmeticProblem, steps: Sequence[str]) -> bool:
@@ -118,16 +131,15 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
             break
         samples = [StepSample(problems[i].text, steps) for i, steps in zip(owners, candidates, strict=True)]
         solution_scores = verifier.score_steps(samples).solution_scores(config.rule).tolist()
-        ranked: dict[int, list[tuple[float, tuple[str, ...]]]] = {}
+        ranked: dict[int, list[tuple[tuple[str, ...], float]]] = {}
         for i, steps, score in zip(owners, candidates, solution_scores, strict=True):
             scored[i] += 1
-            ranked.setdefault(i, []).append((score, steps))
+            ranked.setdefault(i, []).append((steps, score))
         for i, options in ranked.items():
-            options.sort(key=lambda pair: -pair[0])  # stable: ties keep sampling order
-            kept = options[: config.beam_width]
-            if all(_finished(problems[i], steps) for _, steps in kept):
-                best[i] = (kept[0][1], kept[0][0])
-            beams[i] = [steps for _, steps in kept]
+            kept = keep_top(options, [score for _, score in options], config.beam_width)  # ties: sampling order
+            if all(_finished(problems[i], steps) for steps, _ in kept):
+                best[i] = kept[0]
+            beams[i] = [steps for steps, _ in kept]
     results = []
     for i, problem in enumerate(problems):
         if best[i] is None:
