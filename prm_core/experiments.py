@@ -194,8 +194,31 @@ def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike |
     return str(folder / "backbone"), info
 
 
+def _rollouts(config: ExperimentConfig, samples: list[StepSample], n_rollouts: int, show_progress: bool,
+              cache_dir: str | os.PathLike | None) -> list[np.ndarray]:
+    """``labeling.rollout_successes`` of train-side ``samples``, cached: hard and soft labels share them."""
+    from prm_core import labeling
+
+    if not samples:
+        return []
+    key = {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "seed": config.seed + 20, "k": n_rollouts,
+           "samples": [[s.problem, s.steps] for s in samples]}
+    path = _experiment_dir(cache_dir) / f"rollouts-{_hash(key)}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return np.split(stored["hits"], np.cumsum(stored["n_steps"])[:-1])
+    train_problems, val_problems = train_side_problems(config)
+    hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
+                                      seed=config.seed + 20, show_progress=show_progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, hits=np.concatenate(hits), n_steps=np.array([h.shape[0] for h in hits]))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return hits
+
+
 def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str, n_rollouts: int = 8,
-               show_progress: bool = True) -> list[StepSample]:
+               show_progress: bool = True, cache_dir: str | os.PathLike | None = None) -> list[StepSample]:
     """Train-side ``samples`` with labels from another source (``prm_core.labeling.LABEL_SOURCES``)."""
     from prm_core import labeling
 
@@ -205,9 +228,7 @@ def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str,
         return list(samples)
     if labels == "outcome":
         return [labeling.outcome_labels(s) for s in samples]
-    train_problems, val_problems = train_side_problems(config)
-    hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
-                                      seed=config.seed + 20, show_progress=show_progress)
+    hits = _rollouts(config, samples, n_rollouts, show_progress, cache_dir)
     kind = labels.removeprefix("mc_")
     return labeling.with_labels(samples, labeling.monte_carlo_labels(hits, n_rollouts, kind), labels)
 
@@ -229,7 +250,7 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
     folder = _model_folder(config, kind, labels, n_rollouts, cache_dir)
     if not (folder / "train_result.json").exists():
         data = data or make_datasets(config)
-        train_set = relabelled(config, data.train, labels, n_rollouts)
+        train_set = relabelled(config, data.train, labels, n_rollouts, cache_dir=cache_dir)
         backbone_path, _ = pretrained_backbone(config, cache_dir)
         model = new_model(backbone_path, config, kind)
         result = train(model, train_set, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)

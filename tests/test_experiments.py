@@ -243,3 +243,19 @@ def test_model_scores_are_cached_beside_the_model(smoke_run, monkeypatch):
     again = experiments.model_scores(config, "prm", data, cache)
     assert set(first) == {"val", "test", "bon"}
     assert all((first[part].scores == again[part].scores).all() for part in first)
+
+
+def test_relabelled_monte_carlo_hard_and_soft_share_one_cached_set_of_rollouts(tmp_path, monkeypatch):
+    from prm_core import labeling
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    samples = make_datasets(config).train[:20]
+    soft = experiments.relabelled(config, samples, "mc_soft", n_rollouts=3, show_progress=False, cache_dir=tmp_path)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("rollouts were drawn again")
+
+    monkeypatch.setattr(labeling, "rollout_successes", fail)
+    hard = experiments.relabelled(config, samples, "mc_hard", n_rollouts=3, show_progress=False, cache_dir=tmp_path)
+    for s, h in zip(soft, hard, strict=True):
+        assert [float(x > 0) for x in s.labels] == list(h.labels)  # hard = any rollout right = soft > 0
