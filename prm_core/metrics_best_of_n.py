@@ -1,0 +1,128 @@
+"""Answer-level evaluation: best-of-N curves over disjoint groups, with bootstrap CIs over problems."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from prm_core.metrics_base import _as_array, _check_positive_int
+from prm_core.voting import SELECTION_METHODS, select_many
+
+CURVE_METHODS: tuple[str, ...] = (*SELECTION_METHODS, "oracle")
+
+
+def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a mean over problems (the resamples ``best_of_n_curve``
+    draws for the same number of problems and seed).
+
+    Examples
+    --------
+    >>> low, high = bootstrap_ci([1.0, 0.0, 1.0, 1.0])
+    >>> 0.0 <= low <= 0.75 <= high <= 1.0
+    True
+    """
+    values = _as_array(per_problem, "per_problem")
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"per_problem has shape {values.shape}; pass one value per problem (1-D, non-empty).")
+    _check_positive_int(n_bootstrap, "n_bootstrap")
+    resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_bootstrap, values.size))
+    low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Accuracy of choosing one answer from groups of ``n`` candidates, with a 95% bootstrap CI."""
+
+    n: int  # candidates per group
+    accuracy: float  # mean over problems of the share of their groups whose pick is correct
+    ci_low: float  # 2.5th percentile of the bootstrap over problems
+    ci_high: float  # 97.5th percentile
+    n_groups: int  # disjoint groups per problem, M // n (leftover candidates unused)
+
+
+def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: str,
+                    ns: Sequence[int] | None = None, n_bootstrap: int = 1000, seed: int = 0) -> list[CurvePoint]:
+    """Accuracy of picking one answer from n candidates, for several n, with bootstrap CIs.
+
+    Each problem's M candidates are cut into ``M // n`` disjoint groups of ``n`` consecutive ones
+    (shuffle before calling). A group is right when its chosen answer is the answer of a correct
+    candidate of that problem; for ``"oracle"``, when any of its candidates is correct. The CI is
+    the percentile bootstrap over problems, with the same seeded resamples for every n.
+
+    Parameters
+    ----------
+    answers : array-like of int, shape (P, M)
+        Normalised answer of each candidate, encoded as integers.
+    is_correct : array-like of bool, shape (P, M)
+    scores : array-like of float, shape (P, M), or None
+        Solution scores; needed by "best_of_n" and "weighted".
+    method : {"best_of_n", "majority", "weighted", "oracle"}
+        See ``prm_core.voting.select_many``.
+    ns : sequence of int, optional
+        Group sizes in [1, M]; default 1, 2, 4, ... up to M, with M itself last.
+    n_bootstrap : int, default 1000
+    seed : int, default 0
+        Seed of the numpy Generator drawing the bootstrap resamples.
+
+    Returns
+    -------
+    list of CurvePoint, one per n
+
+    Examples
+    --------
+    >>> answers = np.array([[1, 2, 2, 3], [5, 5, 7, 5]])
+    >>> is_correct = answers == np.array([[1], [7]])
+    >>> [p.accuracy for p in best_of_n_curve(answers, is_correct, None, "majority")]
+    [0.25, 0.5, 0.0]
+    """
+    answers, ok = _as_array(answers, "answers", dtype=None), _as_array(is_correct, "is_correct", dtype=None)
+    if answers.ndim != 2 or not np.issubdtype(answers.dtype, np.integer):
+        raise ValueError(f"answers has shape {answers.shape}, dtype {answers.dtype}; pass (P, M) integers.")
+    if ok.shape != answers.shape or ok.dtype != bool:
+        raise ValueError(f"is_correct (shape {ok.shape}, dtype {ok.dtype}) must be bool of shape {answers.shape}.")
+    if method not in CURVE_METHODS:
+        raise ValueError(f"method={method!r} is unknown; use one of {list(CURVE_METHODS)}.")
+    if scores is not None:
+        scores = _as_array(scores, "scores")
+        if scores.shape != answers.shape:
+            raise ValueError(f"scores.shape={scores.shape} must equal answers.shape={answers.shape}.")
+    elif method in ("best_of_n", "weighted"):
+        raise ValueError(f"scores is None but method={method!r} needs them; pass (P, M) solution scores.")
+    n_problems, m = answers.shape
+    if ns is None:
+        ns = [2**k for k in range(m.bit_length()) if 2**k <= m] + ([m] if m & (m - 1) else [])
+    for n in ns:
+        _check_positive_int(n, "n in ns")
+        if n > m:
+            raise ValueError(f"n={n} is larger than the {m} candidates per problem; drop it from ns.")
+    _check_positive_int(n_bootstrap, "n_bootstrap")
+
+    # One int key per (problem, answer) pair, so "is the pick a correct answer of its problem" is one np.isin.
+    unique, codes = np.unique(answers, return_inverse=True)
+    problem_base = np.arange(n_problems)[:, None] * unique.size  # (P, 1)
+    keys = problem_base + codes.reshape(answers.shape)  # (P, M)
+    correct_keys = np.unique(keys[ok])
+    if np.isin(keys[~ok], correct_keys).any():
+        warnings.warn("is_correct marks one answer both correct and incorrect within a problem; check answer "
+                      "normalisation. A pick counts as right when any copy of its answer is correct.", stacklevel=2)
+    resamples = np.random.default_rng(seed).integers(0, n_problems, size=(n_bootstrap, n_problems))
+    points = []
+    for n in ns:
+        n_groups = m // n
+        used = slice(0, n_groups * n)
+        if method == "oracle":
+            group_right = ok[:, used].reshape(n_problems, n_groups, n).any(axis=2)  # (P, G)
+        else:
+            group_scores = None if scores is None else scores[:, used].reshape(-1, n)  # (P * G, n)
+            chosen = select_many(answers[:, used].reshape(-1, n), group_scores, method)  # (P * G,)
+            chosen_keys = problem_base + np.searchsorted(unique, chosen).reshape(n_problems, n_groups)
+            group_right = np.isin(chosen_keys, correct_keys)  # (P, G)
+        per_problem = group_right.mean(axis=1)  # (P,): every problem weighs the same
+        low, high = np.percentile(per_problem[resamples].mean(axis=1), [2.5, 97.5])
+        points.append(CurvePoint(int(n), float(per_problem.mean()), float(low), float(high), n_groups))
+    return points
