@@ -20,7 +20,7 @@ from typing import Any
 
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
-from prm_core.tasks.arithmetic import ArithmeticProblem, final_value, grade_answer, track_steps
+from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, track_steps
 from prm_core.tasks.arithmetic_policy import NoisyPolicy
 from prm_core.verification import Verifier
 
@@ -74,10 +74,9 @@ def _finished(problem: ArithmeticProblem, steps: Sequence[str]) -> bool:
 
 
 def _labelled(problem: ArithmeticProblem, steps: Sequence[str], score: float) -> StepSample:
-    value = final_value(steps)
-    answer = None if value is None else str(value)
+    answer, is_correct_answer = graded_answer(problem, steps)
     return StepSample(problem.text, steps, labels=track_steps(problem, steps).labels, answer=answer,
-                      meta={"problem_id": problem.problem_id, "is_correct_answer": grade_answer(answer, problem),
+                      meta={"problem_id": problem.problem_id, "is_correct_answer": is_correct_answer,
                             "search_score": score})
 
 

@@ -492,6 +492,21 @@ def final_value(steps: Sequence[str]) -> int | None:
     return None if parsed is None else parsed.c
 
 
+def graded_answer(problem: ArithmeticProblem, steps: Sequence[str]) -> tuple[str | None, bool]:
+    """The answer a solution states (str of its final value, None without one) and whether it is right;
+    the policy and the search grade their solutions with this one rule.
+
+    Examples
+    --------
+    >>> p = ArithmeticProblem(0, 12, (Operation("+", 2),), "Mei has 12 coins. ...")
+    >>> graded_answer(p, ["12 + 2 = 14."]), graded_answer(p, ["I give up."])
+    (('14', True), (None, False))
+    """
+    value = final_value(steps)
+    answer = None if value is None else str(value)
+    return answer, grade_answer(answer, problem)
+
+
 def grade_answer(answer: str | int | None, problem: ArithmeticProblem) -> bool:
     """True iff ``answer`` is the problem's answer; a string is read by its last integer.
 

@@ -27,9 +27,8 @@ from prm_core.tasks.arithmetic import (
     OPS,
     ArithmeticProblem,
     apply_op,
-    final_value,
     format_step,
-    grade_answer,
+    graded_answer,
     track_steps,
 )
 
@@ -274,10 +273,8 @@ class NoisyPolicy:
                 steps.append(format_step(*written, is_recheck=True))
                 kinds.append(kind)
                 believed, is_on_track = written[3], kind in _ON_TRACK_KINDS
-        value = final_value(steps)
-        answer = None if value is None else str(value)
-        meta = {"problem_id": problem.problem_id, "step_kinds": kinds,
-                "is_correct_answer": grade_answer(answer, problem),
+        answer, is_correct_answer = graded_answer(problem, steps)
+        meta = {"problem_id": problem.problem_id, "step_kinds": kinds, "is_correct_answer": is_correct_answer,
                 "error_kinds": sorted(set(kinds) & set(ERROR_KINDS)), "n_prefix_steps": len(prefix)}
         return StepSample(problem=problem.text, steps=steps, labels=track_steps(problem, steps).labels,
                           answer=answer, meta=meta)
