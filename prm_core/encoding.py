@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from prm_core.backbones import STEP_TAG
@@ -152,12 +154,22 @@ class StepEncoder:
         """Encode many samples with one batched tokenizer call (the same ids as ``encode`` one by one)."""
         for sample in samples:
             self._check_text(sample)
-        texts = [s.problem + self.problem_separator for s in samples]
-        texts += [step for s in samples for step in s.steps]
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        problem_ids, step_ids = ids[: len(samples)], iter(ids[len(samples) :])
-        return [self._assemble(s, list(p), [list(next(step_ids)) for _ in s.steps])
-                for s, p in zip(samples, problem_ids, strict=True)]
+        # Each text is tokenized on its own, so equal texts get equal ids: tokenize each distinct one
+        # once (candidates of one problem share its text and many of their steps).
+        texts = dict.fromkeys(s.problem + self.problem_separator for s in samples)
+        texts.update(dict.fromkeys(step for s in samples for step in s.steps))
+        ids_of = dict(zip(texts, self._token_ids(list(texts)), strict=True)) if texts else {}
+        return [self._assemble(s, ids_of[s.problem + self.problem_separator], [ids_of[step] for step in s.steps])
+                for s in samples]  # _assemble builds new lists, so shared ids are never changed
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Ids of each text without special tokens. A fast tokenizer's Rust backend is called
+        directly when it is configured to neither truncate nor pad (the same ids, about twice as
+        fast: the transformers wrapper builds a Python object per text)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.tokenizer.is_fast else None
+        if backend is None or backend.truncation is not None or backend.padding is not None:
+            return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
 
     def _assemble(self, sample: StepSample, problem_ids: list[int], step_ids: list[list[int]]) -> EncodedSample:
         bos = self.tokenizer.bos_token_id
@@ -176,10 +188,10 @@ class StepEncoder:
             input_ids.extend(chunk)
             positions.append(len(input_ids) - 1)
 
-        found = [i for i, t in enumerate(input_ids) if t == self.step_tag_id]
-        if found != positions:
+        n_found = input_ids.count(self.step_tag_id)  # a tag sits at every placed position, so any extra is text
+        if n_found != len(positions):
             raise ValueError(
-                f"found {len(found)} step tags in the ids but placed {len(positions)}: the tokenizer "
+                f"found {n_found} step tags in the ids but placed {len(positions)}: the tokenizer "
                 f"produces the tag id {self.step_tag_id} from ordinary text. Choose a step_tag that is "
                 "a dedicated special token."
             )
@@ -230,32 +242,40 @@ class StepEncoder:
         """
         if not encoded:
             raise ValueError("encoded is empty; pass at least one EncodedSample to collate.")
-        batch, length = len(encoded), max(len(e.input_ids) for e in encoded)
-        n_steps = max(e.n_steps for e in encoded)
-        input_ids = torch.full((batch, length), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch, length), dtype=torch.long)
-        step_positions = torch.full((batch, n_steps), -1, dtype=torch.long)
-        labels = torch.zeros((batch, n_steps), dtype=torch.float32)
-        label_mask = torch.zeros((batch, n_steps), dtype=torch.bool)
-        steps_start = torch.zeros(batch, dtype=torch.long)
-        is_left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        # Vectorised over the batch (numpy gathers from flat arrays, no per-sample tensors): on a GPU
+        # the host collates batch i + 1 while the device runs batch i, so this must keep up with it.
+        lengths = np.array([len(e.input_ids) for e in encoded])  # (B,)
+        n_steps = np.array([e.n_steps for e in encoded])  # (B,)
         for i, e in enumerate(encoded):
-            offset = length - len(e.input_ids) if is_left else 0
-            steps_start[i] = e.steps_start + offset
-            input_ids[i, offset : offset + len(e.input_ids)] = torch.tensor(e.input_ids)
-            attention_mask[i, offset : offset + len(e.input_ids)] = 1
-            step_positions[i, : e.n_steps] = torch.tensor(e.step_positions) + offset
-            for j, label in enumerate(e.labels or ()):
-                if label is not None:
-                    labels[i, j], label_mask[i, j] = label, True
+            if e.labels is not None and len(e.labels) != e.n_steps:
+                raise ValueError(f"encoded[{i}] has {len(e.labels)} labels for {e.n_steps} steps; "
+                                 "build EncodedSamples with StepEncoder.encode_many.")
+        is_left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        offset = lengths.max() - lengths if is_left else np.zeros_like(lengths)  # (B,) left padding
+        token_index = np.arange(lengths.max())[None, :] - offset[:, None]  # (B, T) index into each sample
+        is_token = (token_index >= 0) & (token_index < lengths[:, None])
+        flat_ids = np.fromiter(chain.from_iterable(e.input_ids for e in encoded), np.int64, int(lengths.sum()))
+        input_ids = np.where(is_token, _gather(flat_ids, lengths, token_index), self.tokenizer.pad_token_id)
+        step_index = np.arange(max(1, n_steps.max()))[None, :]  # (1, S); width 1 keeps an empty batch 2-D
+        is_step = step_index < n_steps[:, None]  # (B, S)
+        flat_positions = np.fromiter(chain.from_iterable(e.step_positions for e in encoded), np.int64,
+                                     int(n_steps.sum()))
+        positions = np.where(is_step, _gather(flat_positions, n_steps, step_index) + offset[:, None], -1)
+        flat_labels = np.fromiter((np.nan if label is None else label for e in encoded
+                                   for label in (e.labels if e.labels is not None else [None] * e.n_steps)),
+                                  np.float64, int(n_steps.sum()))
+        labels = np.where(is_step, _gather(flat_labels, n_steps, step_index), np.nan)
+        positions = positions[:, : n_steps.max()]
+        labels = labels[:, : n_steps.max()]
+        step_positions = torch.from_numpy(positions)
         return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(is_token.astype(np.int64)),
             "step_positions": step_positions,
             "step_mask": step_positions >= 0,
-            "labels": labels,
-            "label_mask": label_mask,
-            "steps_start": steps_start,
+            "labels": torch.from_numpy(np.nan_to_num(labels, nan=0.0).astype(np.float32)),
+            "label_mask": torch.from_numpy(~np.isnan(labels)),
+            "steps_start": torch.from_numpy(np.array([e.steps_start for e in encoded]) + offset),
             "n_dropped_steps": torch.tensor([e.n_dropped_steps for e in encoded]),
         }
 
@@ -274,6 +294,15 @@ class StepEncoder:
         if not samples:
             raise ValueError("samples is empty; pass at least one StepSample.")
         return self.collate(self.encode_many(samples))
+
+
+def _gather(flat: np.ndarray, lengths: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``flat`` holds rows of ``lengths`` back to back; element ``index[i, j]`` of row i (clipped
+    into the row, so callers mask what falls outside)."""
+    starts = np.cumsum(lengths) - lengths  # (B,)
+    if flat.size == 0:
+        return np.zeros(index.shape, dtype=flat.dtype)
+    return flat[np.clip(starts[:, None] + np.clip(index, 0, None), 0, flat.size - 1)]
 
 
 def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str = "\n") -> list[int]:

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from prm_core.backbones import STEP_TAG
 from prm_core.data import StepSample
-from prm_core.encoding import StepEncoder, naive_newline_step_ends
+from prm_core.encoding import EncodedSample, StepEncoder, naive_newline_step_ends
 from tests.conftest import STEP_ALPHABET
 
 steps_strategy = st.lists(
@@ -126,6 +126,53 @@ def test_collate_pads_on_tokenizer_side_and_keeps_positions_on_tags(tokenizer_fa
     assert batch["step_mask"].tolist() == [[True, False, False], [True, True, True]]
 
 
+def _collate_slow(encoded, pad_id, is_left):
+    """The obvious per-sample loop that the vectorised ``collate`` must match."""
+    length, n_steps = max(len(e.input_ids) for e in encoded), max(e.n_steps for e in encoded)
+    out = {"input_ids": torch.full((len(encoded), length), pad_id), "attention_mask": torch.zeros(len(encoded), length),
+           "step_positions": torch.full((len(encoded), n_steps), -1), "labels": torch.zeros(len(encoded), n_steps),
+           "label_mask": torch.zeros(len(encoded), n_steps, dtype=torch.bool), "steps_start": torch.zeros(len(encoded))}
+    for i, e in enumerate(encoded):
+        offset = length - len(e.input_ids) if is_left else 0
+        out["input_ids"][i, offset : offset + len(e.input_ids)] = torch.tensor(e.input_ids)
+        out["attention_mask"][i, offset : offset + len(e.input_ids)] = 1
+        out["step_positions"][i, : e.n_steps] = torch.tensor(e.step_positions) + offset
+        out["steps_start"][i] = e.steps_start + offset
+        for j, label in enumerate(e.labels or ()):
+            if label is not None:
+                out["labels"][i, j], out["label_mask"][i, j] = label, True
+    return out
+
+
+label_strategy = st.one_of(st.none(), st.sampled_from([0.0, 1.0]), st.floats(0, 1))
+encoded_strategy = st.lists(st.lists(label_strategy, min_size=1, max_size=5).flatmap(
+    lambda labels: st.tuples(st.integers(0, 6), st.lists(st.integers(1, 4), min_size=len(labels), max_size=len(labels)),
+                             st.just(labels), st.booleans())), min_size=1, max_size=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=encoded_strategy, is_left=st.booleans())
+def test_collate_equals_per_sample_reference(rows, is_left):
+    class Tok:
+        pad_token_id = 0
+        padding_side = "left" if is_left else "right"
+
+    encoder = StepEncoder.__new__(StepEncoder)
+    encoder.tokenizer = Tok()
+    encoded = []
+    for n_problem, step_lengths, labels, is_labelled in rows:  # ids 7.. for text, 99 for the tag
+        ids, positions = list(range(7, 7 + n_problem)), []
+        for k in step_lengths:
+            ids += [7] * k + [99]
+            positions.append(len(ids) - 1)
+        encoded.append(EncodedSample(ids, positions, labels if is_labelled else None, steps_start=n_problem))
+    fast, slow = encoder.collate(encoded), _collate_slow(encoded, 0, is_left)
+    for key, expected in slow.items():
+        assert fast[key].tolist() == expected.tolist(), key
+    assert fast["input_ids"].dtype == fast["step_positions"].dtype == torch.long
+    assert fast["labels"].dtype == torch.float32
+
+
 def test_drop_steps_reports_dropped_steps_in_sample_and_batch(course_backbone):
     import copy
 
@@ -215,3 +262,27 @@ def test_encode_many_equals_encode_one_by_one(tokenizer_factory):
     encoder = StepEncoder(tokenizer_factory(), max_length=4096)
     samples = NoisyPolicy().sample_many(make_problems(10, seed=5), n_samples=2, seed=5)
     assert encoder.encode_many(samples) == [encoder.encode(s) for s in samples]
+
+
+@PROPERTY_SETTINGS
+@given(texts=st.lists(st.text(alphabet=STEP_ALPHABET, max_size=40), min_size=1, max_size=8))
+def test_token_ids_fast_path_equals_the_tokenizer_call(tokenizer_factory, texts):
+    encoder = StepEncoder(tokenizer_factory())
+    expected = encoder.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert encoder._token_ids(texts) == expected
+    encoder.tokenizer.backend_tokenizer.enable_truncation(max_length=3)  # the fast path must step aside
+    assert encoder._token_ids(texts) == encoder.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def test_encode_text_that_normalises_to_the_tag_raises():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"<unk>": 0, "<pad>": 1, "ab": 2, "x": 3}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+    encoder = StepEncoder(tokenizer, step_tag="ab", add_bos=False)  # an ordinary token as the tag: a mistake
+    assert encoder.encode(StepSample("x", ["x"])).step_positions == [2]
+    with pytest.raises(ValueError, match="found 2 step tags in the ids but placed 1"):
+        encoder.encode(StepSample("x", ["AB"]))  # "AB" is no tag as text, but lowercases to one
