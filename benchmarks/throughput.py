@@ -1,9 +1,10 @@
 """Throughput of the course's hot loops, as ratios measured in one run (``make bench``).
 
-Scoring: the Verifier end to end against a bare backbone forward over the same length-sorted
-batches already on the device; the issue's target on a GPU is a ratio >= 0.90. Training: tokens per
-second of the PRM loop (target on the gpu profile: >= 1.0M tokens/s). No trained model is needed:
-throughput does not depend on the weights.
+Scoring: the Verifier on encoded samples against a bare backbone forward over the same
+length-sorted batches already on the device (the issue's target on a GPU: a ratio >= 0.90), and
+end to end from text, tokenizer included. Training: tokens per second of the PRM loop (target on
+the gpu profile: >= 1.0M tokens/s). No trained model is needed: throughput does not depend on the
+weights.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from prm_core.evaluation import scoring_throughput
+from prm_core.evaluation import scoring_throughput, throughput_batch_size
 from prm_core.experiments import load_profile, make_datasets, new_model
 from prm_core.training import train
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_profile(args.profile)
     on_gpu = torch.cuda.is_available()
-    batch = args.scoring_batch or (4096 if on_gpu else 256)
+    batch = args.scoring_batch or throughput_batch_size("cuda" if on_gpu else "cpu")
     data = make_datasets(config)
     model = new_model(config.backbone, config, "prm").to("cuda" if on_gpu else "cpu")
     scoring = scoring_throughput(model, (data.bon * 2)[: 4 * batch], batch)

@@ -286,7 +286,7 @@ class StepEncoder:
         for idx in bucket_batches([len(e.input_ids) for e in encoded], batch_size, seed=seed):
             batch = self.collate([encoded[i] for i in idx])
             if device is not None:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = {k: to_device(v, device) for k, v in batch.items()}
             yield idx, batch
 
     def __call__(self, samples: Sequence[StepSample]) -> dict[str, torch.Tensor]:
@@ -294,6 +294,15 @@ class StepEncoder:
         if not samples:
             raise ValueError("samples is empty; pass at least one StepSample.")
         return self.collate(self.encode_many(samples))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy a host tensor to ``device``; to a GPU through pinned memory without waiting, so the host
+    can collate the next batch while the GPU still works on this one."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _gather(flat: np.ndarray, lengths: np.ndarray, index: np.ndarray) -> np.ndarray:

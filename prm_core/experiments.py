@@ -336,7 +336,7 @@ def _load_scores(path: Path) -> dict[str, dict[str, Any]]:
 def standard_run(config: ExperimentConfig, profile: str = "custom",
                  cache_dir: str | os.PathLike | None = None) -> StandardRun:
     """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached."""
-    from prm_core.evaluation import build_report, score_datasets, scoring_throughput
+    from prm_core.evaluation import build_report, score_datasets, scoring_throughput, throughput_batch_size
 
     data = make_datasets(config)
     _, pretrain_info = pretrained_backbone(config, cache_dir)
@@ -350,7 +350,8 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     scores = score_datasets({"prm": prm, "orm": orm}, data)
     report = build_report(scores, data)
     report["device"] = str(default_device())
-    report["throughput"] = scoring_throughput(prm, data.test[:1024], 256)
+    batch = throughput_batch_size(default_device())
+    report["throughput"] = scoring_throughput(prm, (data.bon * 2)[: 4 * batch], batch)
     report["profile"] = profile
     report["git_commit"] = git_commit()
     report["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),

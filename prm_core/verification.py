@@ -1,8 +1,9 @@
 """Verifier: score many candidate solutions fast, then pick or vote among them.
 
-Scoring encodes everything once (one batched tokenizer call), sorts solutions by length so each
-batch is tightly padded, runs under ``torch.inference_mode`` (bf16 autocast on GPU), keeps results on
-the device and copies them to the host once at the end.
+Scoring encodes everything once (one batched tokenizer call; ``score_encoded`` skips even that),
+sorts solutions by length so each batch is tightly padded, copies each batch through pinned memory
+without waiting, runs under ``torch.inference_mode`` (bf16 autocast on GPU), keeps results on the
+device and copies them to the host once at the end.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import torch
 
 from prm_core.aggregation import aggregate
 from prm_core.data import StepSample
+from prm_core.encoding import EncodedSample, to_device
 from prm_core.model import ProcessRewardModel
 from prm_core.voting import best_of_n, majority_vote, weighted_vote
+
+# What the model's forward reads from a collated batch; labels stay on the host when scoring.
+MODEL_INPUTS = ("input_ids", "attention_mask", "step_positions", "steps_start")
 
 # Thousands separators are part of the number: "1,000" is 1000, not the "000" after the comma.
 _NUMBER = re.compile(r"-?\d+(?:,\d{3}(?!\d))*(?:\.\d+)?")
@@ -80,23 +85,31 @@ class Verifier:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.answer_key = answer_key
 
-    @torch.inference_mode()
     def score_steps(self, samples: Sequence[StepSample]) -> StepScores:
         """Step probabilities for every sample, in the order given."""
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one candidate solution to score.")
-        encoded = self.model.encoder.encode_many(samples)
+        return self.score_encoded(self.model.encoder.encode_many(samples))
+
+    @torch.inference_mode()
+    def score_encoded(self, encoded: Sequence[EncodedSample]) -> StepScores:
+        """``score_steps`` on samples already encoded by the model's encoder, so samples scored
+        again (by several models, rules or budgets) are tokenized once."""
+        if len(encoded) == 0:
+            raise ValueError("encoded is empty; pass at least one EncodedSample to score.")
         n_steps = max(e.n_steps for e in encoded)
-        scores = torch.zeros((len(samples), n_steps), device=self.device)
-        mask = torch.zeros((len(samples), n_steps), dtype=torch.bool, device=self.device)
+        scores = torch.zeros((len(encoded), n_steps), device=self.device)
+        mask = torch.zeros((len(encoded), n_steps), dtype=torch.bool, device=self.device)
         was_training = self.model.training
         self.model.eval()
         use_bf16 = self.device.type == "cuda"
         try:
-            for idx, batch in self.model.encoder.iter_batches(encoded, self.batch_size, device=self.device):
+            # No host sync inside the loop: results are written on the device and copied back once.
+            for idx, batch in self.model.encoder.iter_batches(encoded, self.batch_size):
+                inputs = {key: to_device(batch[key], self.device) for key in MODEL_INPUTS}
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    out = self.model(**batch)
-                rows = torch.tensor(idx, device=self.device)
+                    out = self.model(**inputs)
+                rows = to_device(torch.tensor(idx), self.device)
                 width = out.logits.shape[1]
                 scores[rows, :width] = torch.sigmoid(out.logits.float()) * out.mask
                 mask[rows, :width] = out.mask

@@ -57,6 +57,29 @@ def test_score_steps_equals_sigmoid_of_forward_on_each_sample_alone(verifier):
             torch.testing.assert_close(torch.tensor(row), reference, rtol=0, atol=1e-5)
 
 
+def test_score_encoded_equals_score_steps(verifier):
+    samples = _candidates()
+    from_text = verifier.score_steps(samples)
+    from_ids = verifier.score_encoded(verifier.model.encoder.encode_many(samples))
+    assert torch.equal(from_text.mask, from_ids.mask)
+    assert torch.equal(from_text.scores, from_ids.scores)
+
+
+def test_score_encoded_empty_list_raises(verifier):
+    with pytest.raises(ValueError, match="encoded is empty"):
+        verifier.score_encoded([])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_score_steps_on_gpu_matches_cpu_within_bf16(make_tiny_prm):
+    samples = _candidates()
+    model = make_tiny_prm(seed=2)
+    on_cpu = Verifier(model, batch_size=3).score_steps(samples)
+    on_gpu = Verifier(model.to("cuda"), batch_size=3).score_steps(samples)  # bf16 autocast there
+    assert torch.equal(on_cpu.mask, on_gpu.mask)
+    torch.testing.assert_close(on_gpu.scores, on_cpu.scores, rtol=0, atol=0.02)  # bf16: ~3 significant digits
+
+
 def test_score_steps_mask_marks_each_samples_steps(verifier):
     samples = _candidates()
     out = verifier.score_steps(samples)
@@ -199,3 +222,16 @@ def test_default_answer_key_cases(answer, expected):
 def test_default_answer_key_thousands_separator_differs_from_zero():
     # Reading only the digits after the comma would make "1,000" vote with "0".
     assert default_answer_key("1,000") != default_answer_key("0")
+
+
+def test_scoring_throughput_reports_rates_and_their_ratios(make_tiny_prm):
+    from prm_core.evaluation import scoring_throughput, throughput_batch_size
+
+    result = scoring_throughput(make_tiny_prm(seed=2), _candidates() * 4, batch_size=8, repeats=1)
+    rates = [result[k] for k in ("bare_forward_solutions_per_second", "verifier_solutions_per_second",
+                                 "end_to_end_solutions_per_second", "encoding_solutions_per_second")]
+    assert all(rate > 0 for rate in rates)
+    bare = result["bare_forward_solutions_per_second"]
+    assert result["verifier_share_of_bare"] == pytest.approx(result["verifier_solutions_per_second"] / bare)
+    assert result["end_to_end_share_of_bare"] == pytest.approx(result["end_to_end_solutions_per_second"] / bare)
+    assert (throughput_batch_size("cpu"), throughput_batch_size("cuda")) == (256, 4096)
