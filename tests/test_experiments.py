@@ -259,3 +259,27 @@ def test_relabelled_monte_carlo_hard_and_soft_share_one_cached_set_of_rollouts(t
     hard = experiments.relabelled(config, samples, "mc_hard", n_rollouts=3, show_progress=False, cache_dir=tmp_path)
     for s, h in zip(soft, hard, strict=True):
         assert [float(x > 0) for x in s.labels] == list(h.labels)  # hard = any rollout right = soft > 0
+
+
+@pytest.mark.slow
+def test_gpu_profile_runs_end_to_end_on_cpu_at_smoke_size(tmp_path, monkeypatch):
+    """The gpu profile's model (hidden 384, 6 layers) and settings, with smoke-sized data and steps,
+    so the profile cannot rot on machines without a GPU."""
+    import yaml
+
+    from prm_core import evaluation
+    from prm_core.experiments import PARAMS_DIR
+
+    measure = evaluation.scoring_throughput  # the real one, on 8 solutions once: a 14M model is slow on CPU
+    monkeypatch.setattr(evaluation, "scoring_throughput", lambda model, samples, batch: measure(model, samples[:8], 8, 1))
+
+    values = yaml.safe_load((PARAMS_DIR / "gpu.yaml").read_text())["experiment"]
+    values |= {k: v for k, v in SMOKE.items() if k not in ("pretrain", "prm", "orm")}
+    for stage in ("pretrain", "prm", "orm"):
+        values[stage] = values[stage] | SMOKE[stage] | {"batch_size": 16, "eval_batch_size": 32}
+    config = ExperimentConfig.from_dict(values)
+    report = run_standard(config, "gpu", cache_dir=tmp_path)
+    assert report["config"]["backbone_profile"] == "gpu"
+    assert report["training"]["prm"]["max_steps"] == 3
+    assert 0.0 <= report["step_auroc"] <= 1.0
+    assert report["throughput"]["bare_forward_solutions_per_second"] > 0
