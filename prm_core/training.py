@@ -1,8 +1,9 @@
 """One training loop for PRMs and ORMs, on Hugging Face Accelerate (CPU, one GPU, or several).
 
 The loop runs a fixed number of optimizer steps (never a wall-clock budget), seeded, so two CPU runs
-with one config give identical models. Samples are encoded once and batched by length; the host
-only syncs with the device at logging and evaluation steps.
+with one config give identical models. Samples are encoded once and batched by length; each batch
+is collated just before its step and copied without waiting, and the host only syncs with the
+device at logging and evaluation steps.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from prm_core.data import StepSample
-from prm_core.encoding import EncodedSample
+from prm_core.encoding import EncodedSample, bucket_batches, to_device
 from prm_core.losses import next_token_loss, outcome_sample, step_bce_loss
 from prm_core.model import ProcessRewardModel
 
@@ -212,16 +213,19 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     unlabelled = torch.zeros((), dtype=torch.long, device=accelerator.device)
     first_bad_step = torch.full((), -1, dtype=torch.long, device=accelerator.device)  # 1-based, like history
     log_every = max(1, min(50, config.max_steps // 20))
-    batches: list[dict[str, torch.Tensor]] = []
+    lengths = [len(e.input_ids) for e in encoded]
+    pending: list[list[int]] = []  # sample indices of this epoch's batches not yet trained on, last first
     epoch, window_start = 0, 0
     start = time.perf_counter()
     bar = tqdm(range(config.max_steps), desc=f"train {kind}", disable=not config.show_progress, leave=False)
     for step in bar:
-        if not batches:
-            all_batches = _batches(model, encoded, config.batch_size, config.seed + epoch, accelerator.device)
-            batches = all_batches[accelerator.process_index :: accelerator.num_processes][::-1]
+        if not pending:
+            epoch_batches = bucket_batches(lengths, config.batch_size, seed=config.seed + epoch)
+            pending = epoch_batches[accelerator.process_index :: accelerator.num_processes][::-1]
             epoch += 1
-        batch = batches.pop()
+        # Collated when needed: on a GPU the host builds this batch while the previous step still runs.
+        collated = model.encoder.collate([encoded[i] for i in pending.pop()])
+        batch = {k: to_device(v, accelerator.device) for k, v in collated.items()}
         with accelerator.autocast():
             loss, n_labelled = _loss(prepared, batch, config, kind, ignore_ids)
         accelerator.backward(loss)
