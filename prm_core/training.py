@@ -73,8 +73,9 @@ class TrainResult:
     eval_history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0  # optimizer steps and batching, without evaluation and checkpoints
     eval_seconds: float = 0.0
-    tokens_per_second: float = 0.0
+    tokens_per_second: float = 0.0  # of this process; under `accelerate launch`, times n_processes in all
     n_train_tokens: int = 0
+    n_processes: int = 1  # processes training together (one per GPU under `accelerate launch`)
     n_batches_without_labels: int = 0
     n_dropped_steps: int = 0
     device: str = "cpu"
@@ -206,7 +207,8 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     prepared.train()
     ignore_ids = (model.encoder.step_tag_id, model.encoder.tokenizer.pad_token_id)
 
-    result = TrainResult(config=asdict(config) | {"kind": kind}, device=str(accelerator.device), n_dropped_steps=n_dropped)
+    result = TrainResult(config=asdict(config) | {"kind": kind}, device=str(accelerator.device), n_dropped_steps=n_dropped,
+                         n_processes=accelerator.num_processes)
     # Running sums stay on the device; reading them is the only host sync, once per log interval.
     loss_sum = torch.zeros((), device=accelerator.device)
     tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)

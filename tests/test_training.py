@@ -241,3 +241,29 @@ def test_train_config_non_positive_pos_weight_raises_naming_the_field(value):
 def test_train_empty_train_samples_raises(make_tiny_prm):
     with pytest.raises(ValueError, match="train_samples is empty"):
         train(make_tiny_prm(), [], config=_quick_config())
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_keeps_two_cpu_replicas_identical(tiny_backbone):
+    """Several processes (`accelerate launch`, or torchrun underneath it) train one model: each
+    sees its own batches, and the synced gradients keep every replica's weights equal."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import TINY_PROFILE_KWARGS
+
+    script = Path(__file__).with_name("torchrun_train.py")
+    env = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tiny_backbone[2]), json.dumps(TINY_PROFILE_KWARGS)],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [dict(field.split("=") for field in line.split()) for line in run.stdout.splitlines()
+            if line.startswith("rank=")]
+    assert sorted(row["rank"] for row in rows) == ["0", "1"]
+    assert {row["processes"] for row in rows} == {"2"}  # so each trained on different batches
+    assert rows[0]["before"] != rows[0]["after"]  # it trained
+    assert rows[0]["after"] == rows[1]["after"]  # and the replicas agree
