@@ -231,7 +231,8 @@ def flag_rate_by_kind(scores: StepScores, samples: Sequence[StepSample], rules: 
 
 def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, bon: Sequence[StepSample],
                         rule: str = "min", n_bootstrap: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
-    """Beam search against best-of-N, PRM-weighted vote and majority vote at equal policy calls.
+    """Beam search (its best final solution, and a weighted vote over its last operation's
+    candidates) against best-of-N, PRM-weighted vote and majority vote at equal policy calls.
 
     ``search`` maps a budget ``b`` (policy calls per operation, ``BeamSearchConfig.samples_per_operation``)
     to the ``SearchResult``s of the first ``P`` best-of-N problems, in order; the other methods pick
@@ -250,12 +251,13 @@ def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, b
             raise ValueError(f"search[{budget}] has {p} results for {answers.shape[0]} best-of-N problems of "
                              f"{n_candidates} candidates; search a prefix of those problems with a budget <= "
                              f"{n_candidates}.")
-        hit = np.array([bool(r.solution.meta["is_correct_answer"]) for r in results], dtype=float)
-        low, high = bootstrap_ci(hit, n_bootstrap, seed)
-        rows.append({"method": f"beam search ({rule})", "budget": budget, "accuracy": float(hit.mean()),
-                     "ci_low": low, "ci_high": high,
-                     "generated_steps": float(np.mean([r.n_generated_steps for r in results])),
-                     "scored_solutions": float(np.mean([r.n_scored for r in results]))})
+        for name, picked in ((f"beam search ({rule})", [r.solution for r in results]),
+                             (f"beam search + weighted vote ({rule})", [r.voted() for r in results])):
+            hit = np.array([bool(s.meta["is_correct_answer"]) for s in picked], dtype=float)
+            low, high = bootstrap_ci(hit, n_bootstrap, seed)
+            rows.append({"method": name, "budget": budget, "accuracy": float(hit.mean()), "ci_low": low,
+                         "ci_high": high, "generated_steps": float(np.mean([r.n_generated_steps for r in results])),
+                         "scored_solutions": float(np.mean([r.n_scored for r in results]))})
         whole = float(steps_per_candidate[:p].mean() * budget)  # N whole solutions per problem
         for name, method, scores, scored in ((f"best-of-N ({rule})", "best_of_n", solution, budget),
                                              (f"PRM-weighted vote ({rule})", "weighted", solution, budget),

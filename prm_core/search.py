@@ -23,6 +23,7 @@ from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, track_steps
 from prm_core.tasks.arithmetic_policy import NoisyPolicy
 from prm_core.verification import Verifier
+from prm_core.voting import weighted_vote
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ class SearchResult:
     solution: StepSample  # labelled exactly; meta["is_correct_answer"] says whether its answer is right
     n_generated_steps: int  # steps the policy wrote, kept or not
     n_scored: int  # partial or finished solutions the PRM scored
+    final: tuple[StepSample, ...] = ()  # finished candidates of the last operation, labelled, with their
+    # meta["search_score"]; a candidate the policy wrote k times appears k times (votes count copies)
+
+    def voted(self) -> StepSample:
+        """The final candidate whose answer has the highest summed score (a PRM-weighted vote over
+        the last operation's candidates instead of keeping the single best; ties: first seen)."""
+        if not self.final:
+            raise ValueError("final is empty; this result was not built by beam_search.")
+        answers = [s.answer for s in self.final]
+        winner = weighted_vote(answers, [s.meta["search_score"] for s in self.final])
+        return self.final[answers.index(winner)]
 
 
 def keep_top(candidates: Sequence[Any], scores: Sequence[float], beam_width: int) -> list[Any]:
@@ -110,6 +122,8 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
     beams: list[list[tuple[str, ...]]] = [[()] for _ in problems]
     best: list[tuple[tuple[str, ...], float] | None] = [None] * len(problems)
     generated, scored = [0] * len(problems), [0] * len(problems)
+    copies: list[dict[tuple[str, ...], int]] = [{} for _ in problems]  # this operation's candidates, counted
+    final: list[list[StepSample]] = [[] for _ in problems]
     depth = max(len(p.operations) for p in problems)
     for _ in tqdm(range(depth), desc="beam search", disable=not show_progress):
         owners, candidates = [], []
@@ -117,15 +131,14 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
             if best[i] is not None:
                 continue
             per_beam = config.samples_per_operation if beams[i] == [()] else config.expansions
-            seen = set()
             for prefix in beams[i]:
                 for _ in range(per_beam):
                     steps = policy.sample(problem, rngs[i], prefix=prefix, max_ops=1).steps
                     generated[i] += len(steps) - len(prefix)
-                    if steps not in seen:  # identical text gets an identical score: keep one copy
-                        seen.add(steps)
+                    if steps not in copies[i]:  # identical text gets an identical score: score one copy
                         owners.append(i)
                         candidates.append(steps)
+                    copies[i][steps] = copies[i].get(steps, 0) + 1
         if not candidates:
             break
         samples = [StepSample(problems[i].text, steps) for i, steps in zip(owners, candidates, strict=True)]
@@ -138,12 +151,15 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
             kept = keep_top(options, [score for _, score in options], config.beam_width)  # ties: sampling order
             if all(_finished(problems[i], steps) for steps, _ in kept):
                 best[i] = kept[0]
+                final[i] = [_labelled(problems[i], steps, score) for steps, score in options
+                            if _finished(problems[i], steps) for _ in range(copies[i][steps])]
             beams[i] = [steps for steps, _ in kept]
+            copies[i] = {}
     results = []
     for i, problem in enumerate(problems):
         if best[i] is None:
             raise RuntimeError(f"problem {i} did not finish in {depth} operations; this is a bug in the policy "
                                "or the step tracker, not in the input.")
         steps, score = best[i]
-        results.append(SearchResult(_labelled(problem, steps, score), generated[i], scored[i]))
+        results.append(SearchResult(_labelled(problem, steps, score), generated[i], scored[i], tuple(final[i])))
     return results

@@ -213,11 +213,13 @@ def test_search_vs_best_of_n_rows_at_equal_policy_calls(smoke_run):
     problems = experiments.bon_problems(config)[:4]
     searched = {4: beam_search(problems, NoisyPolicy(), Verifier(prm), BeamSearchConfig(2, 2), show_progress=False)}
     rows = search_vs_best_of_n(searched, bon_scores, data.bon)
-    assert [r["method"] for r in rows] == ["beam search (min)", "best-of-N (min)", "PRM-weighted vote (min)",
-                                           "majority vote"]
+    assert [r["method"] for r in rows] == ["beam search (min)", "beam search + weighted vote (min)",
+                                           "best-of-N (min)", "PRM-weighted vote (min)", "majority vote"]
     for r in rows:
         assert r["budget"] == 4 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert rows[0]["accuracy"] == np.mean([r.solution.meta["is_correct_answer"] for r in searched[4]])
+    assert rows[1]["accuracy"] == np.mean([r.voted().meta["is_correct_answer"] for r in searched[4]])
+    assert rows[1]["generated_steps"] == rows[0]["generated_steps"]  # the vote costs no extra policy call
     with pytest.raises(ValueError, match="budget <= 8"):
         search_vs_best_of_n({16: searched[4]}, bon_scores, data.bon)
 

@@ -88,6 +88,35 @@ def test_search_results_are_labelled_and_graded(problems):
         assert r.solution.meta["is_correct_answer"] == (r.solution.answer == str(problem.answer))
 
 
+def test_search_final_holds_every_last_policy_call_finished_and_graded(problems):
+    config = BeamSearchConfig(beam_width=2, expansions=3)
+    results = beam_search(problems, NoisyPolicy(), ExactVerifier(problems), config, show_progress=False)
+    for problem, result in zip(problems, results, strict=True):
+        # the last operation expands the surviving beams (2, or 1 if all candidates were equal) 3 times each;
+        # a one-operation problem draws all 6 from the empty prefix
+        assert len(result.final) in (3, 6)
+        assert result.solution.steps in {s.steps for s in result.final}
+        for s in result.final:
+            assert track_steps(problem, s.steps).next_op_index == len(problem.operations)
+            assert s.labels == tuple(track_steps(problem, s.steps).labels)
+            assert isinstance(s.meta["is_correct_answer"], bool)
+
+
+def test_voted_sums_scores_per_answer_and_counts_copies():
+    from prm_core.data import StepSample
+    from prm_core.search import SearchResult
+
+    def candidate(answer, score):
+        return StepSample("q", [f"= {answer}."], answer=answer, meta={"search_score": score})
+
+    # "5": 0.9; "7": 0.5 + 0.5 = 1.0 (one solution written twice counts twice)
+    result = SearchResult(candidate("5", 0.9), 0, 0, (candidate("5", 0.9), candidate("7", 0.5), candidate("7", 0.5)))
+    assert result.voted().answer == "7"
+    assert result.solution.answer == "5"  # the single best is unchanged
+    with pytest.raises(ValueError, match="final is empty"):
+        SearchResult(candidate("5", 0.9), 0, 0).voted()
+
+
 @pytest.mark.parametrize(("field", "value"), [("beam_width", 0), ("expansions", -1), ("beam_width", 1.5),
                                               ("rule", "median")], ids=["width-zero", "expansions-negative",
                                                                         "width-float", "unknown-rule"])
