@@ -116,13 +116,13 @@ def summarize_best_of_n(table: dict[str, dict[str, dict]]) -> dict[str, Any]:
             "best_orm_accuracy": at_n[best_orm]["accuracy"], "oracle_accuracy": at_n["oracle"]["accuracy"]}
 
 
-@torch.inference_mode()
 def throughput_batch_size(device: torch.device | str) -> int:
     """Solutions per forward when measuring throughput: 4096 fills a GPU (the issue's reference
     figure is at that batch); 256 on a CPU, where larger batches gain nothing."""
     return 4096 if torch.device(device).type == "cuda" else 256
 
 
+@torch.inference_mode()
 def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample], batch_size: int,
                        repeats: int = 3) -> dict[str, float]:
     """Solutions per second of the Verifier, from text and from encoded samples, against a bare
@@ -150,8 +150,7 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
                for _, batch in model.encoder.iter_batches(encoded, batch_size, device=verifier.device)]
 
     def bare_forward() -> None:
-        with torch.inference_mode(), torch.autocast(verifier.device.type, dtype=torch.bfloat16,
-                                                    enabled=verifier.device.type == "cuda"):
+        with torch.autocast(verifier.device.type, dtype=torch.bfloat16, enabled=verifier.device.type == "cuda"):
             for batch in batches:
                 model.backbone(**batch)
 
