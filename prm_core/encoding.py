@@ -256,7 +256,7 @@ class StepEncoder:
         is_token = (token_index >= 0) & (token_index < lengths[:, None])
         flat_ids = np.fromiter(chain.from_iterable(e.input_ids for e in encoded), np.int64, int(lengths.sum()))
         input_ids = np.where(is_token, _gather(flat_ids, lengths, token_index), self.tokenizer.pad_token_id)
-        step_index = np.arange(max(1, n_steps.max()))[None, :]  # (1, S); width 1 keeps an empty batch 2-D
+        step_index = np.arange(n_steps.max())[None, :]  # (1, S)
         is_step = step_index < n_steps[:, None]  # (B, S)
         flat_positions = np.fromiter(chain.from_iterable(e.step_positions for e in encoded), np.int64,
                                      int(n_steps.sum()))
@@ -265,8 +265,6 @@ class StepEncoder:
                                    for label in (e.labels if e.labels is not None else [None] * e.n_steps)),
                                   np.float64, int(n_steps.sum()))
         labels = np.where(is_step, _gather(flat_labels, n_steps, step_index), np.nan)
-        positions = positions[:, : n_steps.max()]
-        labels = labels[:, : n_steps.max()]
         step_positions = torch.from_numpy(positions)
         return {
             "input_ids": torch.from_numpy(input_ids),
