@@ -151,8 +151,9 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
             kept = keep_top(options, [score for _, score in options], config.beam_width)  # ties: sampling order
             if all(_finished(problems[i], steps) for steps, _ in kept):
                 best[i] = kept[0]
-                final[i] = [_labelled(problems[i], steps, score) for steps, score in options
-                            if _finished(problems[i], steps) for _ in range(copies[i][steps])]
+                for steps, score in options:  # one labelled sample per text, repeated once per copy
+                    if _finished(problems[i], steps):
+                        final[i] += [_labelled(problems[i], steps, score)] * copies[i][steps]
             beams[i] = [steps for steps, _ in kept]
             copies[i] = {}
     results = []
