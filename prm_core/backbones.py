@@ -224,6 +224,21 @@ def atomic_folder(final: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """``atomic_folder`` for one file: a temporary sibling with ``final``'s suffix (numpy's savez
+    would add its own otherwise), renamed to ``final`` when the block succeeds, removed if it fails."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=".writing-", suffix=final.suffix, dir=final.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def quiet_hf_progress() -> Iterator[None]:
     """Hide transformers' own load/save progress bars for a block, then restore the setting.
 

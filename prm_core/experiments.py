@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.backbones import atomic_folder, cache_root, load_backbone
+from prm_core.backbones import atomic_file, atomic_folder, cache_root, load_backbone
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
 from prm_core.model import HeadConfig, ProcessRewardModel
@@ -210,10 +210,8 @@ def _rollouts(config: ExperimentConfig, samples: list[StepSample], n_rollouts: i
     train_problems, val_problems = train_side_problems(config)
     hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
                                       seed=config.seed + 20, show_progress=show_progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, hits=np.concatenate(hits), n_steps=np.array([h.shape[0] for h in hits]))
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    with atomic_file(path) as tmp:  # a reader never sees half a file
+        np.savez(tmp, hits=np.concatenate(hits), n_steps=np.array([h.shape[0] for h in hits]))
     return hits
 
 
@@ -268,9 +266,8 @@ def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir:
     path = _model_folder(config, kind, labels, n_rollouts, cache_dir) / "scores.safetensors"
     if not path.exists():
         scores = score_datasets({kind: model}, data)
-        tmp = path.with_suffix(".tmp")
-        _save_scores(scores, tmp)
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        with atomic_file(path) as tmp:  # a reader never sees half a file
+            _save_scores(scores, tmp)
     return _load_scores(path)[kind]
 
 

@@ -86,3 +86,21 @@ def test_cache_root_follows_prm_course_cache_env(monkeypatch, tmp_path):
 def test_course_tiny_config_bad_values_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CourseTinyConfig(**kwargs)
+
+
+def test_atomic_file_appears_whole_or_not_at_all(tmp_path):
+    import numpy as np
+
+    from prm_core.backbones import atomic_file
+
+    final = tmp_path / "sub" / "hits.npz"
+    with atomic_file(final) as tmp:
+        np.savez(tmp, x=np.arange(3))  # numpy keeps a path that already ends in .npz
+        assert not final.exists()
+    assert np.load(final)["x"].tolist() == [0, 1, 2]
+    broken = tmp_path / "sub" / "broken.npz"
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_file(broken) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert not broken.exists()
+    assert sorted(p.name for p in final.parent.iterdir()) == ["hits.npz"]  # no temporary left behind
