@@ -363,7 +363,8 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     report = json.loads(json.dumps(report, default=_json_default))
     folder.mkdir(parents=True, exist_ok=True)
     _save_scores(scores, folder / "scores.safetensors")
-    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    with atomic_file(folder / "report.json") as tmp:  # its presence marks the run done, so never half of it
+        tmp.write_text(json.dumps(report, indent=2))
     return StandardRun(config, data, prm, orm, scores, report, train_info)
 
 
