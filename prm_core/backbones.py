@@ -75,8 +75,14 @@ class CourseTinyConfig:
             )
 
     def cache_key(self) -> str:
-        """A short hash of everything that shapes the built files."""
-        payload = json.dumps({"config": asdict(self), "build_version": BUILD_VERSION}, sort_keys=True)
+        """A short hash of everything that shapes the built files, the benchmark's defaults included
+        (they write the tokenizer's corpus)."""
+        from prm_core.tasks.arithmetic import ProblemConfig
+        from prm_core.tasks.arithmetic_policy import PolicyConfig
+
+        benchmark = {"problems": asdict(ProblemConfig()), "policy": asdict(PolicyConfig())}
+        payload = json.dumps({"config": asdict(self), "build_version": BUILD_VERSION, "benchmark": benchmark},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

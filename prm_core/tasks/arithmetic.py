@@ -1,6 +1,6 @@
 """The course's offline benchmark: chain arithmetic word problems whose steps are checked exactly.
 
-A problem is a start value and 2-5 operations (+ - × ÷) told as a short story. Each step of a solution
+A problem is a start value and 2-8 operations (+ - × ÷) told as a short story. Each step of a solution
 holds one computation ``"A SYM B = C."`` (after a lead-in such as "Then ", or ``RECHECK_PREFIX``), so
 ``check_steps`` labels every step 1.0/0.0 exactly, from the text alone. One operation per problem may
 have a *tricky phrasing* (``trap_index``) that solvers misread one consistent way (``MISREAD_OPS``).
@@ -144,7 +144,7 @@ class ProblemConfig:
     """How ``make_problems`` draws problems. Every true intermediate stays in [1, max_value]."""
 
     min_ops: int = 2  # fewest operations per problem
-    max_ops: int = 5  # most operations per problem
+    max_ops: int = 8  # most operations per problem
     min_start: int = 2  # smallest start value
     max_start: int = 40  # largest start value
     min_addend: int = 2  # smallest operand of + and -
@@ -155,7 +155,7 @@ class ProblemConfig:
     min_divisor: int = 2  # smallest ÷ operand (only exact divisors of the value are drawn)
     max_divisor: int = 9  # largest ÷ operand
     max_value: int = 999  # cap on every true intermediate value
-    trap_rate: float = 1.0  # share of problems given a tricky phrasing (when one of its operations allows it)
+    trap_rate: float = 0.7  # share of problems given a tricky phrasing (when one of its operations allows it)
     min_trap_strength: float = 0.2  # trap_strength is drawn uniformly from [min, max]
     max_trap_strength: float = 1.0
 

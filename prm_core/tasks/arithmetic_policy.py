@@ -39,8 +39,9 @@ ERROR_KINDS = ("slip", "wrong_operand", "wrong_operation", "miscopy", "trap", "c
 _FIRST_LEADS = ("", "First, ")
 _LEADS = ("", "Then ", "Next, ", "Now ", "So ")
 _SLIP_DELTAS = (-10, -2, -1, 1, 2, 10)
-# Mistakes the policy may notice and recheck; a compensating step looks right to it, so it never does.
-_MISTAKES = frozenset({"slip", "wrong_operand", "wrong_operation", "miscopy", "trap"})
+# Mistakes the policy may notice and recheck. A compensating step looks right to it, and so does a
+# misread trap: the arithmetic of a misreading is right, so rechecking it repeats the misconception.
+_MISTAKES = frozenset({"slip", "wrong_operand", "wrong_operation", "miscopy"})
 _ON_TRACK_KINDS = frozenset({"ok", "recheck_fixed", "recheck_needless"})
 Computation = tuple[int, str, int, int]  # (a, symbol, b, c) of "a symbol b = c."
 
@@ -50,18 +51,22 @@ class PolicyConfig:
     """Per-step mistake probabilities of ``NoisyPolicy``.
 
     The four plain mistakes are drawn as one categorical per normal step, so their sum must be <= 1.
-    The defaults are tuned so that, on 2,000 default problems x 5 samples, about 45% of solutions end on
-    the right answer and about 25% have every step right (``benchmark_stats``; measured values are
-    pinned in ``tests/test_arithmetic.py``), and traps are strong enough that majority vote over 64
-    samples is wrong on about one problem in five: the case a verifier exists for.
+    The defaults (with ``ProblemConfig``'s 2-8 operations) are tuned for *headroom*, never toward a
+    method: on the standard best-of-N set some problems have no right answer among 16 samples (the
+    oracle at N = 16 is about 0.94) and majority vote over 64 samples is wrong on about two problems
+    in five, mostly on the trap's answer, so verifiers have room to differ. On 2,000 default problems
+    x 5 samples about 37% of solutions end on the right answer and 24% have every step right
+    (``benchmark_stats``; pinned in ``tests/test_arithmetic.py``). A trap is taken at full strength
+    (``p_trap * trap_strength``, up to 1) and never rechecked (a misreading looks right to its
+    solver), and compensation is rare enough that a long chain off the true path seldom lands back on it.
     """
 
     p_slip: float = 0.06  # per normal step: the result is off
     p_wrong_operand: float = 0.04  # per normal step: another operand, computed exactly
     p_wrong_operation: float = 0.03  # per normal step: another symbol, computed exactly
     p_miscopy: float = 0.03  # per normal step: the carried value is mis-copied, then computed exactly
-    p_trap: float = 0.85  # at the trap operation, times the problem's trap_strength: misread it
-    p_compensate: float = 0.1  # per step while holding a wrong value: land on the true value instead
+    p_trap: float = 1.0  # at the trap operation, times the problem's trap_strength: misread it
+    p_compensate: float = 0.05  # per step while holding a wrong value: land on the true value instead
     p_recheck_after_error: float = 0.3  # after a mistake: add a recheck of that operation
     p_recheck_fixes: float = 0.7  # that recheck is computed right (else it repeats or slips again)
     p_needless_recheck: float = 0.08  # after an ok step: add a recheck anyway
@@ -241,8 +246,8 @@ class NoisyPolicy:
         -------
         StepSample
             ``steps`` = prefix + new steps, exact ``labels``, ``answer`` = str of the final value, and
-            ``meta`` with ``problem_id``, ``step_kinds``, ``is_correct_answer``, ``error_kinds`` (sorted)
-            and ``n_prefix_steps``.
+            ``meta`` with ``problem_id``, ``n_operations`` (the problem's chain length), ``step_kinds``,
+            ``is_correct_answer``, ``error_kinds`` (sorted) and ``n_prefix_steps``.
 
         Examples
         --------
@@ -274,8 +279,9 @@ class NoisyPolicy:
                 kinds.append(kind)
                 believed, is_on_track = written[3], kind in _ON_TRACK_KINDS
         answer, is_correct_answer = graded_answer(problem, steps)
-        meta = {"problem_id": problem.problem_id, "step_kinds": kinds, "is_correct_answer": is_correct_answer,
-                "error_kinds": sorted(set(kinds) & set(ERROR_KINDS)), "n_prefix_steps": len(prefix)}
+        meta = {"problem_id": problem.problem_id, "n_operations": len(problem.operations), "step_kinds": kinds,
+                "is_correct_answer": is_correct_answer, "error_kinds": sorted(set(kinds) & set(ERROR_KINDS)),
+                "n_prefix_steps": len(prefix)}
         return StepSample(problem=problem.text, steps=steps, labels=track_steps(problem, steps).labels,
                           answer=answer, meta=meta)
 
