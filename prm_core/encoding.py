@@ -330,6 +330,39 @@ def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str =
     return [i for i, t in enumerate(ids) if t == newline_id]
 
 
+def naive_truncated_sample(tokenizer: Any, sample: StepSample, separator: str = "\n") -> StepSample:
+    """The training sample the broken recipe builds, in ``StepEncoder``'s terms (to reproduce the bug).
+
+    The recipe reads a score at each newline id ``naive_newline_step_ends`` finds, falls back to one
+    score at the end of the text when it finds none, and cuts the labels to ``min(n_scores,
+    n_labels)``. With no newline found, that is the *first* step's label, read at the last step:
+    labels ``(None, ..., None, labels[0])``. With every step end found the recipe works and the sample
+    comes back unchanged.
+
+    Raises
+    ------
+    ValueError
+        When the sample has no labels, or the search finds some but not all step ends: the found
+        newlines sit at no step tag, so there is no exact view of that case.
+
+    Examples
+    --------
+    >>> naive_truncated_sample(tokenizer, StepSample("q", ["a.", "b."], labels=[1.0, 0.0])).labels  # doctest: +SKIP
+    (None, 1.0)
+    """
+    if sample.labels is None or sample.n_steps == 0:
+        raise ValueError("sample has no labels (or no steps); the recipe truncates labels, so pass a labelled one.")
+    found = len(naive_newline_step_ends(tokenizer, sample, separator))
+    if found >= sample.n_steps:
+        return sample
+    if found:
+        raise ValueError(f"the naive search found {found} of {sample.n_steps} step ends; those newline ids sit at no "
+                         "step tag, so this sample has no exact truncated view. Use a tokenizer that merges the "
+                         "newline (e.g. the course's) or leave the sample out.")
+    labels = [None] * (sample.n_steps - 1) + [sample.labels[0]]
+    return StepSample(sample.problem, sample.steps, labels=labels, answer=sample.answer, meta=sample.meta)
+
+
 def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int | None = None,
                    pool_batches: int = 50) -> list[list[int]]:
     """Group sample indices into batches of similar length, so padding wastes little compute.

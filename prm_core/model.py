@@ -148,6 +148,16 @@ class ProcessRewardModel(nn.Module):
         logits = self.head(features).squeeze(-1).float().masked_fill(~mask, 0.0)  # (B, S)
         return StepLogits(logits=logits, mask=mask, lm_logits=lm_logits if return_lm_logits else None)
 
+    @torch.inference_mode()
+    def lm_surprise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_positions: torch.Tensor,
+                    steps_start: torch.Tensor, **_: Any) -> torch.Tensor:
+        """(B, S, 2): the lowest and the mean log-probability the backbone's LM gives each step's
+        tokens (``step_surprise``), the two features the head adds when ``use_lm_features`` is on.
+        Takes a batch from ``StepEncoder.collate``."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        lm_logits = hidden @ self.backbone.get_input_embeddings().weight.T  # (B, T, V)
+        return step_surprise(lm_logits, input_ids, step_positions, steps_start)
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write backbone + tokenizer (``save_pretrained``), head (safetensors) and a JSON config."""
         from safetensors.torch import save_file

@@ -38,7 +38,9 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     lm_loss_weight: float = 0.0  # weight of the auxiliary next-token loss; 0 turns it off
-    pos_weight: float = 1.0  # weight of the "correct" class in the step BCE; < 1 stresses errors
+    # Weight of the "correct" class in the step BCE; < 1 stresses errors. "balanced": n_wrong / n_correct
+    # over the training labels (as scikit-learn's class_weight="balanced"), resolved by ``train``.
+    pos_weight: float | str = 1.0
     use_mask_after_first_error: bool = False  # drop labels after a sample's first error from the loss
     eval_every: int = 0  # evaluate the held-out set every this many steps; 0: only at the end
     eval_batch_size: int = 256  # solutions per evaluation batch
@@ -55,8 +57,9 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "lm_loss_weight", "weight_decay", "grad_clip", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
-        if not self.pos_weight > 0:
-            raise ValueError(f"pos_weight={self.pos_weight} must be > 0; 1.0 weighs both classes equally.")
+        if self.pos_weight != "balanced" and (isinstance(self.pos_weight, (str, bool)) or not self.pos_weight > 0):
+            raise ValueError(f"pos_weight={self.pos_weight!r} must be > 0 or 'balanced'; 1.0 weighs both classes "
+                             "equally.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0, e.g. 3e-3.")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -78,6 +81,7 @@ class TrainResult:
     n_processes: int = 1  # processes training together (one per GPU under `accelerate launch`)
     n_batches_without_labels: int = 0
     n_dropped_steps: int = 0
+    pos_weight: float = 1.0  # the step BCE's pos_weight as used ("balanced" resolved to a number)
     device: str = "cpu"
     checkpoints: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -118,26 +122,40 @@ def _batches(model: ProcessRewardModel, encoded: Sequence[EncodedSample], batch_
     return [batch for _, batch in model.encoder.iter_batches(encoded, batch_size, seed=seed, device=device)]
 
 
+def balanced_pos_weight(encoded: Sequence[EncodedSample]) -> float:
+    """``pos_weight`` that gives both classes equal total weight: (wrong steps) / (correct steps) over
+    the labelled steps (soft labels count fractionally: sum(1 - y) / sum(y)).
+
+    Examples
+    --------
+    >>> balanced_pos_weight([EncodedSample([5, 9, 7], [1, 2], [1.0, 0.0]), EncodedSample([5, 9], [1], [1.0])])
+    0.5
+    """
+    labels = [y for e in encoded for y in (e.labels or []) if y is not None]
+    n_correct = sum(labels)
+    n_wrong = len(labels) - n_correct
+    if n_correct == 0 or n_wrong == 0:
+        raise ValueError(f"pos_weight='balanced' needs correct and wrong steps; the training labels have "
+                         f"{n_correct:g} correct and {n_wrong:g} wrong. Pass a number instead.")
+    return float(n_wrong / n_correct)
+
+
 def _loss(model: Any, batch: dict[str, torch.Tensor], config: TrainConfig, kind: str,
-          ignore_ids: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training loss of one batch and how many labelled steps it had."""
+          ignore_ids: tuple[int, ...], pos_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training loss of one batch, its supervised part alone (the step BCE; the next-token loss
+    for ``kind="lm"``) and how many labelled steps it had."""
     use_lm = kind == "lm" or config.lm_loss_weight > 0
     out = model(**batch, return_lm_logits=use_lm)
     lm_loss = next_token_loss(out.lm_logits, batch["input_ids"], batch["attention_mask"], ignore_ids) if use_lm else 0
     if kind == "lm":
-        return lm_loss, batch["attention_mask"].sum()
-    step_loss = step_bce_loss(out.logits, batch["labels"], batch["label_mask"], pos_weight=config.pos_weight,
+        return lm_loss, lm_loss, batch["attention_mask"].sum()
+    step_loss = step_bce_loss(out.logits, batch["labels"], batch["label_mask"], pos_weight=pos_weight,
                               use_mask_after_first_error=config.use_mask_after_first_error)
-    return step_loss.loss + config.lm_loss_weight * lm_loss, step_loss.n_labelled
+    return step_loss.loss + config.lm_loss_weight * lm_loss, step_loss.loss, step_loss.n_labelled
 
 
-@torch.inference_mode()
-def evaluate_loss(model: ProcessRewardModel, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Held-out step BCE (over labelled steps) and step AUROC of the model's step scores."""
-    from prm_core.metrics import step_auroc
-
-    was_training = model.training
-    model.eval()
+def _mean_bce(model: ProcessRewardModel, batches: Sequence[dict[str, torch.Tensor]]) -> tuple[float, int, list, list]:
+    """Step BCE over every labelled step of ``batches``, their count, and the scores and labels."""
     total, count, scores, labels = 0.0, 0, [], []
     for batch in batches:
         out = model(**batch)
@@ -147,12 +165,27 @@ def evaluate_loss(model: ProcessRewardModel, batches: Sequence[dict[str, torch.T
         mask = batch["label_mask"]
         scores.append(torch.sigmoid(out.logits[mask]).float().cpu())
         labels.append(batch["labels"][mask].float().cpu())
+    return (total / count if count else float("nan")), count, scores, labels
+
+
+@torch.inference_mode()
+def evaluate_loss(model: ProcessRewardModel, batches: Sequence[dict[str, torch.Tensor]],
+                  objective_batches: Sequence[dict[str, torch.Tensor]] | None = None) -> dict[str, float]:
+    """Held-out step BCE against step labels (``eval_loss``, one scale for PRM and ORM), step AUROC,
+    and ``eval_bce``: the BCE of the model's own training view of the same solutions (an ORM's
+    outcome label at the last step; for a PRM, ``batches`` again), the held-out twin of ``train_bce``."""
+    from prm_core.metrics import step_auroc
+
+    was_training = model.training
+    model.eval()
+    eval_loss, count, scores, labels = _mean_bce(model, batches)
+    eval_bce = eval_loss if objective_batches is None else _mean_bce(model, objective_batches)[0]
     model.train(was_training)
     if count == 0:
         warnings.warn("the evaluation set has no labelled step; eval_loss and eval_auroc are nan.", stacklevel=2)
-        return {"eval_loss": float("nan"), "eval_auroc": float("nan"), "eval_n_labelled": 0.0}
+        return {"eval_loss": float("nan"), "eval_auroc": float("nan"), "eval_bce": eval_bce, "eval_n_labelled": 0.0}
     auroc = step_auroc(torch.cat(scores).numpy(), torch.cat(labels).numpy())
-    return {"eval_loss": total / count, "eval_auroc": auroc, "eval_n_labelled": float(count)}
+    return {"eval_loss": eval_loss, "eval_auroc": auroc, "eval_bce": eval_bce, "eval_n_labelled": float(count)}
 
 
 def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
@@ -173,9 +206,15 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     Returns
     -------
     TrainResult
+        ``history`` rows hold ``train_loss`` (the whole objective) and, for a PRM or an ORM,
+        ``train_bce`` (the step BCE alone); ``eval_history`` rows hold ``eval_loss`` (step BCE on the
+        held-out step labels), ``eval_bce`` (the BCE of the model's own view of them: an ORM's outcome
+        label) and ``eval_auroc``.
 
     Raises
     ------
+    ValueError
+        For an unknown ``kind``, no training samples, or ``pos_weight="balanced"`` on labels of one class.
     FloatingPointError
         When the loss turns NaN or infinite, naming the first bad step.
     """
@@ -193,10 +232,14 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     set_seed(config.seed)
     encoded = model.encoder.encode_many(training_view(train_samples, kind))
     n_dropped = sum(e.n_dropped_steps for e in encoded)
-    eval_batches = None
+    pos_weight = balanced_pos_weight(encoded) if config.pos_weight == "balanced" else float(config.pos_weight)
+    eval_batches = objective_batches = None
     if eval_samples and kind != "lm":
         eval_batches = _batches(model, model.encoder.encode_many(list(eval_samples)), config.eval_batch_size,
                                 None, accelerator.device)
+        if kind == "orm":  # held out in the ORM's own view too, so its learning curve compares like with like
+            objective_batches = _batches(model, model.encoder.encode_many(training_view(eval_samples, kind)),
+                                         config.eval_batch_size, None, accelerator.device)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -208,9 +251,10 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     ignore_ids = (model.encoder.step_tag_id, model.encoder.tokenizer.pad_token_id)
 
     result = TrainResult(config=asdict(config) | {"kind": kind}, device=str(accelerator.device), n_dropped_steps=n_dropped,
-                         n_processes=accelerator.num_processes)
+                         n_processes=accelerator.num_processes, pos_weight=pos_weight)
     # Running sums stay on the device; reading them is the only host sync, once per log interval.
     loss_sum = torch.zeros((), device=accelerator.device)
+    objective_sum = torch.zeros((), device=accelerator.device)
     tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
     unlabelled = torch.zeros((), dtype=torch.long, device=accelerator.device)
     first_bad_step = torch.full((), -1, dtype=torch.long, device=accelerator.device)  # 1-based, like history
@@ -229,7 +273,7 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
         collated = model.encoder.collate([encoded[i] for i in pending.pop()])
         batch = {k: to_device(v, accelerator.device) for k, v in collated.items()}
         with accelerator.autocast():
-            loss, n_labelled = _loss(prepared, batch, config, kind, ignore_ids)
+            loss, objective, n_labelled = _loss(prepared, batch, config, kind, ignore_ids, pos_weight)
         accelerator.backward(loss)
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(prepared.parameters(), config.grad_clip)
@@ -242,6 +286,7 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
         first_bad_step = torch.where(is_bad & (first_bad_step < 0), torch.full_like(first_bad_step, step + 1),
                                      first_bad_step)
         loss_sum += torch.nan_to_num(detached)
+        objective_sum += torch.nan_to_num(objective.detach().float())
         tokens += batch["attention_mask"].sum()
         unlabelled += (n_labelled == 0).long()
         is_last = step + 1 == config.max_steps
@@ -249,15 +294,20 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
             if int(first_bad_step) >= 0:
                 raise FloatingPointError(f"the training loss became NaN or infinite at step {int(first_bad_step)}; "
                                          "lower learning_rate or check the labels and inputs of that batch.")
-            mean_loss = float(loss_sum) / (step + 1 - window_start)
-            result.history.append({"step": step + 1, "train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]})
+            n_window = step + 1 - window_start
+            mean_loss = float(loss_sum) / n_window
+            row = {"step": step + 1, "train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]}
+            if kind != "lm":  # the supervised BCE alone: what eval_bce measures on held-out solutions
+                row["train_bce"] = float(objective_sum) / n_window
+            result.history.append(row)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             loss_sum.zero_()
+            objective_sum.zero_()
             window_start = step + 1
         if eval_batches and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last):
             paused = time.perf_counter()
             result.eval_history.append({"step": step + 1, **evaluate_loss(accelerator.unwrap_model(prepared),
-                                                                          eval_batches)})
+                                                                          eval_batches, objective_batches)})
             result.eval_seconds += time.perf_counter() - paused
         if config.checkpoint_dir and (is_last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
             paused = time.perf_counter()

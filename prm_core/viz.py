@@ -213,7 +213,8 @@ def plot_detection_by_kind(detection: Mapping[Any, Any], *, ax: Axes | None = No
 
 
 def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], methods: Sequence[str], *,
-                   ax: Axes | None = None, labels: Mapping[str, str] | None = None) -> Axes:
+                   ax: Axes | None = None, labels: Mapping[str, str] | None = None,
+                   styles: Mapping[str, Mapping[str, Any]] | None = None) -> Axes:
     """Answer accuracy against N (log2 axis) for each selection method, its 95% CI as a band.
 
     Parameters
@@ -224,6 +225,9 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
     ax : matplotlib Axes, optional
     labels : dict of method -> str, optional
         Legend names; a method missing from it is shown by its key.
+    styles : dict of method -> dict, optional
+        Line keywords per method (``color``, ``linestyle``, ...), so one method keeps one look
+        across figures; the band takes the line's colour.
 
     Returns
     -------
@@ -249,7 +253,8 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
     curves = {m: np.array([[table[str(n)][m][k] for k in stats] for n in ns]) for m in methods}  # (N's, 3)
     ax = _axes(ax, (6.0, 4.0))
     for method, curve in curves.items():
-        (line,) = ax.plot(ns, curve[:, 0], marker="o", label=(labels or {}).get(method, method))
+        (line,) = ax.plot(ns, curve[:, 0], **{"marker": "o", **(styles or {}).get(method, {})},
+                          label=(labels or {}).get(method, method))
         ax.fill_between(ns, curve[:, 1], curve[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xscale("log", base=2)  # N doubles from point to point; base 2 has no minor ticks
     ax.set_xticks(ns, labels=[str(n) for n in ns])
@@ -259,17 +264,22 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
 
 
 def plot_learning_curves(history: Sequence[Mapping], eval_history: Sequence[Mapping] | None = None, *,
-                         ax: Axes | None = None, label: str | None = None) -> Axes:
-    """Training loss against optimizer step, and held-out loss as points when given.
+                         ax: Axes | None = None, label: str | None = None, train_key: str = "train_loss",
+                         eval_key: str = "eval_loss") -> Axes:
+    """A training loss against optimizer step, and a held-out loss as points when given.
 
     Parameters
     ----------
     history, eval_history : list of dict
-        ``TrainResult.history`` (keys "step", "train_loss") and, optionally, ``TrainResult.eval_history``
-        (keys "step", "eval_loss"); None or an empty list draws no eval points.
+        ``TrainResult.history`` (keys "step" and ``train_key``) and, optionally,
+        ``TrainResult.eval_history`` (keys "step" and ``eval_key``); None or an empty list draws no
+        eval points.
     ax : matplotlib Axes, optional
     label : str, optional
         Prefix of the legend entries, e.g. "PRM"; call again on ``ax`` with another to compare runs.
+    train_key, eval_key : str, default "train_loss" and "eval_loss"
+        Which losses to draw. ``"train_bce"`` with ``"eval_bce"`` compares like with like: the
+        supervised BCE alone, on training batches and on held-out solutions.
 
     Returns
     -------
@@ -284,16 +294,76 @@ def plot_learning_curves(history: Sequence[Mapping], eval_history: Sequence[Mapp
     ['A train loss', 'A eval loss']
     """
     try:  # (n_logs, 2) and (n_evals, 2): step, loss; a dict for history fails here too (its keys are str)
-        train = _values([[row["step"], row["train_loss"]] for row in history], "history")
-        held_out = np.array([[row["step"], row["eval_loss"]] for row in eval_history or []], dtype=np.float64)
+        train = _values([[row["step"], row[train_key]] for row in history], "history")
+        held_out = np.array([[row["step"], row[eval_key]] for row in eval_history or []], dtype=np.float64)
     except (KeyError, TypeError) as err:
-        raise ValueError(f"history rows need 'step', 'train_loss' and eval_history rows 'step', 'eval_loss'; "
+        raise ValueError(f"history rows need 'step', {train_key!r} and eval_history rows 'step', {eval_key!r}; "
                          f"got {err!r}.") from err
     prefix = "" if label is None else f"{label} "
+    names = {"train_loss": "train loss", "eval_loss": "eval loss"}
     ax = _axes(ax, (6.0, 4.0))
-    (line,) = ax.plot(train[:, 0], train[:, 1], label=f"{prefix}train loss")
+    (line,) = ax.plot(train[:, 0], train[:, 1], label=prefix + names.get(train_key, train_key.replace("_", " ")))
     if len(held_out):
-        ax.plot(held_out[:, 0], held_out[:, 1], "o--", color=line.get_color(), label=f"{prefix}eval loss")
+        ax.plot(held_out[:, 0], held_out[:, 1], "o--", color=line.get_color(),
+                label=prefix + names.get(eval_key, eval_key.replace("_", " ")))
     ax.set(xlabel="optimizer step", ylabel="loss")
+    ax.legend()
+    return ax
+
+
+# One colour per method in every figure of the course (matplotlib's tab10), so a reader can follow
+# a method from notebook to notebook.
+METHOD_COLORS = {"PRM": "tab:blue", "ORM": "tab:orange", "majority vote": "tab:gray", "oracle": "black",
+                 "on": "tab:blue", "off": "tab:red"}
+
+
+def plot_intervals(groups: Sequence[Any], series: Mapping[str, Sequence[Mapping[str, float]]], *,
+                   ax: Axes | None = None, key: str = "value", colors: Mapping[str, str] | None = None,
+                   xlabel: str | None = None, ylabel: str | None = None) -> Axes:
+    """Point estimates with their 95% intervals: one x position per group, one colour per series.
+
+    Parameters
+    ----------
+    groups : sequence
+        The x tick labels (e.g. chain lengths or training-set sizes).
+    series : dict of name -> list of {key, "ci_low", "ci_high"}
+        One list per series, one entry per group, as ``comparison_metrics`` gives them; the series
+        sit side by side around each tick.
+    ax : matplotlib Axes, optional
+    key : str, default "value"
+        The point estimate's key ("accuracy" for best-of-N entries).
+    colors : dict of series name -> colour, optional
+        Defaults to ``METHOD_COLORS`` where it names the series.
+    xlabel, ylabel : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> point = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}
+    >>> ax = plot_intervals([2, 3], {"PRM": [point, point], "ORM": [point, point]}, ax=Figure().subplots())
+    >>> [t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.get_legend().get_texts()]
+    (['2', '3'], ['PRM', 'ORM'])
+    """
+    if not isinstance(series, Mapping) or not series:
+        raise ValueError("series must be a non-empty dict of name -> list of {key, 'ci_low', 'ci_high'}.")
+    try:
+        arrays = {name: _values([[e[key], e["ci_low"], e["ci_high"]] for e in entries], f"series[{name!r}]",
+                                n=len(groups), of="group") for name, entries in series.items()}
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"every series entry needs {key!r}, 'ci_low' and 'ci_high'; got {err!r}.") from err
+    ax = _axes(ax, (1.5 + 1.1 * len(groups), 3.5))
+    width = 0.7 / len(arrays)
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(arrays.items()):
+        offset = (i - (len(arrays) - 1) / 2) * width
+        error = np.abs(values[:, 1:].T - values[:, 0])  # (2, groups): distances below and above
+        ax.errorbar(x + offset, values[:, 0], yerr=error, fmt="o", capsize=3, label=name,
+                    color=(colors or METHOD_COLORS).get(name))
+    ax.set_xticks(x, labels=[str(g) for g in groups])
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()
     return ax

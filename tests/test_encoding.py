@@ -286,3 +286,36 @@ def test_encode_text_that_normalises_to_the_tag_raises():
     assert encoder.encode(StepSample("x", ["x"])).step_positions == [2]
     with pytest.raises(ValueError, match="found 2 step tags in the ids but placed 1"):
         encoder.encode(StepSample("x", ["AB"]))  # "AB" is no tag as text, but lowercases to one
+
+
+def test_naive_truncated_sample_keeps_the_first_label_at_the_last_step(course_backbone):
+    from prm_core.encoding import naive_truncated_sample
+
+    sample = StepSample("Ana has 12 coins. She gets 5 more. Then she doubles them. How many now?",
+                        ["12 + 5 = 17.", "Then 17 × 2 = 35.", "So 35."], labels=[1.0, 0.0, 0.0])
+    assert naive_newline_step_ends(course_backbone[1], sample) == []  # the pitfall: no step end found
+    truncated = naive_truncated_sample(course_backbone[1], sample)
+    assert truncated.labels == (None, None, 1.0)
+    assert (truncated.problem, truncated.steps) == (sample.problem, sample.steps)
+
+
+def test_naive_truncated_sample_leaves_a_sample_alone_when_every_step_end_is_found(tokenizer_factory):
+    from prm_core.encoding import naive_truncated_sample
+
+    tokenizer = tokenizer_factory()
+    sample = StepSample("q", ["a", "b"], labels=[1.0, 0.0])  # no punctuation for the newline to merge with
+    found = len(naive_newline_step_ends(tokenizer, sample))
+    if found >= 2:
+        assert naive_truncated_sample(tokenizer, sample) is sample
+    elif found == 0:
+        assert naive_truncated_sample(tokenizer, sample).labels == (None, 1.0)
+    else:
+        with pytest.raises(ValueError, match="found 1 of 2 step ends"):
+            naive_truncated_sample(tokenizer, sample)
+
+
+def test_naive_truncated_sample_without_labels_raises(course_backbone):
+    from prm_core.encoding import naive_truncated_sample
+
+    with pytest.raises(ValueError, match="no labels"):
+        naive_truncated_sample(course_backbone[1], StepSample("q", ["a."]))

@@ -225,3 +225,17 @@ def test_lm_features_head_reads_two_more_inputs_and_needs_steps_start(make_tiny_
     batch.pop("steps_start")
     with pytest.raises(ValueError, match="steps_start"):
         model(**batch)
+
+
+def test_lm_surprise_is_step_surprise_of_the_tied_lm_logits_and_zero_at_padding(make_tiny_prm):
+    from prm_core.model import step_surprise
+
+    model = make_tiny_prm().eval()
+    batch = model.encoder(_samples())
+    surprise = model.lm_surprise(**batch)  # extra batch keys (labels, masks) are ignored
+    with torch.no_grad():
+        lm_logits = model(**batch, return_lm_logits=True).lm_logits
+    expected = step_surprise(lm_logits, batch["input_ids"], batch["step_positions"], batch["steps_start"])
+    torch.testing.assert_close(surprise, expected)
+    padded = batch["step_positions"] < 0
+    assert surprise.shape == (3, 4, 2) and (surprise[padded] == 0).all() and (surprise[~padded] <= 0).all()

@@ -265,3 +265,61 @@ def test_train_under_torchrun_keeps_two_cpu_replicas_identical(tiny_backbone, tm
     assert [row["processes"] for row in rows] == [2, 2]  # so each trained on different batches
     assert rows[0]["before"] != rows[0]["after"]  # it trained
     assert rows[0]["after"] == rows[1]["after"]  # and the replicas agree
+
+
+@pytest.mark.parametrize("value", ["Balanced", "auto", True], ids=["capitalised", "other-string", "bool"])
+def test_train_config_pos_weight_other_than_a_number_or_balanced_raises(value):
+    with pytest.raises(ValueError, match=r"^pos_weight=.*'balanced'"):
+        TrainConfig(pos_weight=value)
+
+
+def test_balanced_pos_weight_is_wrong_over_correct_steps_with_soft_labels_fractional():
+    from prm_core.encoding import EncodedSample
+    from prm_core.training import balanced_pos_weight
+
+    encoded = [EncodedSample([1, 2, 3], [1, 2], [1.0, 0.0]), EncodedSample([1, 2], [1], [0.25]),
+               EncodedSample([1, 2], [1], [None]), EncodedSample([1, 2], [1], None)]
+    # correct mass 1 + 0.25 = 1.25, wrong mass 1 + 0.75 = 1.75; the unlabelled ones count for nothing
+    assert balanced_pos_weight(encoded) == pytest.approx(1.75 / 1.25)
+
+
+def test_balanced_pos_weight_one_class_only_raises():
+    from prm_core.encoding import EncodedSample
+    from prm_core.training import balanced_pos_weight
+
+    with pytest.raises(ValueError, match="needs correct and wrong steps"):
+        balanced_pos_weight([EncodedSample([1, 2], [1], [1.0])])
+
+
+def test_train_balanced_pos_weight_is_resolved_and_reported(make_tiny_prm, arithmetic_data):
+    train_samples, _ = arithmetic_data
+    result = train(make_tiny_prm(), train_samples[:40], config=_quick_config(pos_weight="balanced"))
+    labels = [y for s in train_samples[:40] for y in s.labels]
+    assert result.pos_weight == pytest.approx(labels.count(0.0) / labels.count(1.0))
+    assert result.config["pos_weight"] == "balanced"
+
+
+def test_train_history_logs_the_supervised_bce_beside_the_total_loss(make_tiny_prm, arithmetic_data):
+    train_samples, held_out = arithmetic_data
+    config = _quick_config(max_steps=6, lm_loss_weight=0.5)
+    result = train(make_tiny_prm(), train_samples[:64], held_out[:16], config)
+    # the total adds 0.5 x a positive next-token loss to the BCE, so it is always the larger
+    assert all(0 < row["train_bce"] < row["train_loss"] for row in result.history)
+    # a PRM's own view of held-out solutions is their step labels: eval_bce is eval_loss
+    assert result.eval_history[-1]["eval_bce"] == result.eval_history[-1]["eval_loss"]
+
+
+def test_train_orm_held_out_bce_is_on_the_outcome_label_not_the_step_labels(make_tiny_prm, arithmetic_data):
+    train_samples, held_out = arithmetic_data
+    model = make_tiny_prm(kind="orm")
+    result = train(model, train_samples[:64], held_out[:16], _quick_config(max_steps=6))
+    last = result.eval_history[-1]
+    outcome_batch = [model.encoder(training_view(held_out[:16], "orm"))]
+    assert last["eval_bce"] == pytest.approx(evaluate_loss(model, outcome_batch)["eval_loss"], rel=1e-5)
+    assert last["eval_bce"] != pytest.approx(last["eval_loss"])
+    assert "train_bce" in result.history[-1]
+
+
+def test_train_lm_history_has_no_bce(make_tiny_prm, arithmetic_data):
+    result = train(make_tiny_prm(), arithmetic_data[0][:16], config=_quick_config(), kind="lm")
+    assert all("train_bce" not in row for row in result.history)

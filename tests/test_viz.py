@@ -13,8 +13,10 @@ from matplotlib.axes import Axes  # noqa: E402
 
 from prm_core.metrics import ReliabilityBins, reliability_bins  # noqa: E402
 from prm_core.viz import (  # noqa: E402
+    METHOD_COLORS,
     plot_best_of_n,
     plot_detection_by_kind,
+    plot_intervals,
     plot_learning_curves,
     plot_reliability,
     plot_score_heatmap,
@@ -38,6 +40,8 @@ HISTORY = [{"step": 1, "train_loss": 0.7, "lr": 1e-3}, {"step": 2, "train_loss":
 EVAL_HISTORY = [{"step": 2, "eval_loss": 0.65, "eval_auroc": 0.6},
                 {"step": 3, "eval_loss": 0.5, "eval_auroc": 0.7}]
 
+POINT = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.95}
+
 # One call per plot function, each drawing on the given ax.
 CALLS = {
     "step_scores": lambda ax: plot_step_scores(STEPS, SCORES, [1.0, 0.0, None], ax=ax),
@@ -46,6 +50,7 @@ CALLS = {
     "detection": lambda ax: plot_detection_by_kind(DETECTION, ax=ax),
     "best_of_n": lambda ax: plot_best_of_n(TABLE, ["majority", "prm_min"], ax=ax),
     "learning_curves": lambda ax: plot_learning_curves(HISTORY, EVAL_HISTORY, ax=ax),
+    "intervals": lambda ax: plot_intervals([2, 3], {"PRM": [POINT, POINT], "ORM": [POINT, POINT]}, ax=ax),
 }
 
 
@@ -376,3 +381,50 @@ def test_learning_curves_two_runs_on_one_ax_get_prefixed_legend_entries():
 def test_learning_curves_bad_input_raises_value_error_naming_field(history, eval_history, match):
     with pytest.raises(ValueError, match=match):
         plot_learning_curves(history, eval_history)
+
+
+def test_learning_curves_plot_the_keys_asked_for():
+    history = [{"step": 1, "train_loss": 0.9, "train_bce": 0.7}, {"step": 2, "train_loss": 0.8, "train_bce": 0.5}]
+    ax = plot_learning_curves(history, [{"step": 2, "eval_loss": 0.6, "eval_bce": 0.55}], train_key="train_bce",
+                              eval_key="eval_bce")
+    assert ax.lines[0].get_ydata().tolist() == [0.7, 0.5]
+    assert ax.lines[1].get_ydata().tolist() == [0.55]
+    assert [line.get_label() for line in ax.lines] == ["train bce", "eval bce"]
+
+
+def test_learning_curves_missing_key_raises_naming_it():
+    with pytest.raises(ValueError, match="'train_bce'"):
+        plot_learning_curves([{"step": 1, "train_loss": 0.9}], train_key="train_bce")
+
+
+def test_intervals_error_bars_span_each_interval_around_its_point():
+    low, high = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.8}, {"value": 0.9, "ci_low": 0.85, "ci_high": 0.95}
+    ax = plot_intervals(["a", "b"], {"PRM": [low, high]})
+    points = ax.lines[0]
+    assert points.get_ydata().tolist() == [0.5, 0.9]
+    segments = ax.collections[0].get_segments()  # the vertical error bars, one per group
+    assert [v for seg in segments for v in (seg[0][1], seg[1][1])] == pytest.approx([0.4, 0.8, 0.85, 0.95])
+
+
+def test_intervals_series_use_the_course_colours_and_sit_side_by_side():
+    ax = plot_intervals([1], {"PRM": [POINT], "ORM": [POINT]})
+    prm, orm = ax.lines[0], ax.lines[3]  # each errorbar adds a line and two cap markers
+    assert matplotlib.colors.to_hex(prm.get_color()) == matplotlib.colors.to_hex(METHOD_COLORS["PRM"])
+    assert matplotlib.colors.to_hex(orm.get_color()) == matplotlib.colors.to_hex(METHOD_COLORS["ORM"])
+    assert prm.get_xdata()[0] < 0 < orm.get_xdata()[0]
+
+
+@pytest.mark.parametrize("series,match", [({}, "non-empty"), ({"PRM": [POINT]}, "1 entries"),
+                                          ({"PRM": [{"value": 1.0}, POINT]}, "ci_low")],
+                         ids=["empty", "wrong-length", "missing-key"])
+def test_intervals_bad_input_raises_value_error(series, match):
+    with pytest.raises(ValueError, match=match):
+        plot_intervals([1, 2], series)
+
+
+def test_best_of_n_styles_set_each_methods_line_and_band_colour():
+    ax = plot_best_of_n(TABLE, ["majority", "prm_min"], styles={"prm_min": {"color": "tab:blue", "linestyle": "--"}})
+    line = ax.lines[1]
+    assert line.get_linestyle() == "--" and matplotlib.colors.to_hex(line.get_color()) == matplotlib.colors.to_hex("tab:blue")
+    band = ax.collections[1]
+    assert matplotlib.colors.to_hex(band.get_facecolor()[0]) == matplotlib.colors.to_hex("tab:blue")
