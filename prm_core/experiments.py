@@ -25,7 +25,7 @@ from prm_core.backbones import atomic_file, atomic_folder, cache_root, load_back
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
 from prm_core.model import HeadConfig, ProcessRewardModel
-from prm_core.tasks.arithmetic import ArithmeticProblem, make_problems, reference_solution
+from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems, reference_solution
 from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig
 from prm_core.training import TrainConfig, TrainResult, train
 
@@ -34,7 +34,7 @@ PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 CLEAN_POLICY = PolicyConfig(p_slip=0.0, p_wrong_operand=0.0, p_wrong_operation=0.0, p_miscopy=0.0, p_trap=0.0,
                             p_compensate=0.0, p_needless_breaks=0.0)
 # Bump when data, training or evaluation code changes what a cached model would be.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -67,28 +67,38 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown experiment settings {sorted(unknown)}; known ones are {sorted(known)}.")
+        check_known_settings(cls, values, "experiment")
         base = cls()
         train_keys = {"pretrain", "prm", "orm"}
         overrides = {k: replace(getattr(base, k), **v) if k in train_keys else v for k, v in values.items()}
         return replace(base, **overrides)
 
 
+def check_known_settings(config_class: type, values: dict[str, Any], what: str) -> None:
+    """Raise naming any key of ``values`` that is not a field of the dataclass ``config_class``."""
+    known = {f.name for f in fields(config_class)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {what} settings {sorted(unknown)}; known ones are {sorted(known)}.")
+
+
 def available_profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
     return sorted(p.stem for p in params_dir.glob("*.yaml"))
 
 
-def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfig:
-    """The ``experiment`` section of ``params/<profile>.yaml`` as a config."""
+def profile_section(profile: str, section: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
+    """One section of ``params/<profile>.yaml`` ({} when it is absent)."""
     import yaml
 
     path = Path(params_dir) / f"{profile}.yaml"
     if not path.exists():
         raise ValueError(f"profile={profile!r} has no file {path}; use one of {available_profiles(params_dir)}.")
-    return ExperimentConfig.from_dict((yaml.safe_load(path.read_text()) or {}).get("experiment", {}))
+    return (yaml.safe_load(path.read_text()) or {}).get(section, {})
+
+
+def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfig:
+    """The ``experiment`` section of ``params/<profile>.yaml`` as a config."""
+    return ExperimentConfig.from_dict(profile_section(profile, "experiment", params_dir))
 
 
 def _hash(payload: Any) -> str:
@@ -97,7 +107,7 @@ def _hash(payload: Any) -> str:
 
 def _pretrain_key(config: ExperimentConfig) -> dict[str, Any]:
     # The policy's defaults shape every sampled set, so a retuned policy must not reuse old models.
-    return {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "backbone": config.backbone, "backbone_profile": config.backbone_profile,
+    return {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "problems": asdict(ProblemConfig()), "backbone": config.backbone, "backbone_profile": config.backbone_profile,
             "max_length": config.max_length, "seed": config.seed, "pretrain_problems": config.pretrain_problems,
             "pretrain": asdict(config.pretrain)}
 
@@ -158,12 +168,13 @@ def _experiment_dir(cache_dir: str | os.PathLike | None) -> Path:
     return cache_root(cache_dir) / "experiments"
 
 
-def new_model(backbone_path: str, config: ExperimentConfig, kind: str) -> ProcessRewardModel:
-    """An untrained PRM or ORM on ``backbone_path`` with the profile's head and encoder settings."""
+def new_model(backbone_path: str, config: ExperimentConfig, kind: str, seed: int | None = None) -> ProcessRewardModel:
+    """An untrained PRM or ORM on ``backbone_path`` with the profile's head and encoder settings;
+    ``seed`` (default ``config.seed``) seeds the head's initialisation."""
     backbone, tokenizer = load_backbone(backbone_path, profile=config.backbone_profile)
     encoder = StepEncoder(tokenizer, max_length=config.max_length, model=backbone)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the head's initialisation
+        torch.manual_seed(config.seed if seed is None else seed)  # the head's initialisation
         head = HeadConfig(hidden_size=backbone.config.hidden_size, mlp_size=config.head_mlp_size,
                           use_lm_features=config.use_lm_features)
         return ProcessRewardModel(backbone, encoder, kind=kind, head=head)
@@ -333,7 +344,7 @@ def _load_scores(path: Path) -> dict[str, dict[str, Any]]:
 def standard_run(config: ExperimentConfig, profile: str = "custom",
                  cache_dir: str | os.PathLike | None = None) -> StandardRun:
     """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached."""
-    from prm_core.evaluation import build_report, score_datasets, scoring_throughput, throughput_batch_size
+    from prm_core.evaluation import build_report, score_datasets
 
     data = make_datasets(config)
     _, pretrain_info = pretrained_backbone(config, cache_dir)
@@ -347,8 +358,6 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     scores = score_datasets({"prm": prm, "orm": orm}, data)
     report = build_report(scores, data)
     report["device"] = str(default_device())
-    batch = throughput_batch_size(default_device())
-    report["throughput"] = scoring_throughput(prm, (data.bon * 2)[: 4 * batch], batch)
     report["profile"] = profile
     report["git_commit"] = git_commit()
     report["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
@@ -368,10 +377,28 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     return StandardRun(config, data, prm, orm, scores, report, train_info)
 
 
-def run_standard(config: ExperimentConfig, profile: str = "custom",
-                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The metrics dict of ``standard_run``."""
-    return standard_run(config, profile, cache_dir).report
+def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: str | os.PathLike | None = None,
+                 sweep: Any | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """The metrics dict of ``standard_run`` plus the Verifier's throughput and, with a
+    ``prm_core.sweeps.SweepConfig``, the comparison sections of the results file: ``prm_minus_orm``
+    (paired differences of the standard models), ``by_n_operations``, ``data_efficiency`` and
+    ``ablations``."""
+    from prm_core.evaluation import scoring_throughput, throughput_batch_size
+
+    run = standard_run(config, profile, cache_dir)
+    report = dict(run.report)
+    batch = throughput_batch_size(default_device())
+    report["throughput"] = scoring_throughput(run.prm, (run.data.bon * 2)[: 4 * batch], batch)
+    if sweep is not None:
+        from prm_core.comparison import by_n_operations, prm_minus_orm
+        from prm_core.sweeps import ablations, data_efficiency
+
+        report["prm_minus_orm"] = prm_minus_orm(run.scores, run.data)
+        report["by_n_operations"] = by_n_operations(run.scores, run.data)
+        report["data_efficiency"] = data_efficiency(config, sweep, run.data, cache_dir, show_progress)
+        report["ablations"] = ablations(config, sweep, run.data, cache_dir, show_progress)
+        report["sweep_config"] = asdict(sweep)
+    return json.loads(json.dumps(report, default=_json_default))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,9 +406,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", help=f"one of {available_profiles()}")
     parser.add_argument("--out", type=Path, help="write the metrics JSON here (e.g. build/metrics/cpu.json)")
     parser.add_argument("--cache-dir", help="where trained models are cached (default: $PRM_COURSE_CACHE)")
+    parser.add_argument("--no-sweeps", action="store_true",
+                        help="skip by_n_operations, data_efficiency and ablations (the standard models only)")
     args = parser.parse_args(argv)
+    from prm_core.sweeps import load_sweep
+
     start = time.perf_counter()
-    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir)
+    sweep = None if args.no_sweeps else load_sweep(args.profile)
+    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep)
     metrics["wall_seconds"] = time.perf_counter() - start
     text = json.dumps(metrics, indent=2, default=_json_default)
     if args.out:

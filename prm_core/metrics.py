@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 
 from prm_core.metrics_base import UndefinedMetricWarning, _as_array, _check_positive_int, _undefined
-from prm_core.metrics_best_of_n import CURVE_METHODS, CurvePoint, best_of_n_curve, bootstrap_ci
+from prm_core.metrics_best_of_n import (
+    CURVE_METHODS,
+    CurvePoint,
+    best_of_n_curve,
+    bootstrap_ci,
+    bootstrap_statistic_ci,
+    paired_difference,
+    per_problem_accuracy,
+)
 from prm_core.metrics_first_error import (
     FirstErrorF1,
     best_threshold,
@@ -40,10 +48,13 @@ __all__ = [
     "best_of_n_curve",
     "best_threshold",
     "bootstrap_ci",
+    "bootstrap_statistic_ci",
     "detection_rate_by_kind",
     "expected_calibration_error",
     "first_error_f1",
     "first_error_index",
+    "paired_difference",
+    "per_problem_accuracy",
     "reliability_bins",
     "step_accuracy",
     "step_auroc",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from prm_core.metrics_base import _as_array, _check_positive_int
+from prm_core.metrics_base import UndefinedMetricWarning, _as_array, _check_positive_int
 from prm_core.voting import SELECTION_METHODS, select_many
 
 CURVE_METHODS: tuple[str, ...] = (*SELECTION_METHODS, "oracle")
@@ -31,6 +31,62 @@ def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tu
     _check_positive_int(n_bootstrap, "n_bootstrap")
     resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_bootstrap, values.size))
     low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any, n_bootstrap: int = 1000,
+                           seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of any statistic of items, resampling whole groups.
+
+    Solutions of one problem are not independent (they share its difficulty), so the resampling unit
+    is the problem: each resample draws problems with replacement and passes the indices of all
+    their items to ``statistic``. Resamples where the statistic is undefined (nan: e.g. an AUROC
+    drawn with one class only) are left out; their count shrinks the interval's support, never
+    its value.
+
+    Parameters
+    ----------
+    statistic : callable
+        Maps an int array of item indices (with repeats) to a float.
+    groups : array-like, shape (n_items,)
+        The group (problem) of each item.
+    n_bootstrap : int, default 1000
+    seed : int, default 0
+
+    Returns
+    -------
+    (float, float)
+        nan, nan when no resample gives a finite value.
+
+    Examples
+    --------
+    >>> values = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    >>> low, high = bootstrap_statistic_ci(lambda idx: values[idx].mean(), [0, 0, 1, 1, 2, 2])
+    >>> 0.0 <= low <= values.mean() <= high <= 1.0
+    True
+    """
+    group_ids = np.asarray(groups)
+    if group_ids.ndim != 1 or group_ids.size == 0:
+        raise ValueError(f"groups has shape {group_ids.shape}; pass one group id per item (1-D, non-empty).")
+    _check_positive_int(n_bootstrap, "n_bootstrap")
+    _, inverse = np.unique(group_ids, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))  # group g: order[starts[g]:starts[g+1]]
+    sizes = np.diff(starts)
+    rng = np.random.default_rng(seed)
+    values = []
+    with warnings.catch_warnings():  # a resample with one class only is expected, and left out below
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for picked in rng.integers(0, sizes.size, size=(n_bootstrap, sizes.size)):
+            # all members of each picked group: offsets within the group added to its start
+            lengths = sizes[picked]
+            within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            values.append(statistic(order[np.repeat(starts[picked], lengths) + within]))
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(finite, [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -80,6 +136,29 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
     >>> [p.accuracy for p in best_of_n_curve(answers, is_correct, None, "majority")]
     [0.25, 0.5, 0.0]
     """
+    per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns)
+    _check_positive_int(n_bootstrap, "n_bootstrap")
+    n_problems, m = np.shape(answers)  # validated above
+    resamples = np.random.default_rng(seed).integers(0, n_problems, size=(n_bootstrap, n_problems))
+    points = []
+    for n, right in per_problem.items():
+        low, high = np.percentile(right[resamples].mean(axis=1), [2.5, 97.5])
+        points.append(CurvePoint(n, float(right.mean()), float(low), float(high), m // n))
+    return points
+
+
+def per_problem_accuracy(answers: Any, is_correct: Any, scores: Any | None, method: str,
+                         ns: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+    """For each n, the (P,) share of each problem's disjoint groups of n candidates whose pick is
+    right: what ``best_of_n_curve`` averages, kept per problem for paired comparisons
+    (``paired_difference``). Parameters as in ``best_of_n_curve``.
+
+    Examples
+    --------
+    >>> answers = np.array([[1, 2, 2, 3], [5, 5, 7, 5]])
+    >>> per_problem_accuracy(answers, answers == np.array([[1], [7]]), None, "oracle", ns=[2])[2].tolist()
+    [0.5, 0.5]
+    """
     answers, ok = _as_array(answers, "answers", dtype=None), _as_array(is_correct, "is_correct", dtype=None)
     if answers.ndim != 2 or not np.issubdtype(answers.dtype, np.integer):
         raise ValueError(f"answers has shape {answers.shape}, dtype {answers.dtype}; pass (P, M) integers.")
@@ -100,7 +179,6 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
         _check_positive_int(n, "n in ns")
         if n > m:
             raise ValueError(f"n={n} is larger than the {m} candidates per problem; drop it from ns.")
-    _check_positive_int(n_bootstrap, "n_bootstrap")
 
     # One int key per (problem, answer) pair, so "is the pick a correct answer of its problem" is one np.isin.
     unique, codes = np.unique(answers, return_inverse=True)
@@ -109,9 +187,8 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
     correct_keys = np.unique(keys[ok])
     if np.isin(keys[~ok], correct_keys).any():
         warnings.warn("is_correct marks one answer both correct and incorrect within a problem; check answer "
-                      "normalisation. A pick counts as right when any copy of its answer is correct.", stacklevel=2)
-    resamples = np.random.default_rng(seed).integers(0, n_problems, size=(n_bootstrap, n_problems))
-    points = []
+                      "normalisation. A pick counts as right when any copy of its answer is correct.", stacklevel=3)
+    out = {}
     for n in ns:
         n_groups = m // n
         used = slice(0, n_groups * n)
@@ -122,7 +199,23 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
             chosen = select_many(answers[:, used].reshape(-1, n), group_scores, method)  # (P * G,)
             chosen_keys = problem_base + np.searchsorted(unique, chosen).reshape(n_problems, n_groups)
             group_right = np.isin(chosen_keys, correct_keys)  # (P, G)
-        per_problem = group_right.mean(axis=1)  # (P,): every problem weighs the same
-        low, high = np.percentile(per_problem[resamples].mean(axis=1), [2.5, 97.5])
-        points.append(CurvePoint(int(n), float(per_problem.mean()), float(low), float(high), n_groups))
-    return points
+        out[int(n)] = group_right.mean(axis=1)  # (P,): every problem weighs the same
+    return out
+
+
+def paired_difference(a: Any, b: Any, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` over problems scored by both methods, with its 95% bootstrap interval:
+    the paired comparison, which sees a difference that the two methods' own overlapping
+    intervals can hide (both vary with the same hard and easy problems).
+
+    Examples
+    --------
+    >>> d = paired_difference([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0])
+    >>> d["value"], d["ci_low"] <= 0.25 <= d["ci_high"]
+    (0.25, True)
+    """
+    a, b = _as_array(a, "a"), _as_array(b, "b")
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a {a.shape} and b {b.shape} must be one value per problem, the same problems.")
+    low, high = bootstrap_ci(a - b, n_bootstrap, seed)
+    return {"value": float((a - b).mean()), "ci_low": low, "ci_high": high}

@@ -5,7 +5,9 @@
 #
 #   scripts/gpu_check.sh tests       the Verifier's tests, its GPU-only one included, and the model's (7 s on CPU)
 #   scripts/gpu_check.sh bench       make bench's throughput ratios on the gpu profile (sampling its data: ~35 s)
-#   scripts/gpu_check.sh experiment  train + evaluate the gpu profile -> gpu.json (the long one)
+#   scripts/gpu_check.sh experiment  train + evaluate the gpu profile's standard models -> gpu.json (the long one)
+#   scripts/gpu_check.sh sweeps      the same plus by_n_operations, data_efficiency and ablations (21 more
+#                                    full-size models: hours, not for a 15-minute device session)
 #
 # Results go to $OUT (the device tool's folder that comes back) or build/gpu. Trained models are
 # cached under build/cache, which stays on a warm machine: an experiment cut off by a call's time
@@ -28,11 +30,13 @@ for stage in "${stages[@]}"; do
     tests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_verification.py \
              tests/test_model.py 2>&1 | tee "$out/pytest-$profile.log" ;;
     bench) python3 benchmarks/throughput.py --profile "$profile" | tee "$out/bench-$profile.json" ;;
-    experiment) python3 -m prm_core.experiments --profile "$profile" --out "$out/$profile.json" \
-                  > "$out/experiment-$profile.log" 2>&1 || { tail -n 40 "$out/experiment-$profile.log"; exit 1; }
+    experiment|sweeps)
+                python3 -m prm_core.experiments --profile "$profile" --out "$out/$profile.json" \
+                  $([ "$stage" = experiment ] && echo --no-sweeps) \
+                  > "$out/$stage-$profile.log" 2>&1 || { tail -n 40 "$out/$stage-$profile.log"; exit 1; }
                 python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(json.dumps(
                   {k: d[k] for k in ("device", "step_auroc", "first_error_f1", "throughput", "training")}, indent=1))' \
                   "$out/$profile.json" ;;
-    *) echo "unknown stage $stage: use tests, bench or experiment" >&2; exit 2 ;;
+    *) echo "unknown stage $stage: use tests, bench, experiment or sweeps" >&2; exit 2 ;;
   esac
 done

@@ -352,3 +352,81 @@ def test_bootstrap_ci_empty_raises():
 
     with pytest.raises(ValueError, match="per_problem"):
         bootstrap_ci([])
+
+
+@given(values=st.lists(st.floats(0, 1), min_size=1, max_size=30), seed=st.integers(0, 100))
+@PROPERTY_SETTINGS
+def test_bootstrap_statistic_ci_one_item_per_group_equals_bootstrap_ci_of_the_mean(values, seed):
+    from prm_core.metrics import bootstrap_ci, bootstrap_statistic_ci
+
+    values = np.array(values)
+    # with one item per group, resampling groups draws the same indices bootstrap_ci draws
+    ours = bootstrap_statistic_ci(lambda idx: values[idx].mean(), np.arange(values.size), 200, seed)
+    assert ours == pytest.approx(bootstrap_ci(values, 200, seed))
+
+
+def test_bootstrap_statistic_ci_resamples_whole_groups():
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    # groups 0 and 1 each hold a 0 and a 1: any resample of whole groups has mean exactly 0.5,
+    # while resampling items one by one would spread the mean.
+    values = np.array([0.0, 1.0, 1.0, 0.0])
+    seen = []
+    low, high = bootstrap_statistic_ci(lambda idx: seen.append(len(idx)) or values[idx].mean(), [0, 0, 1, 1], 50)
+    assert (low, high) == (0.5, 0.5)
+    assert set(seen) == {4}
+
+
+def test_bootstrap_statistic_ci_skips_undefined_resamples_and_is_nan_when_all_are():
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    assert all(math.isnan(x) for x in bootstrap_statistic_ci(lambda idx: float("nan"), [0, 1, 2], 20))
+    values = np.array([1.0, 0.0, 1.0])
+    # nan whenever group 1 is missing from the resample: the rest still bracket the values seen
+    low, high = bootstrap_statistic_ci(lambda idx: values[idx].mean() if 1 in idx else float("nan"), [0, 1, 2], 200)
+    assert 0.0 <= low <= high <= 1.0
+
+
+@pytest.mark.parametrize("groups", [[], [[0, 1]]], ids=["empty", "two-dimensional"])
+def test_bootstrap_statistic_ci_bad_groups_raise(groups):
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    with pytest.raises(ValueError, match="groups has shape"):
+        bootstrap_statistic_ci(lambda idx: 0.0, groups)
+
+
+@pytest.mark.parametrize("method", ["majority", "best_of_n", "weighted", "oracle"])
+def test_per_problem_accuracy_averages_to_the_curve(method):
+    from prm_core.metrics import per_problem_accuracy
+
+    answers, is_correct, scores = _random_candidates(30, 16)
+    per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns=[1, 4, 16])
+    curve = best_of_n_curve(answers, is_correct, scores, method, ns=[1, 4, 16])
+    assert [p.accuracy for p in curve] == pytest.approx([per_problem[n].mean() for n in (1, 4, 16)])
+    assert all(per_problem[n].shape == (30,) for n in (1, 4, 16))
+
+
+def test_paired_difference_of_a_method_with_itself_is_exactly_zero():
+    from prm_core.metrics import paired_difference
+
+    values = np.random.default_rng(0).random(40)
+    assert paired_difference(values, values) == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_paired_difference_separates_a_small_consistent_gain_that_marginal_intervals_hide():
+    from prm_core.metrics import bootstrap_ci, paired_difference
+
+    rng = np.random.default_rng(1)
+    b = rng.random(100)  # problems of very different difficulty
+    a = np.clip(b + 0.05, 0, 1)  # a is right a little more often on every problem
+    low_a, _ = bootstrap_ci(a)
+    _, high_b = bootstrap_ci(b)
+    assert low_a < high_b  # the two intervals overlap
+    assert paired_difference(a, b)["ci_low"] > 0  # the paired interval does not include 0
+
+
+def test_paired_difference_different_problem_counts_raise():
+    from prm_core.metrics import paired_difference
+
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference([1.0, 0.0], [1.0])

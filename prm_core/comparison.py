@@ -1,0 +1,219 @@
+"""PRM against ORM on the same held-out sets: the metrics that answer "when does scoring each step
+beat scoring the outcome?", each with a 95% bootstrap interval over problems.
+
+One row of metrics per model (``comparison_metrics``): step AUROC, first-error F1 (threshold picked
+on validation), and answer accuracy of best-of-N and of the weighted vote at a few N. The solution
+score is fixed in advance, never picked on test data: the weakest step (``min``) for a PRM, the last
+step's score (its outcome prediction) for an ORM. ``by_n_operations`` splits the same held-out sets
+by the problems' chain length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prm_core.evaluation import answer_arrays, first_errors, padded_labels, pick_threshold
+from prm_core.metrics import (
+    best_of_n_curve,
+    bootstrap_statistic_ci,
+    first_error_f1,
+    first_error_index,
+    paired_difference,
+    per_problem_accuracy,
+    step_auroc,
+)
+from prm_core.verification import StepScores
+
+if TYPE_CHECKING:
+    from prm_core.experiments import Datasets
+
+SOLUTION_RULES = {"prm": "min", "orm": "last"}  # fixed before looking at any test number
+COMPARISON_NS = (16, 64)
+
+
+def _interval(value: float, ci: tuple[float, float]) -> dict[str, float]:
+    return {"value": float(value), "ci_low": ci[0], "ci_high": ci[1]}
+
+
+def _n_candidates(bon: Sequence[Any]) -> int:
+    return len(bon) // len({s.meta["problem_id"] for s in bon})
+
+
+def _default_ns(ns: Sequence[int] | None, n_candidates: int) -> list[int]:
+    """``ns``, or the ``COMPARISON_NS`` a set of ``n_candidates`` per problem holds (all of them, if none)."""
+    if ns is not None:
+        return list(ns)
+    return [n for n in COMPARISON_NS if n <= n_candidates] or [n_candidates]
+
+
+def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str, *, threshold: float | None = None,
+                       test_rows: Sequence[int] | np.ndarray | None = None,
+                       bon_rows: Sequence[int] | np.ndarray | None = None, ns: Sequence[int] | None = None,
+                       n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Held-out metrics of one PRM or ORM with 95% bootstrap CIs over problems.
+
+    Parameters
+    ----------
+    scored : dict "val" / "test" / "bon" -> StepScores
+        The model's step scores on ``data.val``, ``data.test`` and ``data.bon`` (``bon`` may cover
+        only the first problems of ``data.bon``: its length decides how many).
+    data : Datasets
+    kind : {"prm", "orm"}
+        Picks the solution score: ``SOLUTION_RULES[kind]``.
+    threshold : float, optional
+        First-error threshold; default: the best F1 on ``scored["val"]`` (never on test).
+    test_rows : int array, optional
+        Indices of ``data.test`` to evaluate on (default: all).
+    bon_rows : int array, optional
+        Indices of best-of-N *problems* (rows of the (P, M) candidate grid) to evaluate on.
+    ns : sequence of int, optional
+        Candidates per problem for best-of-N and the weighted vote; default ``COMPARISON_NS``
+        (16, 64), those of them the best-of-N set holds.
+    n_bootstrap, seed : int
+        Bootstrap resamples (over problems) and their seed.
+
+    Returns
+    -------
+    dict
+        ``step_auroc`` and ``first_error_f1`` as {"value", "ci_low", "ci_high"}; ``best_of_n`` and
+        ``weighted_vote`` as {str(N): {"accuracy", "ci_low", "ci_high"}}; and the ``rule``,
+        ``threshold``, ``n_test_solutions`` and ``n_bon_problems`` they came from.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind`` or rows that select nothing.
+    """
+    if kind not in SOLUTION_RULES:
+        raise ValueError(f"kind={kind!r} must be one of {sorted(SOLUTION_RULES)}.")
+    rule = SOLUTION_RULES[kind]
+    if threshold is None:
+        threshold = pick_threshold(scored["val"], data.val)
+    test_idx = np.arange(len(data.test)) if test_rows is None else np.asarray(test_rows, dtype=np.int64)
+    n_bon = len(scored["bon"].scores)
+    bon = data.bon[:n_bon]
+    answers, correct = answer_arrays(bon, _n_candidates(data.bon))
+    bon_idx = np.arange(answers.shape[0]) if bon_rows is None else np.asarray(bon_rows, dtype=np.int64)
+    if test_idx.size == 0 or bon_idx.size == 0:
+        raise ValueError(f"test_rows selects {test_idx.size} solutions and bon_rows {bon_idx.size} problems; "
+                         "each must select at least one.")
+
+    test = [data.test[i] for i in test_idx]
+    groups = np.array([s.meta["problem_id"] for s in test])
+    probs = scored["test"].scores.numpy()[test_idx]
+    labels = padded_labels(test, probs.shape[1])
+    auroc = step_auroc(probs, labels)
+    auroc_ci = bootstrap_statistic_ci(lambda i: step_auroc(probs[i], labels[i]), groups, n_bootstrap, seed)
+    all_steps = scored["test"].per_sample()
+    per_sample = [all_steps[i] for i in test_idx]
+    true = np.array(first_errors(test)[0])
+    pred = np.array([first_error_index(s, threshold) for s in per_sample])
+    f1 = first_error_f1(pred, true).f1
+    f1_ci = bootstrap_statistic_ci(lambda i: first_error_f1(pred[i], true[i]).f1, groups, n_bootstrap, seed)
+
+    solution = scored["bon"].solution_scores(rule).numpy().reshape(answers.shape)[bon_idx]
+    selection: dict[str, dict[str, dict[str, float]]] = {}
+    for name, method in (("best_of_n", "best_of_n"), ("weighted_vote", "weighted")):
+        points = best_of_n_curve(answers[bon_idx], correct[bon_idx], solution, method,
+                                 ns=_default_ns(ns, answers.shape[1]),
+                                 n_bootstrap=n_bootstrap, seed=seed)
+        selection[name] = {str(p.n): {"accuracy": p.accuracy, "ci_low": p.ci_low, "ci_high": p.ci_high} for p in points}
+    return {"step_auroc": _interval(auroc, auroc_ci), "first_error_f1": _interval(f1, f1_ci), **selection,
+            "rule": rule, "threshold": float(threshold), "n_test_solutions": int(test_idx.size),
+            "n_bon_problems": int(bon_idx.size)}
+
+
+def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_rows: Sequence[int] | None = None,
+                  ns: Sequence[int] | None = None, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Paired differences in answer accuracy, PRM minus ORM, on the same best-of-N problems:
+    ``{"best_of_n": {str(N): {"value", "ci_low", "ci_high"}}, "weighted_vote": {...}}`` with each
+    model's own solution score (``SOLUTION_RULES``). Overlapping intervals of the two models can
+    hide a difference that this paired interval, which excludes 0, shows.
+
+    ``scored`` maps "prm" and "orm" to their step scores; both must cover the same candidates.
+    """
+    n_bon = len(scored["prm"]["bon"].scores)
+    if len(scored["orm"]["bon"].scores) != n_bon:
+        raise ValueError("the PRM's and the ORM's best-of-N scores cover different candidates; score the same ones.")
+    answers, correct = answer_arrays(data.bon[:n_bon], _n_candidates(data.bon))
+    rows = np.arange(answers.shape[0]) if bon_rows is None else np.asarray(bon_rows, dtype=np.int64)
+    ns = _default_ns(ns, answers.shape[1])
+    out: dict[str, Any] = {}
+    for name, method in (("best_of_n", "best_of_n"), ("weighted_vote", "weighted")):
+        right = {kind: per_problem_accuracy(answers[rows], correct[rows], scored[kind]["bon"].solution_scores(
+                     SOLUTION_RULES[kind]).numpy().reshape(answers.shape)[rows], method, ns) for kind in ("prm", "orm")}
+        out[name] = {str(n): paired_difference(right["prm"][n], right["orm"][n], n_bootstrap, seed) for n in ns}
+    return out
+
+
+def baselines_by_rows(data: Datasets, bon_rows: np.ndarray, ns: Sequence[int] | None = None,
+                      n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """Majority vote and the oracle on the same best-of-N problems, for reference."""
+    answers, correct = answer_arrays(data.bon, _n_candidates(data.bon))
+    out = {}
+    for method in ("majority", "oracle"):
+        points = best_of_n_curve(answers[bon_rows], correct[bon_rows], None, method,
+                                 ns=_default_ns(ns, answers.shape[1]),
+                                 n_bootstrap=n_bootstrap, seed=seed)
+        out[method] = {str(p.n): {"accuracy": p.accuracy, "ci_low": p.ci_low, "ci_high": p.ci_high} for p in points}
+    return out
+
+
+def by_n_operations(scored: dict[str, dict[str, StepScores]], data: Datasets, ns: Sequence[int] | None = None,
+                    n_bootstrap: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """``comparison_metrics`` of the PRM and the ORM for each chain length the held-out sets hold.
+
+    Parameters
+    ----------
+    scored : dict "prm" / "orm" -> dict "val" / "test" / "bon" -> StepScores
+    data : Datasets
+        Samples whose ``meta["n_operations"]`` gives their problem's chain length (the policy's
+        samples carry it).
+
+    Returns
+    -------
+    list of dict
+        One per chain length, shortest first: ``{"n_operations": k, "prm": {...}, "orm": {...},
+        "majority": {...}, "oracle": {...}, "prm_minus_orm": {...}}`` (``prm_minus_orm``). The first-error threshold of each model is picked
+        once, on the whole validation set.
+    """
+    for part in ("test", "bon"):
+        if any("n_operations" not in s.meta for s in getattr(data, part)):
+            raise ValueError(f"data.{part} has samples without meta['n_operations']; sample them with "
+                             "NoisyPolicy, which records each problem's chain length.")
+    test_ops = np.array([s.meta["n_operations"] for s in data.test])
+    bon_ops = np.array([s.meta["n_operations"] for s in data.bon[:: _n_candidates(data.bon)]])
+    thresholds = {kind: pick_threshold(scored[kind]["val"], data.val) for kind in ("prm", "orm")}
+    rows = []
+    for k in sorted(set(test_ops.tolist()) & set(bon_ops.tolist())):
+        rows_k = {"test_rows": np.flatnonzero(test_ops == k), "bon_rows": np.flatnonzero(bon_ops == k)}
+        row: dict[str, Any] = {"n_operations": int(k)}
+        for kind in ("prm", "orm"):
+            row[kind] = comparison_metrics(scored[kind], data, kind, threshold=thresholds[kind], ns=ns,
+                                           n_bootstrap=n_bootstrap, seed=seed, **rows_k)
+        row.update(baselines_by_rows(data, rows_k["bon_rows"], ns, n_bootstrap, seed))
+        row["prm_minus_orm"] = prm_minus_orm(scored, data, rows_k["bon_rows"], ns, n_bootstrap, seed)
+        rows.append(row)
+    return rows
+
+
+def separation(a: dict[str, float], b: dict[str, float]) -> int:
+    """+1 when ``a``'s 95% interval lies wholly above ``b``'s, -1 when wholly below, 0 when the two
+    overlap: the course calls two methods separable only when their intervals do not overlap (a
+    conservative rule; a paired test on the same problems would separate some more).
+
+    Examples
+    --------
+    >>> separation({"ci_low": 0.8, "ci_high": 0.9}, {"ci_low": 0.6, "ci_high": 0.75})
+    1
+    >>> separation({"ci_low": 0.7, "ci_high": 0.9}, {"ci_low": 0.6, "ci_high": 0.75})
+    0
+    """
+    if a["ci_low"] > b["ci_high"]:
+        return 1
+    if a["ci_high"] < b["ci_low"]:
+        return -1
+    return 0

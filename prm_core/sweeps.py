@@ -1,0 +1,215 @@
+"""The sweeps behind "when does process supervision pay?": a PRM and an ORM at several training-set
+sizes and seeds (data efficiency), and a PRM with one training choice changed at a time (ablations).
+
+A CPU cannot train dozens of standard-size models, so sweep models are smaller runs
+(``SweepConfig``: fewer optimizer steps and smaller batches, scored on the first best-of-N problems);
+each starts from the standard pretrained backbone, is evaluated on the standard held-out sets with
+``prm_core.comparison.comparison_metrics``, and is cached with its step scores by a hash of
+everything that made it. The ``gpu`` profile runs the same sweeps at the standard size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prm_core.backbones import atomic_folder
+from prm_core.data import StepSample
+from prm_core.experiments import (
+    PARAMS_DIR,
+    Datasets,
+    ExperimentConfig,
+    _experiment_dir,
+    _hash,
+    _load_scores,
+    _pretrain_key,
+    _save_scores,
+    check_known_settings,
+    new_model,
+    pretrained_backbone,
+    profile_section,
+    relabelled,
+)
+
+# name -> (side of the standard setting, side of the change, the change). A change names a field of
+# ExperimentConfig (the head) or of TrainConfig (the loss).
+ABLATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "lm_features": ("on", "off", {"use_lm_features": False}),  # the head also reads the LM's surprise
+    "mask_after_first_error": ("off", "on", {"use_mask_after_first_error": True}),
+    "pos_weight": ("off", "on", {"pos_weight": "balanced"}),  # off: 1.0; on: n_wrong / n_correct
+    "lm_loss": ("on", "off", {"lm_loss_weight": 0.0}),  # the auxiliary next-token loss
+}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Size of the sweep models (``params/<profile>.yaml``, section ``sweeps``)."""
+
+    train_sizes: tuple[int, ...] = (200, 500, 1000, 2000)  # training solutions per model, smallest first
+    seeds: tuple[int, ...] = (0, 1)  # each seed draws its own training problems, head init and batches
+    max_steps: int = 120  # optimizer steps of every sweep model, whatever its data size
+    batch_size: int = 32  # solutions per optimizer step
+    n_bon_problems: int = 80  # the first problems of the standard best-of-N set
+    ablation_train_size: int = 2000  # training solutions of the ablation models
+    ablation_seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        sizes = self.train_sizes
+        if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+            raise ValueError(f"train_sizes={sizes!r} must be distinct positive ints, smallest first, "
+                             "e.g. (200, 500, 1000, 2000).")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={self.seeds!r} must be distinct ints, at least one, e.g. (0, 1).")
+        for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SweepConfig:
+        check_known_settings(cls, values, "sweep")
+        return cls(**values)
+
+
+def load_sweep(profile: str, params_dir: Path = PARAMS_DIR) -> SweepConfig:
+    """The ``sweeps`` section of ``params/<profile>.yaml`` (defaults where it is absent)."""
+    return SweepConfig.from_dict(profile_section(profile, "sweeps", params_dir))
+
+
+def train_subset(samples: list[StepSample], n_solutions: int, seed: int) -> list[StepSample]:
+    """The first ``n_solutions`` solutions of the problems of ``samples`` in a seeded random order,
+    whole problems first (their solutions stay together), the last problem cut to fit.
+
+    Examples
+    --------
+    >>> pool = [StepSample(f"p{i}", ["1 + 1 = 2."], meta={"problem_id": i // 2}) for i in range(6)]
+    >>> [s.problem for s in train_subset(pool, 3, seed=0)] == [s.problem for s in train_subset(pool, 3, seed=0)]
+    True
+    >>> len(train_subset(pool, 3, seed=0)), len({s.meta["problem_id"] for s in train_subset(pool, 4, seed=1)})
+    (3, 2)
+    """
+    if isinstance(n_solutions, bool) or not isinstance(n_solutions, int) or not 1 <= n_solutions <= len(samples):
+        raise ValueError(f"n_solutions={n_solutions!r} must be an int in [1, {len(samples)}] (the training set's "
+                         "size); lower train_sizes in the sweep settings.")
+    by_problem: dict[Any, list[StepSample]] = {}
+    for sample in samples:
+        by_problem.setdefault(sample.meta.get("problem_id", sample.problem), []).append(sample)
+    groups = list(by_problem.values())
+    order = np.random.default_rng(seed).permutation(len(groups))
+    return [s for g in order for s in groups[g]][:n_solutions]
+
+
+def _sweep_dir(config: ExperimentConfig, sweep: SweepConfig, kind: str, n_train: int, seed: int,
+               change: dict[str, Any], labels: str, n_rollouts: int, cache_dir: str | os.PathLike | None) -> Path:
+    key = {"pretrained": _pretrain_key(config), "config": asdict(config), "kind": kind, "n_train": n_train,
+           "seed": seed, "change": change, "max_steps": sweep.max_steps, "batch_size": sweep.batch_size,
+           "n_bon_problems": sweep.n_bon_problems}
+    if labels != "exact":
+        key.update(labels=labels, n_rollouts=n_rollouts)
+    return _experiment_dir(cache_dir) / f"sweep-{kind}-{_hash(key)}"
+
+
+def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: Datasets, n_train: int, seed: int,
+                 change: dict[str, Any] | None = None, cache_dir: str | os.PathLike | None = None,
+                 labels: str = "exact", n_rollouts: int = 8) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or load) one sweep model and return its step scores ("val", "test", "bon") and train info.
+
+    ``change`` overrides fields of ``ExperimentConfig`` (``use_lm_features``, ``head_mlp_size``) or of
+    the model's ``TrainConfig`` (``pos_weight``, ``lm_loss_weight``, ...). ``labels`` relabels the
+    training subset (``experiments.relabelled``: "outcome", "mc_hard", "mc_soft" with ``n_rollouts``);
+    validation and test keep the exact labels. Only the scores and the train info are kept, not
+    the weights.
+    """
+    from prm_core.training import train
+    from prm_core.verification import Verifier
+
+    from prm_core.training import TrainConfig
+
+    change = dict(change or {})
+    head_fields = {f.name for f in fields(ExperimentConfig)} - {"pretrain", "prm", "orm"}
+    unknown = set(change) - head_fields - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"change has unknown fields {sorted(unknown)}; name fields of ExperimentConfig (the head: "
+                         f"{sorted(head_fields)}) or of TrainConfig (the loss and the run).")
+    head_change = {k: v for k, v in change.items() if k in head_fields}
+    train_change = {k: v for k, v in change.items() if k not in head_fields}
+    folder = _sweep_dir(config, sweep, kind, n_train, seed, change, labels, n_rollouts, cache_dir)
+    if not (folder / "train_result.json").exists():
+        # the sweep's own loop shows the progress; one bar per short run would bury it
+        train_config = replace(getattr(config, kind), max_steps=sweep.max_steps, batch_size=sweep.batch_size,
+                               eval_every=0, checkpoint_dir=None, seed=seed, show_progress=False, **train_change)
+        backbone_path, _ = pretrained_backbone(config, cache_dir)
+        model = new_model(backbone_path, replace(config, **head_change), kind, seed=seed)
+        subset = relabelled(config, train_subset(data.train, n_train, seed), labels, n_rollouts, show_progress=False,
+                            cache_dir=cache_dir)
+        result = train(model, subset, config=train_config, kind=kind)
+        n_bon = min(sweep.n_bon_problems, config.n_bon_problems) * config.n_bon_samples
+        verifier = Verifier(model)
+        scores = {kind: {part: verifier.score_steps(samples) for part, samples in
+                         (("val", data.val), ("test", data.test), ("bon", data.bon[:n_bon]))}}
+        with atomic_folder(folder) as tmp:
+            _save_scores(scores, tmp / "scores.safetensors")
+            info = {k: v for k, v in asdict(result).items() if k not in ("history", "eval_history")}
+            (tmp / "train_result.json").write_text(json.dumps(info, indent=2, default=str))
+    info = json.loads((folder / "train_result.json").read_text())
+    return _load_scores(folder / "scores.safetensors")[kind], info
+
+
+def data_efficiency(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,
+                    cache_dir: str | os.PathLike | None = None, show_progress: bool = True) -> list[dict[str, Any]]:
+    """PRM and ORM trained on each of ``sweep.train_sizes`` solutions with each seed.
+
+    Returns
+    -------
+    list of dict
+        ``{"n_train_solutions": n, "seed": s, "prm": {...}, "orm": {...}, "prm_minus_orm": {...}}``,
+        metrics as ``comparison_metrics`` and ``prm_minus_orm`` give them, smallest size first.
+    """
+    from tqdm.auto import tqdm
+
+    from prm_core.comparison import comparison_metrics, prm_minus_orm
+
+    runs = [(n, s) for n in sweep.train_sizes for s in sweep.seeds]
+    rows = []
+    for n, seed in tqdm(runs, desc="data-efficiency sweep", disable=not show_progress):
+        row: dict[str, Any] = {"n_train_solutions": n, "seed": seed}
+        scored = {kind: sweep_scores(config, sweep, kind, data, n, seed, cache_dir=cache_dir)[0] for kind in ("prm", "orm")}
+        for kind in ("prm", "orm"):
+            row[kind] = comparison_metrics(scored[kind], data, kind)
+        row["prm_minus_orm"] = prm_minus_orm(scored, data)
+        rows.append(row)
+    return rows
+
+
+def ablations(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,
+              cache_dir: str | os.PathLike | None = None, show_progress: bool = True) -> dict[str, dict[str, Any]]:
+    """A PRM with each of ``ABLATIONS`` changed on its own, against the same PRM unchanged.
+
+    Returns
+    -------
+    dict
+        name -> {"on": metrics, "off": metrics}; the unchanged PRM (the standard settings at the
+        sweep's size) sits on the standard side of every row.
+    """
+    from tqdm.auto import tqdm
+
+    from prm_core.comparison import comparison_metrics
+
+    def metrics(change: dict[str, Any]) -> dict[str, Any]:
+        scores, info = sweep_scores(config, sweep, "prm", data, sweep.ablation_train_size, sweep.ablation_seed,
+                                    change, cache_dir)
+        return {**comparison_metrics(scores, data, "prm"), "pos_weight": info["pos_weight"], "change": change}
+
+    base = metrics({})
+    table = {}
+    for name, (standard_side, changed_side, change) in tqdm(ABLATIONS.items(), desc="ablations",
+                                                             disable=not show_progress):
+        table[name] = {standard_side: base, changed_side: metrics(change)}
+    return table

@@ -1,0 +1,137 @@
+import itertools
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prm_core import sweeps
+from prm_core.data import StepSample
+from prm_core.experiments import ExperimentConfig, make_datasets
+from prm_core.sweeps import ABLATIONS, SweepConfig, load_sweep, sweep_scores, train_subset
+from tests.test_experiments import SMOKE
+
+SMOKE_SWEEP = SweepConfig(train_sizes=(8, 24), seeds=(0, 1), max_steps=2, batch_size=4, n_bon_problems=3,
+                          ablation_train_size=24, ablation_seed=0)
+
+
+def _pool(n_problems: int, per_problem: int) -> list[StepSample]:
+    return [StepSample(f"p{p}", [f"{p} + {j} = {p + j}."], meta={"problem_id": p})
+            for p in range(n_problems) for j in range(per_problem)]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    config = ExperimentConfig.from_dict(SMOKE)
+    return config, make_datasets(config), tmp_path_factory.mktemp("sweeps")
+
+
+# ---------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_load_sweep_reads_ten_fold_sizes_and_two_seeds_from_each_profile(profile):
+    sweep = load_sweep(profile)
+    assert len(sweep.train_sizes) >= 4 and sweep.train_sizes[-1] >= 10 * sweep.train_sizes[0]
+    assert len(sweep.seeds) >= 2
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"train_sizes": (500, 200)}, "smallest first"), ({"train_sizes": ()}, "train_sizes"),
+    ({"seeds": (0, 0)}, "distinct"), ({"max_steps": 0}, "max_steps=0"), ({"batch_size": 2.5}, "batch_size=2.5"),
+], ids=["unsorted", "empty", "repeated-seed", "zero-steps", "float-batch"])
+def test_sweep_config_bad_values_raise_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SweepConfig(**kwargs)
+
+
+def test_sweep_config_unknown_setting_raises():
+    with pytest.raises(ValueError, match="unknown sweep settings"):
+        SweepConfig.from_dict({"train_size": [1]})
+
+
+# ---------------------------------------------------------------- subsets
+
+
+@given(n_problems=st.integers(1, 12), per_problem=st.integers(1, 4), seed=st.integers(0, 50), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_train_subset_is_nested_in_size_and_keeps_problems_whole(n_problems, per_problem, seed, data):
+    pool = _pool(n_problems, per_problem)
+    small, large = sorted(data.draw(st.lists(st.integers(1, len(pool)), min_size=2, max_size=2)))
+    a, b = train_subset(pool, small, seed), train_subset(pool, large, seed)
+    assert len(a) == small and len(b) == large
+    assert b[:small] == a  # a larger subset extends the smaller one
+    # whole problems: once the subset leaves a problem it never returns to it
+    runs = [problem for problem, _ in itertools.groupby(s.meta["problem_id"] for s in b)]
+    assert len(runs) == len(set(runs))
+
+
+def test_train_subset_other_seed_draws_other_problems():
+    pool = _pool(50, 2)
+    assert [s.problem for s in train_subset(pool, 20, 0)] != [s.problem for s in train_subset(pool, 20, 1)]
+
+
+@pytest.mark.parametrize("n", [0, 7, 2.0], ids=["zero", "too-many", "float"])
+def test_train_subset_bad_size_raises_naming_the_limit(n):
+    with pytest.raises(ValueError, match=r"n_solutions=.* must be an int in \[1, 6\]"):
+        train_subset(_pool(3, 2), n, 0)
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_sweep_scores_cover_val_test_and_the_first_bon_problems(smoke):
+    config, data, cache = smoke
+    scores, info = sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=cache)
+    assert set(scores) == {"val", "test", "bon"}
+    assert len(scores["test"].scores) == len(data.test)
+    assert len(scores["bon"].scores) == SMOKE_SWEEP.n_bon_problems * config.n_bon_samples
+    assert info["config"]["max_steps"] == SMOKE_SWEEP.max_steps and info["config"]["seed"] == 0
+
+
+def test_sweep_scores_are_cached_and_not_retrained(smoke, monkeypatch):
+    import prm_core.training
+
+    config, data, cache = smoke
+    first, _ = sweep_scores(config, SMOKE_SWEEP, "orm", data, 8, 1, cache_dir=cache)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached sweep model was trained again")
+
+    monkeypatch.setattr(prm_core.training, "train", fail)
+    again, _ = sweep_scores(config, SMOKE_SWEEP, "orm", data, 8, 1, cache_dir=cache)
+    assert (first["test"].scores == again["test"].scores).all()
+
+
+def test_sweep_scores_changes_reach_the_head_and_the_loss(smoke):
+    config, data, cache = smoke
+    _, info = sweep_scores(config, SMOKE_SWEEP, "prm", data, 24, 0, {"pos_weight": "balanced"}, cache)
+    assert info["config"]["pos_weight"] == "balanced" and info["pos_weight"] != 1.0
+    plain, _ = sweep_scores(config, SMOKE_SWEEP, "prm", data, 24, 0, cache_dir=cache)
+    no_features, _ = sweep_scores(config, SMOKE_SWEEP, "prm", data, 24, 0, {"use_lm_features": False}, cache)
+    assert not (plain["test"].scores == no_features["test"].scores).all()
+
+
+def test_data_efficiency_rows_cover_every_size_and_seed_for_both_models(smoke):
+    config, data, cache = smoke
+    rows = sweeps.data_efficiency(config, SMOKE_SWEEP, data, cache, show_progress=False)
+    assert [(r["n_train_solutions"], r["seed"]) for r in rows] == [(8, 0), (8, 1), (24, 0), (24, 1)]
+    assert all({"prm", "orm"} <= set(r) and r["prm"]["rule"] == "min" and r["orm"]["rule"] == "last" for r in rows)
+    json.dumps(rows)  # goes into the results file
+
+
+def test_ablations_share_one_reference_model_on_the_standard_side(smoke):
+    config, data, cache = smoke
+    table = sweeps.ablations(config, SMOKE_SWEEP, data, cache, show_progress=False)
+    assert set(table) == set(ABLATIONS) and all(set(sides) == {"on", "off"} for sides in table.values())
+    reference = [table[name][standard] for name, (standard, _, _) in ABLATIONS.items()]
+    assert all(r == reference[0] for r in reference) and reference[0]["change"] == {}
+    changed = [table[name][side]["change"] for name, (_, side, _) in ABLATIONS.items()]
+    assert changed == [change for _, _, change in ABLATIONS.values()]
+    assert table["pos_weight"]["on"]["pos_weight"] != 1.0 and table["pos_weight"]["off"]["pos_weight"] == 1.0
+
+
+def test_sweep_scores_unknown_change_raises_naming_it(smoke):
+    config, data, cache = smoke
+    with pytest.raises(ValueError, match=r"unknown fields \['use_lm_feature'\]"):
+        sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, {"use_lm_feature": False}, cache)
