@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run-notebooks refresh-notebooks exercises grade bench experiment lab lint clean
+.PHONY: help setup test run-notebooks refresh-notebooks exercises grade bench experiment results lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ bench: $(STAMP)  ## throughput ratios measured in one run (PROFILE=cpu|gpu)
 
 experiment: $(STAMP)  ## train + evaluate the standard PRM and ORM, write build/metrics/$(PROFILE).json
 	$(PY) -m prm_core.experiments --profile $(PROFILE) --out build/metrics/$(PROFILE).json
+
+results: $(STAMP)  ## rerun the cpu experiment and its sweeps into results/cpu-2core.json, then README's tables from it
+	$(PY) -m prm_core.experiments --profile cpu --out results/cpu-2core.json > /dev/null
+	$(PY) -m prm_core.results_table
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

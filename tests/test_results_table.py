@@ -1,0 +1,52 @@
+"""README's results tables come from the committed results file, and that file holds what the issue asks."""
+
+import json
+
+import pytest
+
+from prm_core.results_table import BEGIN, END, ROOT, markdown_tables, replace_block
+from prm_core.sweeps import ABLATIONS
+
+RESULTS = ROOT / "results" / "cpu-2core.json"
+
+
+@pytest.fixture(scope="module")
+def results():
+    return json.loads(RESULTS.read_text())
+
+
+def test_readme_results_block_is_generated_from_the_results_file(results):
+    readme = (ROOT / "README.md").read_text()
+    expected = replace_block(readme, markdown_tables(results, "results/cpu-2core.json"))
+    assert readme == expected, "README's results tables are stale: run `python -m prm_core.results_table`"
+
+
+def test_results_file_has_the_comparison_sections(results):
+    assert results["by_n_operations"] and all({"n_operations", "prm", "orm"} <= set(r) for r in results["by_n_operations"])
+    lengths = [r["n_operations"] for r in results["by_n_operations"]]
+    assert lengths == sorted(lengths) and len(lengths) >= 5
+    sizes = {r["n_train_solutions"] for r in results["data_efficiency"]}
+    assert len(sizes) >= 4 and max(sizes) >= 10 * min(sizes)
+    assert all(len({r["seed"] for r in results["data_efficiency"] if r["n_train_solutions"] == n}) >= 2 for n in sizes)
+    assert set(results["ablations"]) == set(ABLATIONS)
+    assert all(set(sides) == {"on", "off"} for sides in results["ablations"].values())
+
+
+def test_results_file_benchmark_leaves_headroom(results):
+    assert results["best_of_n"]["16"]["oracle"]["accuracy"] <= 0.97
+    assert results["best_of_n"]["64"]["majority"]["accuracy"] <= 0.75
+
+
+def test_results_file_cpu_prm_meets_its_targets(results):
+    assert results["step_auroc"] >= 0.90 and results["first_error_f1"] >= 0.70
+
+
+@pytest.mark.parametrize("text", ["no markers", f"{END}\n{BEGIN}", f"{BEGIN}{BEGIN}{END}"],
+                         ids=["missing", "out-of-order", "twice"])
+def test_replace_block_without_one_ordered_pair_of_markers_raises(text):
+    with pytest.raises(ValueError, match="markers"):
+        replace_block(text, "table")
+
+
+def test_replace_block_keeps_what_surrounds_the_markers():
+    assert replace_block(f"head\n{BEGIN}\nold\n{END}\ntail", "new") == f"head\n{BEGIN}\nnew\n{END}\ntail"
