@@ -45,8 +45,30 @@ def _n_candidates(bon: Sequence[Any]) -> int:
 def _default_ns(ns: Sequence[int] | None, n_candidates: int) -> list[int]:
     """``ns``, or the ``COMPARISON_NS`` a set of ``n_candidates`` per problem holds (all of them, if none)."""
     if ns is not None:
+        if isinstance(ns, (int, np.integer, str)) or not isinstance(ns, Sequence | np.ndarray):
+            raise ValueError(f"ns={ns!r} must be a sequence of candidate counts, e.g. ns=(16, 64).")
         return list(ns)
     return [n for n in COMPARISON_NS if n <= n_candidates] or [n_candidates]
+
+
+def _rows(rows: Sequence[int] | np.ndarray | None, n: int, name: str, of: str) -> np.ndarray:
+    """``rows`` as distinct int indices in [0, n) (all of them when None); anything else raises."""
+    if rows is None:
+        return np.arange(n)
+    array = np.asarray(rows)
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        raise ValueError(f"{name} must be a non-empty 1-D list of int indices of {of} (not a mask, not floats); "
+                         f"got dtype {array.dtype}, shape {array.shape}. For a mask m, pass np.flatnonzero(m).")
+    if array.min() < 0 or array.max() >= n or np.unique(array).size != array.size:
+        raise ValueError(f"{name} must hold distinct indices in [0, {n}) of {of}; got values from {array.min()} "
+                         f"to {array.max()}{' with repeats' if np.unique(array).size != array.size else ''}.")
+    return array.astype(np.int64)
+
+
+def _check_scored(scored: dict[str, StepScores], name: str = "scored") -> None:
+    missing = {"val", "test", "bon"} - set(scored) if isinstance(scored, dict) else {"val", "test", "bon"}
+    if missing:
+        raise ValueError(f"{name} must map 'val', 'test' and 'bon' to StepScores; missing {sorted(missing)}.")
 
 
 def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str, *, threshold: float | None = None,
@@ -89,17 +111,17 @@ def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str,
     """
     if kind not in SOLUTION_RULES:
         raise ValueError(f"kind={kind!r} must be one of {sorted(SOLUTION_RULES)}.")
+    _check_scored(scored)
     rule = SOLUTION_RULES[kind]
     if threshold is None:
         threshold = pick_threshold(scored["val"], data.val)
-    test_idx = np.arange(len(data.test)) if test_rows is None else np.asarray(test_rows, dtype=np.int64)
+    elif isinstance(threshold, bool) or not isinstance(threshold, float | int) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1]; None picks it on validation.")
+    test_idx = _rows(test_rows, len(data.test), "test_rows", "data.test")
     n_bon = len(scored["bon"].scores)
     bon = data.bon[:n_bon]
     answers, correct = answer_arrays(bon, _n_candidates(data.bon))
-    bon_idx = np.arange(answers.shape[0]) if bon_rows is None else np.asarray(bon_rows, dtype=np.int64)
-    if test_idx.size == 0 or bon_idx.size == 0:
-        raise ValueError(f"test_rows selects {test_idx.size} solutions and bon_rows {bon_idx.size} problems; "
-                         "each must select at least one.")
+    bon_idx = _rows(bon_rows, answers.shape[0], "bon_rows", "the scored best-of-N problems")
 
     test = [data.test[i] for i in test_idx]
     groups = np.array([s.meta["problem_id"] for s in test])
@@ -135,11 +157,15 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
 
     ``scored`` maps "prm" and "orm" to their step scores; both must cover the same candidates.
     """
+    if not isinstance(scored, dict) or {"prm", "orm"} - set(scored):
+        raise ValueError("scored must map 'prm' and 'orm' to their step scores ('val', 'test', 'bon').")
+    for kind in ("prm", "orm"):
+        _check_scored(scored[kind], f"scored[{kind!r}]")
     n_bon = len(scored["prm"]["bon"].scores)
     if len(scored["orm"]["bon"].scores) != n_bon:
         raise ValueError("the PRM's and the ORM's best-of-N scores cover different candidates; score the same ones.")
     answers, correct = answer_arrays(data.bon[:n_bon], _n_candidates(data.bon))
-    rows = np.arange(answers.shape[0]) if bon_rows is None else np.asarray(bon_rows, dtype=np.int64)
+    rows = _rows(bon_rows, answers.shape[0], "bon_rows", "the scored best-of-N problems")
     ns = _default_ns(ns, answers.shape[1])
     out: dict[str, Any] = {}
     for name, method in (("best_of_n", "best_of_n"), ("weighted_vote", "weighted")):
@@ -153,6 +179,7 @@ def baselines_by_rows(data: Datasets, bon_rows: np.ndarray, ns: Sequence[int] | 
                       n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """Majority vote and the oracle on the same best-of-N problems, for reference."""
     answers, correct = answer_arrays(data.bon, _n_candidates(data.bon))
+    bon_rows = _rows(bon_rows, answers.shape[0], "bon_rows", "data.bon's problems")
     out = {}
     for method in ("majority", "oracle"):
         points = best_of_n_curve(answers[bon_rows], correct[bon_rows], None, method,
@@ -212,6 +239,14 @@ def separation(a: dict[str, float], b: dict[str, float]) -> int:
     >>> separation({"ci_low": 0.7, "ci_high": 0.9}, {"ci_low": 0.6, "ci_high": 0.75})
     0
     """
+    for name, interval in (("a", a), ("b", b)):
+        try:
+            low, high = float(interval["ci_low"]), float(interval["ci_high"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be a dict with numbers 'ci_low' and 'ci_high'; got {interval!r}.") from err
+        if not low <= high:  # also False for nan
+            raise ValueError(f"{name} has ci_low={low} and ci_high={high}; an interval needs ci_low <= ci_high, "
+                             "both numbers (an undefined metric's nan interval separates nothing).")
     if a["ci_low"] > b["ci_high"]:
         return 1
     if a["ci_high"] < b["ci_low"]:

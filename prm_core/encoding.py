@@ -324,7 +324,11 @@ def naive_newline_step_ends(tokenizer: Any, sample: StepSample, separator: str =
     >>> len(naive_newline_step_ends(tokenizer, sample)) < sample.n_steps  # doctest: +SKIP
     True
     """
-    newline_id = tokenizer(separator, add_special_tokens=False)["input_ids"][-1]
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"] if isinstance(separator, str) else []
+    if not separator_ids:
+        raise ValueError(f"separator={separator!r} encodes to no token; the recipe joins steps with a newline, "
+                         "so pass separator='\\n'.")
+    newline_id = separator_ids[-1]
     text = sample.problem + separator + separator.join(sample.steps) + separator
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [i for i, t in enumerate(ids) if t == newline_id]
@@ -352,7 +356,9 @@ def naive_truncated_sample(tokenizer: Any, sample: StepSample, separator: str = 
     """
     if sample.labels is None or sample.n_steps == 0:
         raise ValueError("sample has no labels (or no steps); the recipe truncates labels, so pass a labelled one.")
-    found = len(naive_newline_step_ends(tokenizer, sample, separator))
+    # only separators after the first step can end a step: the one at index n_problem follows the problem
+    n_problem = len(tokenizer(sample.problem, add_special_tokens=False)["input_ids"])
+    found = sum(i > n_problem for i in naive_newline_step_ends(tokenizer, sample, separator))
     if found >= sample.n_steps:
         return sample
     if found:

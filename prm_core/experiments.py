@@ -93,7 +93,7 @@ def profile_section(profile: str, section: str, params_dir: Path = PARAMS_DIR) -
     path = Path(params_dir) / f"{profile}.yaml"
     if not path.exists():
         raise ValueError(f"profile={profile!r} has no file {path}; use one of {available_profiles(params_dir)}.")
-    return (yaml.safe_load(path.read_text()) or {}).get(section, {})
+    return (yaml.safe_load(path.read_text()) or {}).get(section) or {}
 
 
 def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfig:
@@ -295,13 +295,24 @@ def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLik
     path.write_text(json.dumps(metrics, indent=2, default=_json_default))
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parent)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def git_commit() -> str | None:
+    """The checked-out commit of this code, None outside a git checkout."""
+    return _git("rev-parse", "HEAD")
+
+
+def git_dirty() -> bool | None:
+    """True when tracked files differ from that commit (the numbers may come from uncommitted code)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def default_device() -> torch.device:
@@ -387,6 +398,9 @@ def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: s
 
     run = standard_run(config, profile, cache_dir)
     report = dict(run.report)
+    # the cached report keeps the commit that first evaluated these models; say which code wrote this one
+    report["evaluated_at_commit"] = report.get("git_commit")
+    report["git_commit"], report["git_dirty"] = git_commit(), git_dirty()
     batch = throughput_batch_size(default_device())
     report["throughput"] = scoring_throughput(run.prm, (run.data.bon * 2)[: 4 * batch], batch)
     if sweep is not None:

@@ -68,6 +68,8 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
     group_ids = np.asarray(groups)
     if group_ids.ndim != 1 or group_ids.size == 0:
         raise ValueError(f"groups has shape {group_ids.shape}; pass one group id per item (1-D, non-empty).")
+    if group_ids.dtype.kind == "f" and np.isnan(group_ids).any():
+        raise ValueError("groups holds nan; give every item the id of its group (its problem).")
     _check_positive_int(n_bootstrap, "n_bootstrap")
     _, inverse = np.unique(group_ids, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
@@ -81,7 +83,11 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
             # all members of each picked group: offsets within the group added to its start
             lengths = sizes[picked]
             within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            values.append(statistic(order[np.repeat(starts[picked], lengths) + within]))
+            value = np.asarray(statistic(order[np.repeat(starts[picked], lengths) + within]), dtype=np.float64)
+            if value.ndim != 0:
+                raise ValueError(f"statistic returned shape {value.shape}; it must return one number per resample "
+                                 "(e.g. a mean over the indices it is given).")
+            values.append(float(value))
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
@@ -175,6 +181,8 @@ def per_problem_accuracy(answers: Any, is_correct: Any, scores: Any | None, meth
     n_problems, m = answers.shape
     if ns is None:
         ns = [2**k for k in range(m.bit_length()) if 2**k <= m] + ([m] if m & (m - 1) else [])
+    elif isinstance(ns, (int, np.integer, str)):
+        raise ValueError(f"ns={ns!r} must be a sequence of group sizes, e.g. ns=[{ns}].")
     for n in ns:
         _check_positive_int(n, "n in ns")
         if n > m:
@@ -215,7 +223,9 @@ def paired_difference(a: Any, b: Any, n_bootstrap: int = 1000, seed: int = 0) ->
     (0.25, True)
     """
     a, b = _as_array(a, "a"), _as_array(b, "b")
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a {a.shape} and b {b.shape} must be one value per problem, the same problems.")
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"a {a.shape} and b {b.shape} must be one value per problem, the same problems, at least one.")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("a and b must be finite per-problem values (e.g. accuracies in [0, 1]); found nan or inf.")
     low, high = bootstrap_ci(a - b, n_bootstrap, seed)
     return {"value": float((a - b).mean()), "ci_low": low, "ci_high": high}

@@ -57,6 +57,15 @@ def _backbone_fingerprint(backbone: Any) -> dict[str, Any]:
     return {key: getattr(cfg, key, None) for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
 
 
+def _require_tied_embeddings(backbone: Any, what: str) -> None:
+    """The course reads next-token logits through the input embeddings, which is the LM head only when
+    the two are tied; ``AutoModel`` does not load an untied model's own head at all."""
+    if getattr(backbone.config, "tie_word_embeddings", True) is False:
+        raise ValueError(f"{what} needs the backbone's LM head, but {backbone.config.model_type!r} does not tie it to "
+                         "its input embeddings and AutoModel loads no head: set use_lm_features=False and "
+                         "lm_loss_weight=0 for this backbone.")
+
+
 def step_surprise(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_positions: torch.Tensor,
                   steps_start: torch.Tensor) -> torch.Tensor:
     """Lowest and mean log-probability the backbone's LM gives the tokens of each step.
@@ -116,6 +125,8 @@ class ProcessRewardModel(nn.Module):
                 f"head.hidden_size={self.head_config.hidden_size} does not match the backbone's "
                 f"hidden_size={hidden_size}; build the head for this backbone."
             )
+        if self.head_config.use_lm_features:
+            _require_tied_embeddings(backbone, "head.use_lm_features=True")
         if backbone.get_input_embeddings().num_embeddings < len(encoder.tokenizer):
             backbone.resize_token_embeddings(len(encoder.tokenizer))
         self.backbone = backbone
@@ -138,6 +149,8 @@ class ProcessRewardModel(nn.Module):
         index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, S, H)
         features = hidden.gather(1, index)  # (B, S, H)
         use_lm = return_lm_logits or self.head_config.use_lm_features
+        if use_lm:
+            _require_tied_embeddings(self.backbone, "next-token logits (return_lm_logits, lm_loss_weight > 0)")
         lm_logits = hidden @ self.backbone.get_input_embeddings().weight.T if use_lm else None  # (B, T, V)
         if self.head_config.use_lm_features:
             if steps_start is None:
@@ -154,6 +167,7 @@ class ProcessRewardModel(nn.Module):
         """(B, S, 2): the lowest and the mean log-probability the backbone's LM gives each step's
         tokens (``step_surprise``), the two features the head adds when ``use_lm_features`` is on.
         Takes a batch from ``StepEncoder.collate``."""
+        _require_tied_embeddings(self.backbone, "lm_surprise")
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         lm_logits = hidden @ self.backbone.get_input_embeddings().weight.T  # (B, T, V)
         return step_surprise(lm_logits, input_ids, step_positions, steps_start)

@@ -10,8 +10,10 @@ everything that made it. The ``gpu`` profile runs the same sweeps at the standar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,10 @@ ABLATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+HEAD_FIELDS = frozenset({"use_lm_features", "head_mlp_size"})  # what a change may set in ExperimentConfig
+SWEEP_SETS = frozenset({"max_steps", "batch_size", "eval_every", "checkpoint_dir", "seed", "show_progress"})
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """Size of the sweep models (``params/<profile>.yaml``, section ``sweeps``)."""
@@ -59,23 +65,32 @@ class SweepConfig:
     ablation_seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
-        object.__setattr__(self, "seeds", tuple(self.seeds))
+        for name, example in (("train_sizes", "(200, 500, 1000, 2000)"), ("seeds", "(0, 1)")):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not all(_is_int(v) for v in values):
+                raise ValueError(f"{name}={values!r} must be a sequence of ints, e.g. {example}.")
+            object.__setattr__(self, name, tuple(int(v) for v in values))
         sizes = self.train_sizes
         if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
             raise ValueError(f"train_sizes={sizes!r} must be distinct positive ints, smallest first, "
                              "e.g. (200, 500, 1000, 2000).")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={self.seeds!r} must be distinct ints, at least one, e.g. (0, 1).")
-        for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size"):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds={self.seeds!r} must be distinct ints >= 0, at least one, e.g. (0, 1).")
+        for name, lowest in (("max_steps", 1), ("batch_size", 1), ("n_bon_problems", 1), ("ablation_train_size", 1),
+                             ("ablation_seed", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+            if not _is_int(value) or value < lowest:
+                raise ValueError(f"{name}={value!r} must be an int >= {lowest}.")
+            object.__setattr__(self, name, int(value))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SweepConfig:
         check_known_settings(cls, values, "sweep")
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def load_sweep(profile: str, params_dir: Path = PARAMS_DIR) -> SweepConfig:
@@ -95,7 +110,7 @@ def train_subset(samples: list[StepSample], n_solutions: int, seed: int) -> list
     >>> len(train_subset(pool, 3, seed=0)), len({s.meta["problem_id"] for s in train_subset(pool, 4, seed=1)})
     (3, 2)
     """
-    if isinstance(n_solutions, bool) or not isinstance(n_solutions, int) or not 1 <= n_solutions <= len(samples):
+    if not _is_int(n_solutions) or not 1 <= n_solutions <= len(samples):
         raise ValueError(f"n_solutions={n_solutions!r} must be an int in [1, {len(samples)}] (the training set's "
                          "size); lower train_sizes in the sweep settings.")
     by_problem: dict[Any, list[StepSample]] = {}
@@ -103,14 +118,24 @@ def train_subset(samples: list[StepSample], n_solutions: int, seed: int) -> list
         by_problem.setdefault(sample.meta.get("problem_id", sample.problem), []).append(sample)
     groups = list(by_problem.values())
     order = np.random.default_rng(seed).permutation(len(groups))
-    return [s for g in order for s in groups[g]][:n_solutions]
+    return [s for g in order for s in groups[g]][: int(n_solutions)]
+
+
+def _data_fingerprint(data: Datasets) -> str:
+    """A hash of every sample's text and labels, so cached sweep scores never meet other data."""
+    digest = hashlib.sha256()
+    for part in ("train", "val", "test", "bon"):
+        for sample in getattr(data, part):
+            digest.update(repr((part, sample.problem, sample.steps, sample.labels)).encode())
+    return digest.hexdigest()[:16]
 
 
 def _sweep_dir(config: ExperimentConfig, sweep: SweepConfig, kind: str, n_train: int, seed: int,
-               change: dict[str, Any], labels: str, n_rollouts: int, cache_dir: str | os.PathLike | None) -> Path:
+               change: dict[str, Any], labels: str, n_rollouts: int, data: Datasets,
+               cache_dir: str | os.PathLike | None) -> Path:
     key = {"pretrained": _pretrain_key(config), "config": asdict(config), "kind": kind, "n_train": n_train,
            "seed": seed, "change": change, "max_steps": sweep.max_steps, "batch_size": sweep.batch_size,
-           "n_bon_problems": sweep.n_bon_problems}
+           "n_bon_problems": sweep.n_bon_problems, "data": _data_fingerprint(data)}
     if labels != "exact":
         key.update(labels=labels, n_rollouts=n_rollouts)
     return _experiment_dir(cache_dir) / f"sweep-{kind}-{_hash(key)}"
@@ -127,20 +152,23 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
     validation and test keep the exact labels. Only the scores and the train info are kept, not
     the weights.
     """
-    from prm_core.training import train
+    from prm_core.training import TrainConfig, train
     from prm_core.verification import Verifier
 
-    from prm_core.training import TrainConfig
-
+    if kind not in ("prm", "orm"):
+        raise ValueError(f"kind={kind!r} must be 'prm' or 'orm'.")
     change = dict(change or {})
-    head_fields = {f.name for f in fields(ExperimentConfig)} - {"pretrain", "prm", "orm"}
-    unknown = set(change) - head_fields - {f.name for f in fields(TrainConfig)}
+    train_fields = {f.name for f in fields(TrainConfig)} - SWEEP_SETS
+    unknown = set(change) - HEAD_FIELDS - train_fields
     if unknown:
-        raise ValueError(f"change has unknown fields {sorted(unknown)}; name fields of ExperimentConfig (the head: "
-                         f"{sorted(head_fields)}) or of TrainConfig (the loss and the run).")
-    head_change = {k: v for k, v in change.items() if k in head_fields}
-    train_change = {k: v for k, v in change.items() if k not in head_fields}
-    folder = _sweep_dir(config, sweep, kind, n_train, seed, change, labels, n_rollouts, cache_dir)
+        raise ValueError(f"change has unknown fields {sorted(unknown)}; a sweep model can change the head "
+                         f"({sorted(HEAD_FIELDS)}) or the loss and optimiser ({sorted(train_fields)}); the sweep "
+                         f"itself sets {sorted(SWEEP_SETS)}.")
+    head_change = {k: v for k, v in change.items() if k in HEAD_FIELDS}
+    train_change = {k: v for k, v in change.items() if k not in HEAD_FIELDS}
+    if "use_lm_features" in head_change and not isinstance(head_change["use_lm_features"], bool):
+        raise ValueError(f"change['use_lm_features']={head_change['use_lm_features']!r} must be True or False.")
+    folder = _sweep_dir(config, sweep, kind, n_train, seed, change, labels, n_rollouts, data, cache_dir)
     if not (folder / "train_result.json").exists():
         # the sweep's own loop shows the progress; one bar per short run would bury it
         train_config = replace(getattr(config, kind), max_steps=sweep.max_steps, batch_size=sweep.batch_size,

@@ -55,11 +55,12 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
         for name in ("warmup_steps", "eval_every", "lm_loss_weight", "weight_decay", "grad_clip", "checkpoint_every"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # also False for nan
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
-        if self.pos_weight != "balanced" and (isinstance(self.pos_weight, (str, bool)) or not self.pos_weight > 0):
-            raise ValueError(f"pos_weight={self.pos_weight!r} must be > 0 or 'balanced'; 1.0 weighs both classes "
-                             "equally.")
+        if self.pos_weight != "balanced" and (not isinstance(self.pos_weight, int | float) or isinstance(self.pos_weight, bool)
+                                              or not 0 < self.pos_weight < math.inf):
+            raise ValueError(f"pos_weight={self.pos_weight!r} must be a finite number > 0 or 'balanced'; 1.0 weighs "
+                             "every step the same, 'balanced' gives both classes the same total weight.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0, e.g. 3e-3.")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -124,7 +125,8 @@ def _batches(model: ProcessRewardModel, encoded: Sequence[EncodedSample], batch_
 
 def balanced_pos_weight(encoded: Sequence[EncodedSample]) -> float:
     """``pos_weight`` that gives both classes equal total weight: (wrong steps) / (correct steps) over
-    the labelled steps (soft labels count fractionally: sum(1 - y) / sum(y)).
+    the labelled steps (soft labels count fractionally: sum(1 - y) / sum(y)). It counts every label,
+    also those that ``use_mask_after_first_error`` later leaves out of the loss.
 
     Examples
     --------
@@ -132,6 +134,8 @@ def balanced_pos_weight(encoded: Sequence[EncodedSample]) -> float:
     0.5
     """
     labels = [y for e in encoded for y in (e.labels or []) if y is not None]
+    if not all(0.0 <= y <= 1.0 for y in labels):  # also catches nan
+        raise ValueError("labels must lie in [0, 1] (1 correct, 0 wrong, soft in between) for pos_weight='balanced'.")
     n_correct = sum(labels)
     n_wrong = len(labels) - n_correct
     if n_correct == 0 or n_wrong == 0:

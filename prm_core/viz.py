@@ -250,10 +250,14 @@ def plot_best_of_n(table: Mapping[str, Mapping[str, Mapping[str, float]]], metho
     if isinstance(methods, str) or len(methods) == 0 or unknown:
         raise ValueError(f"methods={methods!r} must list methods that table holds, with {stats}, at every N; "
                          f"not {unknown}. Known at N={ns[0]}: {sorted(table[str(ns[0])])}.")
+    styles = dict(styles or {})
+    if set(styles) - set(methods) or not all(isinstance(v, Mapping) and "label" not in v for v in styles.values()):
+        raise ValueError(f"styles must map methods being drawn to dicts of line keywords (no 'label': use labels=), "
+                         f"e.g. {{'prm_min': {{'color': 'tab:blue'}}}}; got keys {sorted(styles)} for methods {list(methods)}.")
     curves = {m: np.array([[table[str(n)][m][k] for k in stats] for n in ns]) for m in methods}  # (N's, 3)
     ax = _axes(ax, (6.0, 4.0))
     for method, curve in curves.items():
-        (line,) = ax.plot(ns, curve[:, 0], **{"marker": "o", **(styles or {}).get(method, {})},
+        (line,) = ax.plot(ns, curve[:, 0], **{"marker": "o", **styles.get(method, {})},
                           label=(labels or {}).get(method, method))
         ax.fill_between(ns, curve[:, 1], curve[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xscale("log", base=2)  # N doubles from point to point; base 2 has no minor ticks
@@ -355,6 +359,13 @@ def plot_intervals(groups: Sequence[Any], series: Mapping[str, Sequence[Mapping[
                                 n=len(groups), of="group") for name, entries in series.items()}
     except (KeyError, TypeError) as err:
         raise ValueError(f"every series entry needs {key!r}, 'ci_low' and 'ci_high'; got {err!r}.") from err
+    for name, values in arrays.items():
+        bad = ~((values[:, 1] <= values[:, 0]) & (values[:, 0] <= values[:, 2]))  # also True for nan
+        if bad.any():
+            raise ValueError(f"series[{name!r}] has entries outside their own interval (ci_low <= {key} <= "
+                             f"ci_high fails, or nan) at groups {[groups[i] for i in np.flatnonzero(bad)]}.")
+    if colors is not None and not isinstance(colors, Mapping):
+        raise ValueError(f"colors must be a dict of series name -> colour, e.g. {{'PRM': 'tab:blue'}}; got {colors!r}.")
     ax = _axes(ax, (1.5 + 1.1 * len(groups), 3.5))
     width = 0.7 / len(arrays)
     x = np.arange(len(groups))

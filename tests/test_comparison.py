@@ -85,7 +85,7 @@ def test_comparison_metrics_bad_kind_and_empty_rows_raise():
     scored = _scored(data, noise=0.1)
     with pytest.raises(ValueError, match="kind='lm'"):
         comparison_metrics(scored, data, "lm")
-    with pytest.raises(ValueError, match="select at least one"):
+    with pytest.raises(ValueError, match="non-empty"):
         comparison_metrics(scored, data, "prm", test_rows=[], ns=(4,))
 
 
@@ -151,3 +151,40 @@ def test_prm_minus_orm_on_different_candidates_raises():
     short = dict(scored, bon=StepScores(scored["bon"].scores[:8], scored["bon"].mask[:8]))
     with pytest.raises(ValueError, match="different candidates"):
         prm_minus_orm({"prm": scored, "orm": short}, data)
+
+
+@pytest.mark.parametrize("rows,match", [(np.ones(80, dtype=bool), "not a mask"), ([0.9, 1.9], "not a mask"),
+                                        ([-1], r"in \[0, 80\)"), ([80], r"in \[0, 80\)"), ([3, 3], "repeats"),
+                                        ([], "non-empty")],
+                         ids=["bool-mask", "floats", "negative", "too-large", "repeated", "empty"])
+def test_comparison_metrics_bad_test_rows_raise_naming_the_fix(rows, match):
+    data = _data()
+    with pytest.raises(ValueError, match=match):
+        comparison_metrics(_scored(data, 0.1), data, "prm", test_rows=rows, ns=(4,), n_bootstrap=5)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 5.0, -0.1, True], ids=["nan", "above-1", "negative", "bool"])
+def test_comparison_metrics_bad_threshold_raises(threshold):
+    data = _data()
+    with pytest.raises(ValueError, match="threshold="):
+        comparison_metrics(_scored(data, 0.1), data, "prm", threshold=threshold, ns=(4,), n_bootstrap=5)
+
+
+def test_comparison_metrics_missing_part_and_int_ns_raise():
+    data = _data()
+    scored = _scored(data, 0.1)
+    with pytest.raises(ValueError, match=r"missing \['val'\]"):
+        comparison_metrics({k: v for k, v in scored.items() if k != "val"}, data, "prm")
+    with pytest.raises(ValueError, match=r"ns=\(16, 64\)"):
+        comparison_metrics(scored, data, "prm", ns=4)
+
+
+@pytest.mark.parametrize("a,match", [({"ci_low": 0.9, "ci_high": 0.1}, "ci_low <= ci_high"),
+                                     ({"ci_low": float("nan"), "ci_high": 0.5}, "ci_low <= ci_high"),
+                                     ({"value": 0.5}, "'ci_low' and 'ci_high'")],
+                         ids=["swapped", "nan", "missing-keys"])
+def test_separation_bad_interval_raises(a, match):
+    from prm_core.comparison import separation
+
+    with pytest.raises(ValueError, match=match):
+        separation(a, {"ci_low": 0.3, "ci_high": 0.4})

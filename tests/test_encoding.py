@@ -319,3 +319,24 @@ def test_naive_truncated_sample_without_labels_raises(course_backbone):
 
     with pytest.raises(ValueError, match="no labels"):
         naive_truncated_sample(course_backbone[1], StepSample("q", ["a."]))
+
+
+def test_naive_truncated_sample_does_not_count_the_newline_after_the_problem(tokenizer_factory):
+    from prm_core.encoding import naive_truncated_sample
+
+    tokenizer = tokenizer_factory()
+    # a problem ending in a letter keeps its newline as its own token on these tokenizers, and the
+    # step's newline merges with its period: the only newline id found ends the problem, not a step
+    sample = StepSample("Ana has 12 coins and gets 5 more", ["12 + 5 = 17."], labels=[0.0])
+    ends = naive_newline_step_ends(tokenizer, sample)
+    n_problem = len(tokenizer(sample.problem, add_special_tokens=False)["input_ids"])
+    if [i for i in ends if i > n_problem]:
+        pytest.skip("this tokenizer keeps the step's newline as a token")
+    assert naive_truncated_sample(tokenizer, sample).labels == (0.0,)  # one step, no end found: labels[0] at the end
+    two = StepSample("Ana has 12 coins and gets 5 more", ["12 + 5 = 17.", "So 17."], labels=[1.0, 0.0])
+    assert naive_truncated_sample(tokenizer, two).labels == (None, 1.0)
+
+
+def test_naive_newline_step_ends_empty_separator_raises(course_backbone):
+    with pytest.raises(ValueError, match="separator=''"):
+        naive_newline_step_ends(course_backbone[1], StepSample("q", ["a."]), separator="")

@@ -430,3 +430,30 @@ def test_paired_difference_different_problem_counts_raise():
 
     with pytest.raises(ValueError, match="same problems"):
         paired_difference([1.0, 0.0], [1.0])
+
+
+@pytest.mark.parametrize("a,b,match", [([NAN, 1.0], [0.0, 1.0], "finite"), ([float("inf"), 1.0], [0.0, 1.0], "finite"),
+                                       ([], [], "at least one")], ids=["nan", "inf", "empty"])
+def test_paired_difference_bad_values_raise(a, b, match):
+    from prm_core.metrics import paired_difference
+
+    with pytest.raises(ValueError, match=match):
+        paired_difference(a, b)
+
+
+def test_bootstrap_statistic_ci_statistic_returning_an_array_raises():
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    x = np.array([0.1, 0.2, 0.8, 0.9])
+    with pytest.raises(ValueError, match="one number per resample"):
+        bootstrap_statistic_ci(lambda idx: x[idx], [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="groups holds nan"):
+        bootstrap_statistic_ci(lambda idx: 0.0, [NAN, NAN])
+
+
+def test_per_problem_accuracy_single_int_ns_raises_with_the_fix():
+    from prm_core.metrics import per_problem_accuracy
+
+    answers, is_correct, scores = _random_candidates(3, 4)
+    with pytest.raises(ValueError, match=r"ns=\[2\]"):
+        per_problem_accuracy(answers, is_correct, scores, "best_of_n", ns=2)

@@ -239,3 +239,21 @@ def test_lm_surprise_is_step_surprise_of_the_tied_lm_logits_and_zero_at_padding(
     torch.testing.assert_close(surprise, expected)
     padded = batch["step_positions"] < 0
     assert surprise.shape == (3, 4, 2) and (surprise[padded] == 0).all() and (surprise[~padded] <= 0).all()
+
+
+def test_lm_features_on_an_untied_backbone_raise_naming_the_fix(tiny_backbone):
+    import copy
+
+    from prm_core.encoding import StepEncoder
+
+    backbone, tokenizer = copy.deepcopy(tiny_backbone[0]), copy.deepcopy(tiny_backbone[1])
+    backbone.config.tie_word_embeddings = False  # as a hub model with its own lm_head, which AutoModel drops
+    encoder = StepEncoder(tokenizer, model=backbone)
+    with pytest.raises(ValueError, match="use_lm_features=False and lm_loss_weight=0"):
+        ProcessRewardModel(backbone, encoder, head=HeadConfig(hidden_size=backbone.config.hidden_size,
+                                                               use_lm_features=True))
+    plain = ProcessRewardModel(backbone, encoder)  # without the features the head needs no LM
+    batch = encoder(_samples())
+    assert plain(**batch).logits.shape[0] == 3
+    with pytest.raises(ValueError, match="does not tie"):
+        plain(**batch, return_lm_logits=True)

@@ -50,3 +50,25 @@ def test_replace_block_without_one_ordered_pair_of_markers_raises(text):
 
 def test_replace_block_keeps_what_surrounds_the_markers():
     assert replace_block(f"head\n{BEGIN}\nold\n{END}\ntail", "new") == f"head\n{BEGIN}\nnew\n{END}\ntail"
+
+
+def test_markdown_tables_without_the_sweep_sections_raise_naming_make_results(results):
+    partial = {k: v for k, v in results.items() if k not in ("data_efficiency", "prm_minus_orm")}
+    with pytest.raises(ValueError, match=r"\['prm_minus_orm', 'data_efficiency'\].*make results"):
+        markdown_tables(partial)
+    with pytest.raises(ValueError, match="make results"):
+        markdown_tables({})
+
+
+@pytest.mark.parametrize("block", [None, f"x {END} y"], ids=["none", "holds-a-marker"])
+def test_replace_block_refuses_a_block_that_is_not_plain_text(block):
+    with pytest.raises(ValueError, match="without the begin/end markers"):
+        replace_block(f"{BEGIN}\n{END}", block)
+
+
+def test_results_table_cli_missing_file_exits_with_the_fix(tmp_path, capsys):
+    from prm_core.results_table import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--results", str(tmp_path / "none.json"), "--readme", str(tmp_path / "README.md")])
+    assert exit_info.value.code == 2 and "make results" in capsys.readouterr().err

@@ -135,3 +135,53 @@ def test_sweep_scores_unknown_change_raises_naming_it(smoke):
     config, data, cache = smoke
     with pytest.raises(ValueError, match=r"unknown fields \['use_lm_feature'\]"):
         sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, {"use_lm_feature": False}, cache)
+
+
+@pytest.mark.parametrize("change,match", [({"max_steps": 5}, "the sweep itself sets"), ({"seed": 5}, "unknown fields"),
+                                          ({"backbone": "x"}, "unknown fields"),
+                                          ({"use_lm_features": "no"}, "True or False")],
+                         ids=["set-by-the-sweep", "data-seed", "backbone", "non-bool-features"])
+def test_sweep_scores_changes_it_would_ignore_or_collide_on_raise(smoke, change, match):
+    config, data, cache = smoke
+    with pytest.raises(ValueError, match=match):
+        sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, change, cache)
+
+
+def test_sweep_scores_unknown_kind_raises(smoke):
+    config, data, cache = smoke
+    with pytest.raises(ValueError, match="kind='PRM'"):
+        sweep_scores(config, SMOKE_SWEEP, "PRM", data, 8, 0, cache_dir=cache)
+
+
+def test_sweep_scores_other_data_is_not_served_from_the_cache(smoke):
+    from dataclasses import replace as dc_replace
+
+    config, data, cache = smoke
+    first, _ = sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=cache)
+    fewer = dc_replace(data, test=data.test[:4])
+    again, _ = sweep_scores(config, SMOKE_SWEEP, "prm", fewer, 8, 0, cache_dir=cache)
+    assert len(first["test"].scores) == len(data.test) and len(again["test"].scores) == 4
+
+
+@pytest.mark.parametrize("kwargs,match", [({"seeds": (-1,)}, "seeds"), ({"seeds": ("a",)}, "seeds"),
+                                          ({"seeds": (0.5,)}, "seeds"), ({"ablation_seed": "x"}, "ablation_seed"),
+                                          ({"train_sizes": ("200", "500")}, "train_sizes"),
+                                          ({"train_sizes": 200}, "train_sizes"), ({"train_sizes": (True, 5)}, "train_sizes"),
+                                          ({"train_sizes": (200.5, 500)}, "train_sizes")],
+                         ids=["negative-seed", "str-seed", "float-seed", "str-ablation-seed", "str-sizes", "int-sizes",
+                              "bool-size", "float-size"])
+def test_sweep_config_seeds_and_sizes_must_be_ints(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SweepConfig(**kwargs)
+
+
+def test_sweep_config_and_train_subset_accept_numpy_ints():
+    import numpy as np
+
+    assert SweepConfig(train_sizes=(np.int64(10), 20), seeds=(np.int64(0),)).train_sizes == (10, 20)
+    assert len(train_subset(_pool(3, 2), np.int64(3), 0)) == 3
+
+
+def test_load_sweep_empty_section_gives_the_defaults(tmp_path):
+    (tmp_path / "tiny.yaml").write_text("PROFILE: tiny\nsweeps:\n")
+    assert load_sweep("tiny", params_dir=tmp_path) == SweepConfig()

@@ -323,3 +323,23 @@ def test_train_orm_held_out_bce_is_on_the_outcome_label_not_the_step_labels(make
 def test_train_lm_history_has_no_bce(make_tiny_prm, arithmetic_data):
     result = train(make_tiny_prm(), arithmetic_data[0][:16], config=_quick_config(), kind="lm")
     assert all("train_bce" not in row for row in result.history)
+
+
+@pytest.mark.parametrize("value", [None, [0.5], float("inf"), float("nan")], ids=["none", "list", "inf", "nan"])
+def test_train_config_pos_weight_must_be_a_finite_positive_number(value):
+    with pytest.raises(ValueError, match=r"^pos_weight=.*finite number"):
+        TrainConfig(pos_weight=value)
+
+
+def test_train_config_nan_lm_loss_weight_raises():
+    with pytest.raises(ValueError, match=r"^lm_loss_weight=nan"):
+        TrainConfig(lm_loss_weight=float("nan"))
+
+
+@pytest.mark.parametrize("labels", [[3.0, 0.0], [float("nan"), 1.0, 0.0]], ids=["above-one", "nan"])
+def test_balanced_pos_weight_labels_outside_0_1_raise(labels):
+    from prm_core.encoding import EncodedSample
+    from prm_core.training import balanced_pos_weight
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        balanced_pos_weight([EncodedSample(list(range(len(labels) + 1)), list(range(1, len(labels) + 1)), labels)])

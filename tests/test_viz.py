@@ -428,3 +428,23 @@ def test_best_of_n_styles_set_each_methods_line_and_band_colour():
     assert line.get_linestyle() == "--" and matplotlib.colors.to_hex(line.get_color()) == matplotlib.colors.to_hex("tab:blue")
     band = ax.collections[1]
     assert matplotlib.colors.to_hex(band.get_facecolor()[0]) == matplotlib.colors.to_hex("tab:blue")
+
+
+@pytest.mark.parametrize("entry", [{"value": 0.5, "ci_low": 0.6, "ci_high": 0.9}, {"value": 0.5, "ci_low": 0.9, "ci_high": 0.1},
+                                   {"value": float("nan"), "ci_low": 0.1, "ci_high": 0.9}],
+                         ids=["value-outside", "swapped", "nan"])
+def test_intervals_an_entry_outside_its_own_interval_raises(entry):
+    with pytest.raises(ValueError, match="outside their own interval"):
+        plot_intervals([1], {"PRM": [entry]})
+
+
+def test_intervals_colors_must_be_a_dict():
+    with pytest.raises(ValueError, match="colors must be a dict"):
+        plot_intervals([1], {"PRM": [POINT]}, colors=["red"])
+
+
+@pytest.mark.parametrize("styles", [{"prm_min": "r--"}, {"prm_min": {"label": "x"}}, {"prm_mni": {"color": "red"}}],
+                         ids=["string-style", "label-key", "unknown-method"])
+def test_best_of_n_bad_styles_raise(styles):
+    with pytest.raises(ValueError, match="styles must map methods"):
+        plot_best_of_n(TABLE, ["prm_min"], styles=styles)
