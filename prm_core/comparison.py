@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prm_core.evaluation import answer_arrays, first_errors, padded_labels, pick_threshold
+from prm_core.evaluation import (
+    answer_arrays,
+    candidates_per_problem,
+    first_errors,
+    padded_labels,
+    pick_threshold,
+)
 from prm_core.metrics import (
     best_of_n_curve,
     bootstrap_statistic_ci,
@@ -36,10 +42,6 @@ COMPARISON_NS = (16, 64)
 
 def _interval(value: float, ci: tuple[float, float]) -> dict[str, float]:
     return {"value": float(value), "ci_low": ci[0], "ci_high": ci[1]}
-
-
-def _n_candidates(bon: Sequence[Any]) -> int:
-    return len(bon) // len({s.meta["problem_id"] for s in bon})
 
 
 def _default_ns(ns: Sequence[int] | None, n_candidates: int) -> list[int]:
@@ -120,7 +122,7 @@ def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str,
     test_idx = _rows(test_rows, len(data.test), "test_rows", "data.test")
     n_bon = len(scored["bon"].scores)
     bon = data.bon[:n_bon]
-    answers, correct = answer_arrays(bon, _n_candidates(data.bon))
+    answers, correct = answer_arrays(bon, candidates_per_problem(data.bon))
     bon_idx = _rows(bon_rows, answers.shape[0], "bon_rows", "the scored best-of-N problems")
 
     test = [data.test[i] for i in test_idx]
@@ -164,7 +166,7 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
     n_bon = len(scored["prm"]["bon"].scores)
     if len(scored["orm"]["bon"].scores) != n_bon:
         raise ValueError("the PRM's and the ORM's best-of-N scores cover different candidates; score the same ones.")
-    answers, correct = answer_arrays(data.bon[:n_bon], _n_candidates(data.bon))
+    answers, correct = answer_arrays(data.bon[:n_bon], candidates_per_problem(data.bon))
     rows = _rows(bon_rows, answers.shape[0], "bon_rows", "the scored best-of-N problems")
     ns = _default_ns(ns, answers.shape[1])
     out: dict[str, Any] = {}
@@ -178,7 +180,7 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
 def baselines_by_rows(data: Datasets, bon_rows: np.ndarray, ns: Sequence[int] | None = None,
                       n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """Majority vote and the oracle on the same best-of-N problems, for reference."""
-    answers, correct = answer_arrays(data.bon, _n_candidates(data.bon))
+    answers, correct = answer_arrays(data.bon, candidates_per_problem(data.bon))
     bon_rows = _rows(bon_rows, answers.shape[0], "bon_rows", "data.bon's problems")
     out = {}
     for method in ("majority", "oracle"):
@@ -212,7 +214,7 @@ def by_n_operations(scored: dict[str, dict[str, StepScores]], data: Datasets, ns
             raise ValueError(f"data.{part} has samples without meta['n_operations']; sample them with "
                              "NoisyPolicy, which records each problem's chain length.")
     test_ops = np.array([s.meta["n_operations"] for s in data.test])
-    bon_ops = np.array([s.meta["n_operations"] for s in data.bon[:: _n_candidates(data.bon)]])
+    bon_ops = np.array([s.meta["n_operations"] for s in data.bon[:: candidates_per_problem(data.bon)]])
     thresholds = {kind: pick_threshold(scored[kind]["val"], data.val) for kind in ("prm", "orm")}
     rows = []
     for k in sorted(set(test_ops.tolist()) & set(bon_ops.tolist())):

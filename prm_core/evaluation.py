@@ -176,7 +176,8 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
     return scored
 
 
-def _n_candidates(bon: Sequence[StepSample]) -> int:
+def candidates_per_problem(bon: Sequence[StepSample]) -> int:
+    """Candidates per problem of a problem-major best-of-N list (``Datasets.bon``)."""
     return len(bon) // len({s.meta["problem_id"] for s in bon})
 
 
@@ -189,7 +190,7 @@ def held_out_report(scored: dict[str, StepScores], data: Datasets) -> dict[str, 
 
 def selection_report(scored: dict[str, StepScores], data: Datasets, rule: str = "min") -> dict[str, dict[str, float]]:
     """Best-of-N and weighted-vote accuracy of one PRM (solution score ``rule``) at every N."""
-    answers, correct = answer_arrays(data.bon, _n_candidates(data.bon))
+    answers, correct = answer_arrays(data.bon, candidates_per_problem(data.bon))
     solution = scored["bon"].solution_scores(rule).numpy().reshape(answers.shape)
     return {method: {str(p.n): p.accuracy for p in best_of_n_curve(answers, correct, solution, method)}
             for method in ("best_of_n", "weighted")}
@@ -203,7 +204,7 @@ def build_report(scored: dict[str, dict[str, StepScores]], data: Datasets) -> di
     report["baselines"] = {"majority_label_step_accuracy": max(positive_share, 1 - positive_share),
                            "majority_label_step_auroc": 0.5,
                            "orm_as_step_scorer_auroc": report["orm"]["step_auroc"]}
-    report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, _n_candidates(data.bon))
+    report["best_of_n"] = best_of_n_report(scored["prm"]["bon"], scored["orm"]["bon"], data.bon, candidates_per_problem(data.bon))
     report["best_of_n_summary"] = summarize_best_of_n(report["best_of_n"])
     report["step_auroc"] = report["prm"]["step_auroc"]
     report["first_error_f1"] = report["prm"]["first_error"]["f1"]
@@ -239,7 +240,7 @@ def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, b
     the budget, accuracy with a 95% bootstrap CI over problems, and the mean number of steps the policy
     wrote and the PRM scored per problem.
     """
-    n_candidates = _n_candidates(bon)
+    n_candidates = candidates_per_problem(bon)
     answers, correct = answer_arrays(bon, n_candidates)
     solution = prm_bon.solution_scores(rule).numpy().reshape(answers.shape)
     steps_per_candidate = np.array([s.n_steps for s in bon]).reshape(answers.shape)
