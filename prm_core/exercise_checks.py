@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core import aggregation, labeling, losses, metrics, search, voting
+from prm_core import aggregation, labeling, losses, metrics, rl, search, voting
 from prm_core.training import TrainConfig, _lr_lambda
 
 N_RANDOM = 20  # random cases per exercise, after the fixed ones
@@ -308,6 +308,45 @@ def _beam_step_args(args: tuple) -> tuple:
     return problem, beams, NoisyPolicy(), random.Random(seed), _exact_min_score(problem), beam_width, expansions
 
 
+def _process_tokens_reference(step_rewards: list[list[float]], step_token_counts: list[list[int]]) -> list[list[float]]:
+    per_step = rl.process_advantages(step_rewards)
+    return [rl.token_advantages(adv, [int(e) for e in np.cumsum(counts) - 1], int(sum(counts)))
+            for adv, counts in zip(per_step, step_token_counts, strict=True)]
+
+
+def _process_tokens_cases(rng):
+    yield [[1.0, 1.0], [1.0, 0.0]], [[2, 1], [1, 2]]  # mean 0.75, std 0.433
+    yield [[0.5], [0.5, 0.5]], [[3], [1, 1]]  # all equal: no signal, every advantage 0
+    yield [[0.9, 0.2, 0.8]], [[1, 1, 1]]  # one solution: normalised against its own steps
+    for _ in range(N_RANDOM):
+        group = int(rng.integers(2, 5))
+        rewards = [[float(x) for x in np.round(rng.random(int(rng.integers(1, 5))), 2)] for _ in range(group)]
+        yield rewards, [[int(c) for c in rng.integers(1, 4, size=len(r))] for r in rewards]
+
+
+def _group_cases(rng):
+    yield ([1.0, 0.0, 0.0, 1.0],)  # mean 0.5, std 0.5: +1 and -1
+    yield ([0.3, 0.3, 0.3],)  # all equal: no signal, all 0
+    yield ([0.9, 0.1],)
+    for _ in range(N_RANDOM):
+        rewards = [float(x) for x in np.round(rng.random(int(rng.integers(2, 9))), 2)]
+        if rng.random() < 0.2:
+            rewards = [rewards[0]] * len(rewards)
+        yield (rewards,)
+
+
+def _close_flat(got: Any, want: list[float]) -> bool:
+    return _close_nested([got], [want])
+
+
+def _close_nested(got: Any, want: list[list[float]]) -> bool:
+    try:
+        return len(got) == len(want) and all(len(g) == len(w) and np.allclose(np.asarray(g, dtype=float), w, atol=1e-6)
+                                             for g, w in zip(got, want, strict=True))
+    except (TypeError, ValueError):
+        return False
+
+
 _EXERCISES = [
     Exercise("my_step_tag_positions", "02_architecture", _tag_cases, _tag_positions_reference, _same),
     Exercise("my_gather_step_scores", "02_architecture", _gather_cases, _gather_reference, _same),
@@ -328,5 +367,8 @@ _EXERCISES = [
     Exercise("my_beam_step", "09_search", _beam_step_cases, _beam_step_reference, _same, adapt=_beam_step_args),
     Exercise("my_first_error_index", "10_first_error", _first_error_cases, metrics.first_error_index, _same),
     Exercise("my_processbench_f1", "10_first_error", _f1_cases, lambda p, t: metrics.first_error_f1(p, t).f1, _same),
+    Exercise("my_group_advantages", "14_rl_with_process_rewards", _group_cases, rl.group_advantages, _close_flat),
+    Exercise("my_process_token_advantages", "14_rl_with_process_rewards", _process_tokens_cases,
+             _process_tokens_reference, _close_nested),
 ]
 EXERCISES: dict[str, Exercise] = {e.name: e for e in _EXERCISES}

@@ -389,11 +389,11 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
 
 
 def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: str | os.PathLike | None = None,
-                 sweep: Any | None = None, show_progress: bool = True) -> dict[str, Any]:
+                 sweep: Any | None = None, show_progress: bool = True, rl: Any | None = None) -> dict[str, Any]:
     """The metrics dict of ``standard_run`` plus the Verifier's throughput and, with a
     ``prm_core.sweeps.SweepConfig``, the comparison sections of the results file: ``prm_minus_orm``
     (paired differences of the standard models), ``by_n_operations``, ``data_efficiency`` and
-    ``ablations``."""
+    ``ablations``; with a ``prm_core.policy_runs.PolicyRunConfig``, ``rl`` (``policy_runs.rl_summary``)."""
     from prm_core.evaluation import scoring_throughput, throughput_batch_size
 
     run = standard_run(config, profile, cache_dir)
@@ -412,6 +412,10 @@ def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: s
         report["data_efficiency"] = data_efficiency(config, sweep, run.data, cache_dir, show_progress)
         report["ablations"] = ablations(config, sweep, run.data, cache_dir, show_progress)
         report["sweep_config"] = asdict(sweep)
+    if rl is not None:
+        from prm_core.policy_runs import rl_summary
+
+        report["rl"] = rl_summary(config, rl, cache_dir)
     return json.loads(json.dumps(report, default=_json_default))
 
 
@@ -421,13 +425,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the metrics JSON here (e.g. build/metrics/cpu.json)")
     parser.add_argument("--cache-dir", help="where trained models are cached (default: $PRM_COURSE_CACHE)")
     parser.add_argument("--no-sweeps", action="store_true",
-                        help="skip by_n_operations, data_efficiency and ablations (the standard models only)")
+                        help="skip by_n_operations, data_efficiency, ablations and rl (the standard models only)")
+    parser.add_argument("--no-rl", action="store_true", help="skip rl (the LM policy and its RL runs)")
     args = parser.parse_args(argv)
+    from prm_core.policy_runs import load_policy_runs
     from prm_core.sweeps import load_sweep
 
     start = time.perf_counter()
     sweep = None if args.no_sweeps else load_sweep(args.profile)
-    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep)
+    rl = None if args.no_sweeps or args.no_rl else load_policy_runs(args.profile)
+    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep, rl=rl)
     metrics["wall_seconds"] = time.perf_counter() - start
     text = json.dumps(metrics, indent=2, default=_json_default)
     if args.out:

@@ -102,7 +102,33 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
             rows.append([name, side, _ci(m["step_auroc"]), _ci(m["first_error_f1"]), _acc(m["best_of_n"]["64"]),
                          _acc(m["weighted_vote"]["64"])])
     out += _table(["ablation", "setting", "step AUROC", "first-error F1", "best-of-64", "weighted vote, N = 64"], rows)
+    if "rl" in results:
+        out += ["", *_rl_table(results["rl"])]
     return "\n".join(out)
+
+
+def _rl_table(rl: dict[str, Any]) -> list[str]:
+    """The RL section: the SFT policy, then each reward's held-out accuracy before and after RL."""
+    policy, config = rl["policy"], rl.get("config", {})
+    rl_config = config.get("rl", {})
+    rewards = [r for r in ("outcome", "orm", "prm", "prm_min") if r in rl]
+    seeds = [k for k in rl[rewards[0]] if k.isdigit()] if rewards else []
+    out = [f"**RL with each reward** (notebook 14: an LM policy on {policy['ops'][0]}-{policy['ops'][1]} operations, "
+           f"SFT in {policy['sft_seconds']:.0f} s, {policy['well_formed']:.1%} of its held-out samples well formed; "
+           f"{rl_config.get('n_updates')} GRPO updates of {rl_config.get('problems_per_update')} problems x "
+           f"{rl_config.get('group_size')} solutions, {len(seeds)} seeds; accuracy on {config.get('n_eval_problems')} "
+           "held-out problems, means over seeds; gains paired by problem):", ""]
+    rows = []
+    for r in rewards:
+        ends = [rl[r][s]["curve"][-1] for s in seeds]
+        first = rl[r][seeds[0]]["curve"][0]
+        rows.append([r, f"{first['accuracy']:.3f} -> {sum(e['accuracy'] for e in ends) / len(ends):.3f}",
+                     _diff(rl[r]["gain"]), _diff(rl[r]["greedy_gain"]),
+                     _diff(rl[r]["minus_outcome"]) if "minus_outcome" in rl[r] else "",
+                     f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
+                     f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
+    return out + _table(["reward", "one-sample accuracy (seed 0 start -> end)", "gain", "greedy gain",
+                         "end minus outcome's", "KL to SFT (last updates)", "s per run"], rows)
 
 
 def replace_block(text: str, block: str) -> str:

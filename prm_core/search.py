@@ -21,7 +21,6 @@ from typing import Any
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, track_steps
-from prm_core.tasks.arithmetic_policy import NoisyPolicy
 from prm_core.verification import Verifier
 from prm_core.voting import weighted_vote
 
@@ -85,22 +84,39 @@ def _finished(problem: ArithmeticProblem, steps: Sequence[str]) -> bool:
     return track_steps(problem, steps).next_op_index >= len(problem.operations)
 
 
-def _labelled(problem: ArithmeticProblem, steps: Sequence[str], score: float) -> StepSample:
+def _labelled(problem: ArithmeticProblem, steps: Sequence[str], score: float, is_done: bool = True) -> StepSample:
     answer, is_correct_answer = graded_answer(problem, steps)
+    is_correct_answer = is_correct_answer and is_done  # a solution the search had to cut off is wrong
     return StepSample(problem.text, steps, labels=track_steps(problem, steps).labels, answer=answer,
                       meta={"problem_id": problem.problem_id, "is_correct_answer": is_correct_answer,
                             "search_score": score})
 
 
-def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, verifier: Verifier,
+def _propose(policy: Any, problems: Sequence[ArithmeticProblem], requests: list[tuple[int, tuple[str, ...]]],
+             rngs: list[random.Random], seed: int) -> list[tuple[tuple[str, ...], bool]]:
+    """One more operation after each ``(problem index, prefix)`` request, and whether the result is a
+    whole solution. An LM policy (``extend_many``) answers all requests in one batch and says itself
+    when it stopped; the noisy policy writes one at a time from each problem's own rng."""
+    if hasattr(policy, "extend_many"):
+        return policy.extend_many([problems[i] for i, _ in requests], [prefix for _, prefix in requests], seed)
+    out = []
+    for i, prefix in requests:
+        steps = policy.sample(problems[i], rngs[i], prefix=prefix, max_ops=1).steps
+        out.append((steps, _finished(problems[i], steps)))
+    return out
+
+
+def beam_search(problems: Sequence[ArithmeticProblem], policy: Any, verifier: Verifier,
                 config: BeamSearchConfig = BeamSearchConfig(), show_progress: bool = True) -> list[SearchResult]:
     """Search every problem at once, one operation at a time, scoring all extensions in one batch.
 
     Parameters
     ----------
     problems : sequence of ArithmeticProblem
-    policy : NoisyPolicy
-        Proposes each next operation (``sample(..., max_ops=1)``).
+    policy : NoisyPolicy or LMPolicy
+        Proposes each next operation: ``sample(..., max_ops=1)``, or ``extend_many`` (batched) when the
+        policy has it. An LM policy's search ends where the LM ends its solution (at most twice the
+        operations plus two steps; a solution still open then is kept as it is, and graded wrong).
     verifier : Verifier
         Scores partial solutions with the PRM; the same encoder as training.
     config : BeamSearchConfig
@@ -123,22 +139,24 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
     best: list[tuple[tuple[str, ...], float] | None] = [None] * len(problems)
     generated, scored = [0] * len(problems), [0] * len(problems)
     copies: list[dict[tuple[str, ...], int]] = [{} for _ in problems]  # this operation's candidates, counted
+    is_done: list[dict[tuple[str, ...], bool]] = [{} for _ in problems]  # whether a candidate is a whole solution
     final: list[list[StepSample]] = [[] for _ in problems]
+    finished = [True] * len(problems)
     depth = max(len(p.operations) for p in problems)
-    for _ in tqdm(range(depth), desc="beam search", disable=not show_progress):
+    if hasattr(policy, "extend_many"):  # an LM may recheck or stall: allow it twice the operations
+        depth = 2 * depth + 2
+    for level in tqdm(range(depth), desc="beam search", disable=not show_progress):
+        requests = [(i, prefix) for i, problem in enumerate(problems) if best[i] is None for prefix in beams[i]
+                    for _ in range(config.samples_per_operation if beams[i] == [()] else config.expansions)]
         owners, candidates = [], []
-        for i, problem in enumerate(problems):
-            if best[i] is not None:
-                continue
-            per_beam = config.samples_per_operation if beams[i] == [()] else config.expansions
-            for prefix in beams[i]:
-                for _ in range(per_beam):
-                    steps = policy.sample(problem, rngs[i], prefix=prefix, max_ops=1).steps
-                    generated[i] += len(steps) - len(prefix)
-                    if steps not in copies[i]:  # identical text gets an identical score: score one copy
-                        owners.append(i)
-                        candidates.append(steps)
-                    copies[i][steps] = copies[i].get(steps, 0) + 1
+        for (i, prefix), (steps, done) in zip(requests, _propose(policy, problems, requests, rngs,
+                                                                 config.seed * 1_000_003 + level), strict=True):
+            generated[i] += len(steps) - len(prefix)
+            if steps not in copies[i]:  # identical text gets an identical score: score one copy
+                owners.append(i)
+                candidates.append(steps)
+            copies[i][steps] = copies[i].get(steps, 0) + 1
+            is_done[i][steps] = done
         if not candidates:
             break
         samples = [StepSample(problems[i].text, steps) for i, steps in zip(owners, candidates, strict=True)]
@@ -149,18 +167,19 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: NoisyPolicy, veri
             ranked.setdefault(i, []).append((steps, score))
         for i, options in ranked.items():
             kept = keep_top(options, [score for _, score in options], config.beam_width)  # ties: sampling order
-            if all(_finished(problems[i], steps) for steps, _ in kept):
-                best[i] = kept[0]
+            if all(is_done[i][steps] for steps, _ in kept) or level == depth - 1:
+                best[i], finished[i] = kept[0], is_done[i][kept[0][0]]
                 for steps, score in options:  # one labelled sample per text, repeated once per copy
-                    if _finished(problems[i], steps):
+                    if is_done[i][steps]:
                         final[i] += [_labelled(problems[i], steps, score)] * copies[i][steps]
             beams[i] = [steps for steps, _ in kept]
-            copies[i] = {}
+            copies[i], is_done[i] = {}, {}
     results = []
     for i, problem in enumerate(problems):
-        if best[i] is None:
+        if best[i] is None:  # only a policy that never finishes a step gets here
             raise RuntimeError(f"problem {i} did not finish in {depth} operations; this is a bug in the policy "
                                "or the step tracker, not in the input.")
         steps, score = best[i]
-        results.append(SearchResult(_labelled(problem, steps, score), generated[i], scored[i], tuple(final[i])))
+        results.append(SearchResult(_labelled(problem, steps, score, finished[i]), generated[i], scored[i],
+                                    tuple(final[i])))
     return results

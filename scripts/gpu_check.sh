@@ -8,6 +8,7 @@
 #   scripts/gpu_check.sh experiment  train + evaluate the gpu profile's standard models -> gpu.json (the long one)
 #   scripts/gpu_check.sh sweeps      the same plus by_n_operations, data_efficiency and ablations (21 more
 #                                    full-size models: hours, not for a 15-minute device session)
+#   scripts/gpu_check.sh rl          the LM policy's SFT and its 12 RL runs (params/gpu.yaml, section rl) -> rl-gpu.json
 #
 # Results go to $OUT (the device tool's folder that comes back) or build/gpu. Trained models are
 # cached under build/cache, which stays on a warm machine: an experiment cut off by a call's time
@@ -37,6 +38,11 @@ for stage in "${stages[@]}"; do
                 python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(json.dumps(
                   {k: d[k] for k in ("device", "step_auroc", "first_error_f1", "throughput", "training")}, indent=1))' \
                   "$out/$profile.json" ;;
-    *) echo "unknown stage $stage: use tests, bench, experiment or sweeps" >&2; exit 2 ;;
+    rl) python3 -m prm_core.policy_runs --profile "$profile" --out "$out/rl-$profile.json" \
+          > "$out/rl-$profile.log" 2>&1 || { tail -n 40 "$out/rl-$profile.log"; exit 1; }
+        python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(json.dumps({"policy": d["policy"],
+          "end": {r: [s["curve"][-1] for s in d[r].values()] for r in d if isinstance(d[r], dict) and "0" in d[r]}},
+          indent=1))' "$out/rl-$profile.json" ;;
+    *) echo "unknown stage $stage: use tests, bench, experiment, sweeps or rl" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,333 @@
+"""The cached runs of notebook 14: the SFT policy, and RL from it with each reward source and seed.
+
+Like ``prm_core.experiments``, every artifact is keyed by a hash of what made it (the standard
+experiment, this profile's ``rl`` section, the reward and seed), so the notebook, the results CLI and
+the GPU check share them and each still runs on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prm_core.backbones import atomic_folder
+from prm_core.experiments import (
+    CACHE_VERSION,
+    CLEAN_POLICY,
+    PARAMS_DIR,
+    ExperimentConfig,
+    _experiment_dir,
+    _hash,
+    _json_default,
+    _model_key,
+    _pretrain_key,
+    check_known_settings,
+    default_device,
+    pretrained_backbone,
+    profile_section,
+    trained_model,
+)
+from prm_core.lm_policy import LMPolicy, SamplingConfig, SFTConfig, sft
+from prm_core.rl import REWARDS, RLConfig, evaluate_policy, train_rl
+from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems
+from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+
+@dataclass(frozen=True)
+class PolicyRunConfig:
+    """One profile's LM policy and RL runs (``params/<profile>.yaml``, section ``rl``)."""
+
+    min_ops: int = 2  # the policy's problems have min_ops..max_ops operations (the benchmark: 2-8)
+    max_ops: int = 5  # 2-5 keeps a CPU RL run within its budget; the gpu profile uses the full range
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rl: RLConfig = field(default_factory=RLConfig)  # reward and seed are set per run
+    rewards: tuple[str, ...] = REWARDS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_rl_problems: int = 2000  # train-side problems the RL updates draw from
+    n_eval_problems: int = 500  # test-side problems of every held-out accuracy
+    eval_samples: int = 1  # samples per held-out problem for the one-sample accuracy
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_ops <= self.max_ops:
+            raise ValueError(f"min_ops={self.min_ops!r} and max_ops={self.max_ops!r} must satisfy 1 <= min_ops <= max_ops.")
+        unknown = set(self.rewards) - set(REWARDS)
+        if unknown or not self.rewards:
+            raise ValueError(f"rewards={list(self.rewards)!r} must be a non-empty subset of {REWARDS}.")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ValueError(f"seeds={list(self.seeds)!r} must be a non-empty list of ints, e.g. [0, 1, 2].")
+        for name in ("n_rl_problems", "n_eval_problems", "eval_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+
+    @property
+    def problem_config(self) -> ProblemConfig:
+        return ProblemConfig(min_ops=self.min_ops, max_ops=self.max_ops)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PolicyRunConfig:
+        check_known_settings(cls, values, "rl")
+        base = cls()
+        nested = {"sft": SFTConfig, "sampling": SamplingConfig, "rl": RLConfig}
+        overrides = {}
+        for key, value in values.items():
+            if key in nested:
+                check_known_settings(nested[key], value, f"rl.{key}")
+                overrides[key] = replace(getattr(base, key), **value)
+            elif key in ("rewards", "seeds"):
+                overrides[key] = tuple(value)
+            else:
+                overrides[key] = value
+        return replace(base, **overrides)
+
+
+def load_policy_runs(profile: str, params_dir: Path = PARAMS_DIR) -> PolicyRunConfig:
+    """The ``rl`` section of ``params/<profile>.yaml`` as a config (defaults where it is absent)."""
+    return PolicyRunConfig.from_dict(profile_section(profile, "rl", params_dir))
+
+
+def _key(config: PolicyRunConfig) -> dict[str, Any]:
+    return {f.name: asdict(v) if hasattr(v, "__dataclass_fields__") else v
+            for f in fields(config) for v in [getattr(config, f.name)]}
+
+
+def _eval_key(runs: PolicyRunConfig) -> dict[str, Any]:
+    """What a held-out measurement depends on besides the policy (not the list of rewards or seeds)."""
+    return {"sampling": asdict(runs.sampling), "ops": [runs.min_ops, runs.max_ops],
+            "n_eval_problems": runs.n_eval_problems, "eval_samples": runs.eval_samples}
+
+
+def _without_progress(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in asdict(config).items() if k != "show_progress"}
+
+
+def sft_problems(experiment: ExperimentConfig, runs: PolicyRunConfig) -> list[ArithmeticProblem]:
+    return make_problems(runs.sft.n_problems, seed=experiment.seed + 200, config=runs.problem_config, split="train")
+
+
+def rl_problems(experiment: ExperimentConfig, runs: PolicyRunConfig) -> list[ArithmeticProblem]:
+    return make_problems(runs.n_rl_problems, seed=experiment.seed + 201, config=runs.problem_config, split="train")
+
+
+def eval_problems(experiment: ExperimentConfig, runs: PolicyRunConfig) -> list[ArithmeticProblem]:
+    """Held-out problems (the test side) of every policy measurement."""
+    return make_problems(runs.n_eval_problems, seed=experiment.seed + 202, config=runs.problem_config, split="test")
+
+
+def sft_samples(experiment: ExperimentConfig, runs: PolicyRunConfig):
+    """One solution per SFT problem: the noisy policy's with probability ``noisy_share``, else error-free."""
+    rng = random.Random(runs.sft.seed)
+    noisy, clean = NoisyPolicy(), NoisyPolicy(CLEAN_POLICY)
+    return [(noisy if rng.random() < runs.sft.noisy_share else clean).sample(p, rng)
+            for p in sft_problems(experiment, runs)]
+
+
+def _policy_key(experiment: ExperimentConfig, runs: PolicyRunConfig) -> dict[str, Any]:
+    return {"v": CACHE_VERSION, "pretrained": _pretrain_key(experiment), "ops": [runs.min_ops, runs.max_ops],
+            "sft": _without_progress(runs.sft)}
+
+
+def sft_policy(experiment: ExperimentConfig, runs: PolicyRunConfig,
+               cache_dir: str | os.PathLike | None = None) -> tuple[LMPolicy, dict[str, Any]]:
+    """The SFT policy of a profile (trained and cached on first use) and its training info."""
+    folder = _experiment_dir(cache_dir) / f"policy-{_hash(_policy_key(experiment, runs))}"
+    if not (folder / "sft_result.json").exists():
+        backbone_path, _ = pretrained_backbone(experiment, cache_dir)
+        policy = LMPolicy.from_pretrained(backbone_path, runs.sampling, default_device())
+        info = sft(policy, sft_samples(experiment, runs), runs.sft)
+        with atomic_folder(folder) as tmp:
+            policy.save_pretrained(tmp)
+            (tmp / "sft_result.json").write_text(json.dumps(info, indent=2))
+    return (LMPolicy.from_pretrained(folder, runs.sampling, default_device()),
+            json.loads((folder / "sft_result.json").read_text()))
+
+
+def policy_profile(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: int = 0,
+                   cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The SFT policy's held-out accuracy and well-formed share (cached with the policy)."""
+    policy, info = sft_policy(experiment, runs, cache_dir)
+    folder = _experiment_dir(cache_dir) / f"policy-{_hash(_policy_key(experiment, runs))}"
+    path = folder / f"eval-{_hash([_eval_key(runs), seed])}.json"
+    if not path.exists():
+        result = evaluate_policy(policy, eval_problems(experiment, runs), seed=_eval_seed(seed),
+                                 n_samples=runs.eval_samples)
+        path.write_text(json.dumps(result))
+    return json.loads(path.read_text()) | {"sft_seconds": info["train_seconds"]}
+
+
+def _eval_seed(seed: int) -> int:
+    return seed * 7919 + 1  # the same held-out samples' seed as RLConfig(seed=seed) uses
+
+
+def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, seed: int,
+           cache_dir: str | os.PathLike | None = None) -> tuple[LMPolicy, dict[str, Any]]:
+    """One RL run from the SFT policy (trained and cached on first use): the trained policy and the
+    ``RLResult`` as a dict."""
+    if reward not in REWARDS:
+        raise ValueError(f"reward={reward!r} must be one of {REWARDS}.")
+    config = replace(runs.rl, reward=reward, seed=seed)
+    key = {"policy": _policy_key(experiment, runs), "rl": _without_progress(config), "eval": _eval_key(runs),
+           "n_rl_problems": runs.n_rl_problems}
+    if reward != "outcome":
+        key["verifier"] = _model_key(experiment, "orm" if reward == "orm" else "prm")
+    folder = _experiment_dir(cache_dir) / f"rl-{reward}-{_hash(key)}"
+    if not (folder / "rl_result.json").exists():
+        from prm_core.verification import Verifier
+
+        policy, _ = sft_policy(experiment, runs, cache_dir)
+        verifiers = {}
+        if reward != "outcome":
+            kind = "orm" if reward == "orm" else "prm"
+            verifiers[kind] = Verifier(trained_model(experiment, kind, cache_dir=cache_dir)[0])
+        start = policy_profile(experiment, runs, seed, cache_dir)
+        result = train_rl(policy, rl_problems(experiment, runs), eval_problems(experiment, runs), config, verifiers,
+                          eval_samples=runs.eval_samples,
+                          initial_eval={k: v for k, v in start.items() if k != "sft_seconds"})
+        with atomic_folder(folder) as tmp:
+            policy.save_pretrained(tmp)
+            (tmp / "rl_result.json").write_text(json.dumps(asdict(result)))
+    return (LMPolicy.from_pretrained(folder, runs.sampling, default_device()),
+            json.loads((folder / "rl_result.json").read_text()))
+
+
+def rl_summary(experiment: ExperimentConfig, runs: PolicyRunConfig,
+               cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``results``'s ``rl`` section: the policy's figures; per reward and seed the held-out curve
+    (``update``, ``accuracy``, ``greedy_accuracy``, ``reward``, ``kl``) and the run's seconds; per reward
+    the paired gains over the seeds (``gain``, ``greedy_gain``) and the final accuracy minus the
+    outcome reward's (``minus_outcome``)."""
+    start = policy_profile(experiment, runs, runs.seeds[0], cache_dir)
+    out: dict[str, Any] = {"policy": {"well_formed": start["well_formed"], "accuracy": start["accuracy"],
+                                      "greedy_accuracy": start["greedy_accuracy"], "sft_seconds": start["sft_seconds"],
+                                      "ops": [runs.min_ops, runs.max_ops]},
+                           "config": _key(runs)}
+    results = rl_results(experiment, runs, cache_dir)
+    for reward, per_seed in results.items():
+        out[reward] = {str(seed): {"curve": [{k: row.get(k) for k in ("update", "accuracy", "greedy_accuracy", "reward", "kl")}
+                                             for row in result["evals"]],
+                                   "seconds": result["seconds"],
+                                   "generated_tokens_per_second": result["generated_tokens_per_second"]}
+                       for seed, result in zip(runs.seeds, per_seed, strict=True)}
+        out[reward]["gain"] = rl_gain(results, reward)
+        out[reward]["greedy_gain"] = rl_gain(results, reward, "greedy_per_problem")
+        if "outcome" in results and reward != "outcome":
+            out[reward]["minus_outcome"] = rl_difference(results, reward, "outcome")
+    return out
+
+
+def gain_per_problem(result: dict[str, Any], key: str = "per_problem") -> np.ndarray:
+    """Per held-out problem: accuracy after the last update minus before the first (paired)."""
+    return np.asarray(result["evals"][-1][key]) - np.asarray(result["evals"][0][key])
+
+
+def rl_results(experiment: ExperimentConfig, runs: PolicyRunConfig,
+               cache_dir: str | os.PathLike | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every run of the profile (trained on first use): reward -> one ``RLResult`` dict per seed."""
+    return {reward: [rl_run(experiment, runs, reward, seed, cache_dir)[1] for seed in runs.seeds]
+            for reward in runs.rewards}
+
+
+def _seed_mean(results: list[dict[str, Any]], row: int, key: str) -> np.ndarray:
+    """(P,): per held-out problem, the accuracy at eval row ``row`` averaged over seeds."""
+    return np.mean([np.asarray(r["evals"][row][key]) for r in results], axis=0)
+
+
+def rl_curves(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per reward: held-out accuracy and greedy accuracy against updates, the mean over seeds with a 95%
+    bootstrap interval over problems; the training reward, training-batch accuracy and KL per update
+    (mean over seeds)."""
+    from prm_core.metrics import bootstrap_ci
+
+    out = {}
+    for reward, per_seed in results.items():
+        curve: dict[str, Any] = {"update": [row["update"] for row in per_seed[0]["evals"]]}
+        for name, key in (("accuracy", "per_problem"), ("greedy_accuracy", "greedy_per_problem")):
+            points = []
+            for j in range(len(curve["update"])):
+                values = _seed_mean(per_seed, j, key)
+                low, high = bootstrap_ci(values)
+                points.append({"value": float(values.mean()), "ci_low": low, "ci_high": high})
+            curve[name] = points
+        curve["train_update"] = [u["update"] for u in per_seed[0]["updates"]]
+        for key in ("reward", "train_accuracy", "kl"):
+            curve[key] = np.mean([[u[key] for u in r["updates"]] for r in per_seed], axis=0).tolist()
+        curve["seconds"] = [r["seconds"] for r in per_seed]
+        curve["generated_tokens_per_second"] = [r["generated_tokens_per_second"] for r in per_seed]
+        out[reward] = curve
+    return out
+
+
+def rl_gain(results: dict[str, list[dict[str, Any]]], reward: str, key: str = "per_problem") -> dict[str, float]:
+    """Held-out accuracy after the last update minus before the first, per problem (mean over seeds),
+    with its paired 95% bootstrap interval. ``key``: "per_problem" (one sample) or "greedy_per_problem"."""
+    from prm_core.metrics import paired_difference
+
+    return paired_difference(_seed_mean(results[reward], -1, key), _seed_mean(results[reward], 0, key))
+
+
+def rl_difference(results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str = "per_problem") -> dict[str, float]:
+    """Final held-out accuracy of reward ``a``'s runs minus ``b``'s, paired by problem (means over seeds)."""
+    from prm_core.metrics import paired_difference
+
+    return paired_difference(_seed_mean(results[a], -1, key), _seed_mean(results[b], -1, key))
+
+
+def step_auroc_ci(scores: Any, samples: Sequence[Any]) -> dict[str, float]:
+    """Step AUROC of ``scores`` (a ``StepScores``) against the samples' exact labels, with a 95%
+    bootstrap interval that resamples whole problems (``meta["problem_id"]``)."""
+    from prm_core.metrics import bootstrap_statistic_ci, step_auroc
+
+    per_sample = scores.per_sample()
+    flat = np.concatenate([np.asarray(row) for row in per_sample])
+    labels = np.concatenate([np.asarray(s.labels[: len(row)], dtype=float) for s, row in zip(samples, per_sample, strict=True)])
+    owner = np.concatenate([[s.meta["problem_id"]] * len(row) for s, row in zip(samples, per_sample, strict=True)])
+    low, high = bootstrap_statistic_ci(lambda index: step_auroc(flat[index], labels[index]), owner)
+    return {"value": step_auroc(flat, labels), "ci_low": low, "ci_high": high}
+
+
+def lm_best_of_n(policy: LMPolicy, problems: Sequence[ArithmeticProblem], verifiers: dict[str, Any],
+                 n_candidates: int, seed: int) -> dict[str, Any]:
+    """Notebook 06's best-of-N table (``evaluation.best_of_n_report``) on ``n_candidates`` samples of
+    the LM policy per problem (problem-major), scored by ``verifiers["prm"]`` and ``verifiers["orm"]``:
+    ``{"table": ..., "samples": [...], "scores": {"prm": StepScores, "orm": StepScores}}``."""
+    from prm_core.evaluation import best_of_n_report
+
+    samples = policy.sample_many(problems, n_candidates, seed)
+    scores = {kind: verifiers[kind].score_steps(samples) for kind in ("prm", "orm")}
+    return {"table": best_of_n_report(scores["prm"], scores["orm"], samples, n_candidates), "samples": samples,
+            "scores": scores}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prm_core.policy_runs --profile gpu --out rl.json``: the ``rl`` section alone."""
+    import argparse
+    import time
+
+    from prm_core.experiments import load_profile
+
+    parser = argparse.ArgumentParser(description="Fine-tune the LM policy and run RL with each reward source.")
+    parser.add_argument("--profile", default="cpu", help="a file params/<profile>.yaml")
+    parser.add_argument("--out", type=Path, help="write the rl section as JSON here")
+    parser.add_argument("--cache-dir", help="where models are cached (default: $PRM_COURSE_CACHE)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    summary = rl_summary(load_profile(args.profile), load_policy_runs(args.profile), args.cache_dir)
+    summary["wall_seconds"] = time.perf_counter() - start
+    text = json.dumps(summary, indent=2, default=_json_default)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""RL: advantages (group-normalised, and DeepSeekMath's process suffix sums), the clipped GRPO loss
+with its KL penalty, rewards from each source (malformed solutions earn nothing), and a short run."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prm_core.lm_policy import Completion, labelled_sample
+from prm_core.rl import (
+    REWARDS,
+    RLConfig,
+    batch_advantages,
+    compute_rewards,
+    group_advantages,
+    grpo_loss,
+    process_advantages,
+    token_advantages,
+    train_rl,
+)
+from prm_core.tasks.arithmetic import ArithmeticProblem, Operation, make_problems
+from prm_core.verification import StepScores
+
+rewards_lists = st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=8)
+
+
+@given(rewards_lists)
+def test_group_advantages_have_mean_zero_and_unit_std_unless_all_equal(rewards):
+    adv = np.array(group_advantages(rewards))
+    if np.std(rewards) < 1e-6:
+        assert (adv == 0).all()
+    else:
+        assert abs(adv.mean()) < 1e-9 and abs(adv.std() - 1) < 1e-6
+
+
+def test_group_advantages_non_finite_reward_raises():
+    with pytest.raises(ValueError, match="finite"):
+        group_advantages([1.0, float("nan")])
+
+
+@given(st.lists(st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=6), min_size=1, max_size=6))
+def test_process_advantages_are_suffix_sums_of_the_group_normalised_step_rewards(step_rewards):
+    adv = process_advantages(step_rewards)
+    flat = np.concatenate([np.array(r) for r in step_rewards])
+    normalised = [np.zeros(len(r)) if flat.std() < 1e-6 else (np.array(r) - flat.mean()) / flat.std()
+                  for r in step_rewards]
+    for a, n in zip(adv, normalised, strict=True):
+        assert len(a) == len(n)
+        # step j's advantage minus step j+1's is step j's own normalised reward; the last is its own
+        np.testing.assert_allclose([a[j] - a[j + 1] for j in range(len(a) - 1)], n[:-1], atol=1e-9)
+        assert abs(a[-1] - n[-1]) < 1e-9
+
+
+def test_process_advantages_of_one_step_solutions_equal_the_outcome_advantages():
+    rewards = [0.9, 0.2, 0.5]
+    np.testing.assert_allclose([a[0] for a in process_advantages([[r] for r in rewards])], group_advantages(rewards))
+
+
+def test_process_advantages_credit_an_early_step_for_a_later_bad_one():
+    good, bad_late = process_advantages([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    assert bad_late[0] < good[0]  # the same first step, but it led to a wrong step
+
+
+def test_process_advantages_empty_solution_raises():
+    with pytest.raises(ValueError, match="non-empty"):
+        process_advantages([[1.0], []])
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=6), st.integers(0, 3))
+def test_token_advantages_give_each_token_its_steps_advantage(lengths, tail):
+    ends = list(np.cumsum(lengths) - 1)
+    step_adv = [float(i) for i in range(len(lengths))]
+    out = token_advantages(step_adv, ends, int(sum(lengths)) + tail)
+    assert out == [float(j) for j, n in enumerate(lengths) for _ in range(n)] + [step_adv[-1]] * tail
+
+
+def test_grpo_loss_at_ratio_one_is_minus_the_mean_advantage_per_solution():
+    z = torch.zeros(2, 3)
+    adv = torch.tensor([[1.0, 1.0, 0.0], [-2.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    loss, kl = grpo_loss(z, z, z, adv, mask, clip_eps=0.2, kl_coef=0.1)
+    assert float(loss) == pytest.approx(-(1.0 + -2.0) / 2)  # per solution: 1.0 and -2.0; then their mean
+    assert float(kl) == 0.0
+
+
+def test_grpo_loss_clipped_ratio_has_no_gradient_for_a_positive_advantage():
+    logp = torch.tensor([[0.5]], requires_grad=True)  # ratio e^0.5 = 1.65 > 1.2
+    loss, _ = grpo_loss(logp, torch.zeros(1, 1), logp.detach(), torch.ones(1, 1), torch.ones(1, 1), 0.2, 0.0)
+    loss.backward()
+    assert logp.grad.abs().item() == 0.0
+
+
+@given(st.floats(-3, 3))
+def test_grpo_kl_estimate_is_non_negative_and_grows_away_from_the_reference(delta):
+    logp = torch.zeros(1, 1)
+    _, kl = grpo_loss(logp, logp, torch.full((1, 1), delta), torch.zeros(1, 1), torch.ones(1, 1), 0.2, 1.0)
+    _, kl_further = grpo_loss(logp, logp, torch.full((1, 1), 2 * delta), torch.zeros(1, 1), torch.ones(1, 1), 0.2, 1.0)
+    assert 0 <= float(kl) <= float(kl_further)
+    assert float(kl) > 0 or abs(delta) < 1e-3  # exp(d) - d - 1 ~ d^2 / 2 underflows only near 0
+
+
+def _problem():
+    return ArithmeticProblem(0, 12, (Operation("+", 2), Operation("×", 3)), "Mei has 12 coins. ...")
+
+
+def _completion(steps, is_ended=True):
+    sample = labelled_sample(_problem(), steps, is_ended)
+    n = 3 * len(steps)
+    return Completion(sample, [5, 6], list(range(n)), [3 * j + 2 for j in range(len(steps))])
+
+
+class FixedScorer:
+    """A verifier that gives every step the same score."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def score_steps(self, samples):
+        n = max(s.n_steps for s in samples)
+        mask = torch.tensor([[j < s.n_steps for j in range(n)] for s in samples])
+        return StepScores(torch.full((len(samples), n), self.value) * mask, mask)
+
+
+def test_outcome_reward_is_the_graded_answer():
+    right = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."])
+    wrong = _completion(["12 + 2 = 14.", "Then 14 × 3 = 43."])
+    unended = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."], is_ended=False)
+    assert compute_rewards("outcome", [right, wrong, unended], {}).solution == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("reward", ["orm", "prm_min", "prm"])
+def test_learned_rewards_give_a_malformed_solution_nothing(reward):
+    ok = _completion(["12 + 2 = 14.", "Then 14 × 3 = 43."])
+    unended = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."], is_ended=False)
+    scorer = FixedScorer(0.8)
+    got = compute_rewards(reward, [ok, unended], {"prm": scorer, "orm": scorer})
+    assert got.solution == pytest.approx([0.8, 0.0])
+    if reward == "prm":
+        assert got.steps == [pytest.approx([0.8, 0.8]), pytest.approx([0.8, 0.0])]
+
+
+def test_learned_reward_without_its_verifier_raises_naming_it():
+    with pytest.raises(ValueError, match="verifiers\\['orm'\\]"):
+        compute_rewards("orm", [_completion(["12 + 2 = 14."])], {"prm": FixedScorer(0.5)})
+
+
+def test_outcome_advantage_is_shared_by_every_token_of_a_solution():
+    group = [_completion(["12 + 2 = 14.", "Then 14 × 3 = 42."]), _completion(["12 + 2 = 15.", "Then 15 × 3 = 45."])]
+    adv = batch_advantages("outcome", compute_rewards("outcome", group, {}), group, group_size=2)
+    assert adv == [[1.0] * 6, [-1.0] * 6]
+
+
+def test_batch_advantages_groups_must_divide_the_batch():
+    group = [_completion(["12 + 2 = 14."])] * 3
+    with pytest.raises(ValueError, match="groups of 2"):
+        batch_advantages("outcome", compute_rewards("outcome", group, {}), group, group_size=2)
+
+
+@pytest.mark.parametrize(("field", "value"), [("reward", "orm2"), ("group_size", 1), ("clip_eps", 0.0),
+                                              ("kl_coef", -1.0), ("n_updates", 0), ("learning_rate", float("inf"))],
+                         ids=["reward", "group", "clip", "kl", "updates", "lr"])
+def test_rl_config_bad_value_raises_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        RLConfig(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(course_backbone):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from prm_core.lm_policy import LMPolicy, SamplingConfig
+
+    _, tokenizer, _ = course_backbone
+    config = Qwen2Config(vocab_size=len(tokenizer) + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    return LMPolicy(Qwen2ForCausalLM(config).eval(), copy.deepcopy(tokenizer), SamplingConfig(max_new_tokens=16))
+
+
+@pytest.mark.parametrize("reward", REWARDS)
+def test_train_rl_logs_every_update_and_all_malformed_batches_leave_the_policy_unchanged(tiny_policy, reward):
+    policy = copy.deepcopy(tiny_policy)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    config = RLConfig(reward=reward, n_updates=2, problems_per_update=2, group_size=3, eval_every=1,
+                      learning_rate=1e-2, show_progress=False)
+    result = train_rl(policy, make_problems(4, seed=0), make_problems(3, seed=1), config,
+                      {"prm": _RandomScorer(), "orm": _RandomScorer()})
+    assert [e["update"] for e in result.evals] == [0, 1, 2] and len(result.updates) == 2
+    assert result.n_generated_tokens > 0 and result.seconds > 0
+    # An untrained model never ends within 16 tokens: every solution is malformed, every reward 0, so
+    # every advantage is 0, the policy equals its reference (KL 0) and nothing moves.
+    assert all(e["well_formed"] == 0.0 for e in result.evals) and all(u["reward"] == 0.0 for u in result.updates)
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))
+
+
+def test_train_rl_moves_the_policy_when_rewards_differ_and_reports_kl(tiny_policy, monkeypatch):
+    import prm_core.rl as rl
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(rl, "compute_rewards", lambda reward, completions, verifiers: rl.Rewards(
+        rng.random(len(completions)).tolist()))
+    policy = copy.deepcopy(tiny_policy)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    config = RLConfig(n_updates=3, problems_per_update=2, group_size=3, learning_rate=1e-2, show_progress=False)
+    result = train_rl(policy, make_problems(4, seed=0), make_problems(2, seed=1), config)
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))
+    assert result.updates[-1]["kl"] > 0  # after the first update the policy has left its reference
+
+
+class _RandomScorer:
+    def score_steps(self, samples):
+        n = max(s.n_steps for s in samples)
+        mask = torch.tensor([[j < s.n_steps for j in range(n)] for s in samples])
+        return StepScores(torch.rand(len(samples), n, generator=torch.Generator().manual_seed(0)) * mask, mask)
+
+
+def test_train_rl_too_few_problems_raises(tiny_policy):
+    with pytest.raises(ValueError, match="problems_per_update"):
+        train_rl(tiny_policy, make_problems(1, seed=0), make_problems(1, seed=1), RLConfig(problems_per_update=4))
+
+
+@settings(deadline=None, max_examples=5)
+@given(st.integers(0, 1000))
+def test_train_rl_same_seed_same_run(tiny_policy, seed):
+    runs = []
+    for _ in range(2):
+        policy = copy.deepcopy(tiny_policy)
+        config = RLConfig(n_updates=1, problems_per_update=2, group_size=2, seed=seed, show_progress=False,
+                          reward="prm")
+        result = train_rl(policy, make_problems(4, seed=0), make_problems(2, seed=1), config, {"prm": _RandomScorer()})
+        runs.append((result.updates, [p.detach().clone() for p in policy.model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
