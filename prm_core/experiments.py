@@ -436,12 +436,17 @@ def main(argv: list[str] | None = None) -> int:
     rl = None if args.no_sweeps or args.no_rl else load_policy_runs(args.profile)
     metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep, rl=rl)
     metrics["wall_seconds"] = time.perf_counter() - start
-    text = json.dumps(metrics, indent=2, default=_json_default)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+    emit_json(metrics, args.out)
     return 0
+
+
+def emit_json(data: dict[str, Any], out: Path | None) -> None:
+    """Print ``data`` as JSON, and write it to ``out`` too when given (a CLI's ``--out``)."""
+    text = json.dumps(data, indent=2, default=_json_default)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

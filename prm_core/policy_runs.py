@@ -25,7 +25,6 @@ from prm_core.experiments import (
     ExperimentConfig,
     _experiment_dir,
     _hash,
-    _json_default,
     _model_key,
     _pretrain_key,
     check_known_settings,
@@ -54,6 +53,10 @@ class PolicyRunConfig:
     n_rl_problems: int = 2000  # train-side problems the RL updates draw from
     n_eval_problems: int = 500  # test-side problems of every held-out accuracy
     eval_samples: int = 1  # samples per held-out problem for the one-sample accuracy
+    # The transfer check's other side: a PRM and an ORM trained on the SFT policy's own solutions.
+    n_reward_problems: int = 1000  # train-side problems whose policy samples train them
+    reward_samples_per_problem: int = 4
+    reward_max_steps: int = 250  # optimizer steps of each (the standard models' other settings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ops <= self.max_ops:
@@ -63,7 +66,8 @@ class PolicyRunConfig:
             raise ValueError(f"rewards={list(self.rewards)!r} must be a non-empty subset of {REWARDS}.")
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise ValueError(f"seeds={list(self.seeds)!r} must be a non-empty list of ints, e.g. [0, 1, 2].")
-        for name in ("n_rl_problems", "n_eval_problems", "eval_samples"):
+        for name in ("n_rl_problems", "n_eval_problems", "eval_samples", "n_reward_problems",
+                     "reward_samples_per_problem", "reward_max_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an int >= 1.")
@@ -128,6 +132,36 @@ def sft_samples(experiment: ExperimentConfig, runs: PolicyRunConfig):
     noisy, clean = NoisyPolicy(), NoisyPolicy(CLEAN_POLICY)
     return [(noisy if rng.random() < runs.sft.noisy_share else clean).sample(p, rng)
             for p in sft_problems(experiment, runs)]
+
+
+def on_policy_models(experiment: ExperimentConfig, runs: PolicyRunConfig,
+                     cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A PRM and an ORM trained like the standard ones (same pretrained backbone, head and loss), but on
+    the SFT policy's own exactly labelled solutions of train-side problems, for ``reward_max_steps``
+    steps; validated on its solutions of other train-side problems. Cached like every model."""
+    from prm_core.experiments import _save, new_model
+    from prm_core.model import ProcessRewardModel
+    from prm_core.training import train
+
+    key = {"policy": _policy_key(experiment, runs), "n": runs.n_reward_problems, "k": runs.reward_samples_per_problem,
+           "steps": runs.reward_max_steps, "sampling": asdict(runs.sampling)}
+    models = {}
+    data = None
+    for kind in ("prm", "orm"):
+        folder = _experiment_dir(cache_dir) / f"onpolicy-{kind}-{_hash(key | {'train': _model_key(experiment, kind)})}"
+        if not (folder / "train_result.json").exists():
+            if data is None:
+                policy, _ = sft_policy(experiment, runs, cache_dir)
+                problems = make_problems(runs.n_reward_problems + 200, seed=experiment.seed + 203,
+                                         config=runs.problem_config, split="train")
+                data = (policy.sample_many(problems[:-200], runs.reward_samples_per_problem, seed=experiment.seed + 204),
+                        policy.sample_many(problems[-200:], 2, seed=experiment.seed + 205))
+            backbone_path, _ = pretrained_backbone(experiment, cache_dir)
+            model = new_model(backbone_path, experiment, kind)
+            config = replace(getattr(experiment, kind), max_steps=runs.reward_max_steps, seed=experiment.seed)
+            _save(model, train(model, data[0], data[1], config, kind=kind), folder)
+        models[kind] = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
+    return models
 
 
 def _policy_key(experiment: ExperimentConfig, runs: PolicyRunConfig) -> dict[str, Any]:
@@ -311,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    from prm_core.experiments import load_profile
+    from prm_core.experiments import emit_json, load_profile
 
     parser = argparse.ArgumentParser(description="Fine-tune the LM policy and run RL with each reward source.")
     parser.add_argument("--profile", default="cpu", help="a file params/<profile>.yaml")
@@ -321,11 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     summary = rl_summary(load_profile(args.profile), load_policy_runs(args.profile), args.cache_dir)
     summary["wall_seconds"] = time.perf_counter() - start
-    text = json.dumps(summary, indent=2, default=_json_default)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+    emit_json(summary, args.out)
     return 0
 
 

@@ -16,8 +16,10 @@ def test_every_profile_has_a_valid_rl_section_with_four_rewards_and_three_seeds(
 
 @pytest.mark.parametrize(("values", "match"), [({"rl": {"lr": 1.0}}, "rl.rl"), ({"seedz": [0]}, "seedz"),
                                                ({"rewards": ["outcome", "votes"]}, "rewards"),
-                                               ({"min_ops": 6, "max_ops": 5}, "min_ops")],
-                         ids=["nested-typo", "typo", "reward", "ops"])
+                                               ({"min_ops": 6, "max_ops": 5}, "min_ops"),
+                                               ({"reward_max_steps": 0}, "reward_max_steps"),
+                                               ({"seeds": [0, True]}, "seeds")],
+                         ids=["nested-typo", "typo", "reward", "ops", "reward-steps", "bool-seed"])
 def test_policy_run_config_bad_settings_raise_naming_them(values, match):
     with pytest.raises(ValueError, match=match):
         PolicyRunConfig.from_dict(values)
