@@ -47,9 +47,10 @@ class SamplingConfig:
     batch_size: int = 256  # prompts per ``generate`` call
 
     def __post_init__(self) -> None:
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float) or not self.temperature > 0:
-            raise ValueError(f"temperature={self.temperature!r} must be a number > 0; pass greedy=True to "
-                             "sample_many for greedy decoding.")
+        if (isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float)
+                or not 1e-3 <= self.temperature < math.inf):
+            raise ValueError(f"temperature={self.temperature!r} must be a finite number >= 0.001; pass greedy=True "
+                             "to sample_many for greedy decoding.")
         if isinstance(self.top_p, bool) or not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p!r} must be in (0, 1]; 1.0 turns nucleus sampling off.")
         for name in ("max_new_tokens", "max_step_tokens", "batch_size"):
@@ -84,16 +85,18 @@ def split_completion(ids: Sequence[int], step_tag_id: int, eos_id: int) -> tuple
     ([[5, 6], [7]], [2, 5], True)
     >>> split_completion([5, 6, 9, 7], step_tag_id=9, eos_id=1)
     ([[5, 6], [7]], [2, 3], False)
+    >>> split_completion([1], step_tag_id=9, eos_id=1)
+    ([[]], [0], True)
     """
     steps: list[list[int]] = []
     ends: list[int] = []
     current: list[int] = []
     for i, token in enumerate(ids):
         if token == eos_id:
-            if current:  # EOS without a tag before it: the tail is a step of its own
+            if current or not ends:  # EOS without a tag before it: the tail (maybe empty) is a step of its own
                 steps.append(current)
                 ends.append(i)
-            elif ends:
+            else:
                 ends[-1] = i  # EOS is the last step's final token
             return steps, ends, True
         if token == step_tag_id:
@@ -117,13 +120,15 @@ def labelled_sample(problem: ArithmeticProblem, steps: Sequence[str], is_ended: 
     >>> from prm_core.tasks.arithmetic import Operation
     >>> p = ArithmeticProblem(0, 12, (Operation("+", 2),), "Mei has 12 coins. ...")
     >>> s = labelled_sample(p, ["12 + 2 = 14."], is_ended=False)
-    >>> s.labels, s.meta["is_correct_answer"], s.meta["is_well_formed"]
-    ((1.0,), False, False)
+    >>> s.labels, s.answer, s.meta["is_correct_answer"], s.meta["is_well_formed"]
+    ((1.0,), None, False, False)
     """
     steps = [step if step.strip() else EMPTY_STEP for step in steps] or [EMPTY_STEP]
     is_parsed = all(parse_step(step) is not None for step in steps)
     is_well_formed = is_ended and is_parsed
     answer, is_correct = graded_answer(problem, steps)
+    if not is_well_formed:  # a malformed solution states no answer: no vote or pick can credit it
+        answer = None
     info = {"problem_id": problem.problem_id, "n_operations": len(problem.operations),
             "is_correct_answer": is_correct and is_well_formed, "is_well_formed": is_well_formed,
             "is_ended": is_ended, "n_prefix_steps": n_prefix_steps, **meta}
@@ -222,6 +227,10 @@ class LMPolicy:
         from tqdm.auto import tqdm
 
         cfg = self.sampling
+        if max_new_tokens is not None:
+            _check_positive_int("max_new_tokens", max_new_tokens)
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("prompts holds an empty id list; build every prompt with prompt_ids.")
         budget = max_new_tokens or (cfg.max_step_tokens if stop_at_step else cfg.max_new_tokens)
         stop = [self.eos_id, self.step_tag_id] if stop_at_step else [self.eos_id]
         out: list[list[int]] = []
@@ -362,9 +371,11 @@ class SFTConfig:
                              "solutions only.")
         for name in ("n_problems", "max_steps", "batch_size"):
             _check_positive_int(name, getattr(self, name))
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an int >= 0.")
-        if not isinstance(self.learning_rate, int | float) or not 0 < self.learning_rate < math.inf:
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an int in [0, max_steps={self.max_steps}].")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed={self.seed!r} must be an int, e.g. seed=0.")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, int | float) or not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate={self.learning_rate!r} must be a finite number > 0, e.g. 3e-3.")
 
 

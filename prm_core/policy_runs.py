@@ -59,6 +59,16 @@ class PolicyRunConfig:
     reward_max_steps: int = 250  # optimizer steps of each (the standard models' other settings)
 
     def __post_init__(self) -> None:
+        for name in ("min_ops", "max_ops"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}={value!r} must be an int.")
+        for name, kind in (("sft", SFTConfig), ("sampling", SamplingConfig), ("rl", RLConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"{name} has type {type(getattr(self, name)).__name__}; pass a {kind.__name__} "
+                                 "(PolicyRunConfig.from_dict builds one from a mapping).")
+        if len(set(self.rewards)) != len(self.rewards) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"rewards={list(self.rewards)!r} and seeds={list(self.seeds)!r} must not repeat.")
         if not 1 <= self.min_ops <= self.max_ops:
             raise ValueError(f"min_ops={self.min_ops!r} and max_ops={self.max_ops!r} must satisfy 1 <= min_ops <= max_ops.")
         unknown = set(self.rewards) - set(REWARDS)
@@ -84,9 +94,16 @@ class PolicyRunConfig:
         overrides = {}
         for key, value in values.items():
             if key in nested:
+                if not isinstance(value, dict):
+                    raise ValueError(f"rl.{key}={value!r} must be a mapping of settings, e.g. {{max_steps: 600}}.")
+                if key == "rl" and {"reward", "seed"} & set(value):
+                    raise ValueError("rl.rl sets reward or seed, which every run overrides; list them in rl.rewards "
+                                     "and rl.seeds instead.")
                 check_known_settings(nested[key], value, f"rl.{key}")
                 overrides[key] = replace(getattr(base, key), **value)
             elif key in ("rewards", "seeds"):
+                if isinstance(value, (str, int)) or not hasattr(value, "__iter__"):
+                    raise ValueError(f"rl.{key}={value!r} must be a list, e.g. [0, 1, 2].")
                 overrides[key] = tuple(value)
             else:
                 overrides[key] = value

@@ -62,10 +62,12 @@ class RLConfig:
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 2:
             raise ValueError(f"group_size={self.group_size!r} must be an int >= 2: advantages compare the "
                              "solutions of one group.")
-        for name, low, high in (("learning_rate", 0.0, math.inf), ("clip_eps", 0.0, 1.0)):
+        for name, low, high in (("learning_rate", 0.0, 1.0), ("clip_eps", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
                 raise ValueError(f"{name}={value!r} must be in ({low}, {high}).")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed={self.seed!r} must be an int, e.g. seed=0.")
         if isinstance(self.kl_coef, bool) or not isinstance(self.kl_coef, int | float) or not 0 <= self.kl_coef < math.inf:
             raise ValueError(f"kl_coef={self.kl_coef!r} must be a finite number >= 0; 0 turns the KL penalty off.")
 
@@ -135,6 +137,10 @@ def token_advantages(step_advantages: Sequence[float], step_ends: Sequence[int],
     """
     if len(step_advantages) != len(step_ends) or not step_ends:
         raise ValueError(f"got {len(step_advantages)} step advantages for {len(step_ends)} step ends; pass one per step.")
+    if not np.isfinite(np.asarray(step_advantages, dtype=float)).all():
+        raise ValueError(f"step_advantages={list(step_advantages)!r} holds a non-finite value; compute them from finite rewards.")
+    if list(step_ends) != sorted(step_ends) or step_ends[0] < 0 or n_tokens < step_ends[-1] + 1:
+        raise ValueError(f"step_ends={list(step_ends)!r} must increase and lie within n_tokens={n_tokens} tokens.")
     out, j = [], 0
     for t in range(n_tokens):
         while j < len(step_ends) - 1 and step_ends[j] < t:
@@ -179,6 +185,8 @@ def compute_rewards(reward: str, completions: Sequence[Completion], verifiers: d
 
 def batch_advantages(reward: str, rewards: Rewards, completions: Sequence[Completion], group_size: int) -> list[list[float]]:
     """Per-token advantages of every completion; groups are consecutive runs of ``group_size``."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size={group_size!r} must be an int >= 1.")
     if len(completions) % group_size:
         raise ValueError(f"{len(completions)} completions do not split into groups of {group_size}.")
     out: list[list[float]] = []
@@ -206,6 +214,8 @@ def _batch_tensors(completions: Sequence[Completion], advantages: Sequence[Seque
     target_mask = torch.zeros((n, width - 1))
     target_adv = torch.zeros((n, width - 1))
     for r, (c, adv) in enumerate(zip(completions, advantages, strict=True)):
+        if len(adv) != len(c.completion_ids):
+            raise ValueError(f"completion {r} has {len(c.completion_ids)} tokens but {len(adv)} advantages; pass one per token.")
         row = c.prompt_ids + c.completion_ids
         ids[r, : len(row)] = torch.tensor(row)
         attention[r, : len(row)] = 1
@@ -337,6 +347,10 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
     if initial_eval is None:
         evaluate(0)
     else:
+        needed = {"accuracy", "greedy_accuracy", "well_formed", "per_problem", "greedy_per_problem"}
+        if not isinstance(initial_eval, dict) or not needed <= set(initial_eval):
+            raise ValueError(f"initial_eval must be evaluate_policy's dict (keys {sorted(needed)}); pass None to "
+                             "evaluate the starting policy here.")
         result.evals.append({"update": 0, **{k: v for k, v in initial_eval.items() if k != "update"}})
     start, eval_before = time.perf_counter(), result.eval_seconds
     bar = tqdm(range(config.n_updates), desc=f"RL ({config.reward})", disable=not config.show_progress, leave=False)

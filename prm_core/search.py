@@ -20,7 +20,7 @@ from typing import Any
 
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
-from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, track_steps
+from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
 from prm_core.verification import Verifier
 from prm_core.voting import weighted_vote
 
@@ -86,7 +86,9 @@ def _finished(problem: ArithmeticProblem, steps: Sequence[str]) -> bool:
 
 def _labelled(problem: ArithmeticProblem, steps: Sequence[str], score: float, is_done: bool = True) -> StepSample:
     answer, is_correct_answer = graded_answer(problem, steps)
-    is_correct_answer = is_correct_answer and is_done  # a solution the search had to cut off is wrong
+    # the LM policy's rule (lm_policy.labelled_sample): a cut-off or unparseable solution is wrong, states nothing
+    if not (is_done and all(parse_step(step) is not None for step in steps)):
+        answer, is_correct_answer = None, False
     return StepSample(problem.text, steps, labels=track_steps(problem, steps).labels, answer=answer,
                       meta={"problem_id": problem.problem_id, "is_correct_answer": is_correct_answer,
                             "search_score": score})

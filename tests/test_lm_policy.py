@@ -65,8 +65,13 @@ def test_split_completion_keeps_an_unended_tail_as_a_step():
     assert split_completion([4, 5, TAG, 6, 7], TAG, EOS) == ([[4, 5], [6, 7]], [2, 4], False)
 
 
-def test_split_completion_eos_first_gives_no_steps():
-    assert split_completion([EOS, 4], TAG, EOS) == ([], [], True)
+def test_split_completion_eos_first_is_one_empty_step_ending_at_eos():
+    assert split_completion([EOS, 4], TAG, EOS) == ([[]], [0], True)
+
+
+def test_labelled_sample_a_malformed_solution_states_no_answer():
+    sample = labelled_sample(_problem(), ["12 + 2 = 14.", "Then 14 × 3 = 42."], is_ended=False)
+    assert sample.answer is None  # no vote or best-of-N pick can credit it
 
 
 def _problem() -> ArithmeticProblem:
@@ -219,3 +224,20 @@ def test_extend_many_returns_one_result_per_request_that_starts_with_its_prefix(
     for prefix, (steps, is_finished) in zip(prefixes, out, strict=True):
         assert steps[: len(prefix)] == prefix and len(steps) >= max(1, len(prefix))
         assert isinstance(is_finished, bool)
+
+
+def test_search_grades_an_unparseable_or_cut_off_solution_wrong_as_the_lm_policy_does():
+    from prm_core.search import _labelled
+
+    p = _problem()
+    steps = ["12 + 2 = 14.", "(empty step)", "14 × 3 = 42."]
+    assert not _labelled(p, steps, 0.5).meta["is_correct_answer"]
+    assert not _labelled(p, reference_solution(p), 0.5, is_done=False).meta["is_correct_answer"]
+    assert _labelled(p, reference_solution(p), 0.5).meta["is_correct_answer"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("warmup_steps", 700), ("seed", "a"), ("learning_rate", True)],
+                         ids=["warmup-past-end", "str-seed", "bool-lr"])
+def test_sft_config_more_bad_values_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        SFTConfig(**{field: value})

@@ -18,8 +18,11 @@ def test_every_profile_has_a_valid_rl_section_with_four_rewards_and_three_seeds(
                                                ({"rewards": ["outcome", "votes"]}, "rewards"),
                                                ({"min_ops": 6, "max_ops": 5}, "min_ops"),
                                                ({"reward_max_steps": 0}, "reward_max_steps"),
-                                               ({"seeds": [0, True]}, "seeds")],
-                         ids=["nested-typo", "typo", "reward", "ops", "reward-steps", "bool-seed"])
+                                               ({"seeds": [0, True]}, "seeds"),
+                                               ({"rl": {"seed": 4}}, "rl.seeds"), ({"seeds": 3}, "seeds"),
+                                               ({"sft": 5}, "rl.sft"), ({"seeds": [0, 0]}, "repeat")],
+                         ids=["nested-typo", "typo", "reward", "ops", "reward-steps", "bool-seed", "per-run-seed",
+                              "seeds-int", "sft-int", "repeated-seed"])
 def test_policy_run_config_bad_settings_raise_naming_them(values, match):
     with pytest.raises(ValueError, match=match):
         PolicyRunConfig.from_dict(values)

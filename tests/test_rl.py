@@ -160,8 +160,9 @@ def test_batch_advantages_groups_must_divide_the_batch():
 
 
 @pytest.mark.parametrize(("field", "value"), [("reward", "orm2"), ("group_size", 1), ("clip_eps", 0.0),
-                                              ("kl_coef", -1.0), ("n_updates", 0), ("learning_rate", float("inf"))],
-                         ids=["reward", "group", "clip", "kl", "updates", "lr"])
+                                              ("kl_coef", -1.0), ("n_updates", 0), ("learning_rate", float("inf")),
+                                              ("seed", 1.5), ("seed", True)],
+                         ids=["reward", "group", "clip", "kl", "updates", "lr", "float-seed", "bool-seed"])
 def test_rl_config_bad_value_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         RLConfig(**{field: value})
@@ -235,3 +236,28 @@ def test_train_rl_same_seed_same_run(tiny_policy, seed):
         runs.append((result.updates, [p.detach().clone() for p in policy.model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+@pytest.mark.parametrize(("ends", "n_tokens"), [([2, 1], 4), ([0, 5], 4), ([-1], 2)], ids=["unsorted", "past-end", "negative"])
+def test_token_advantages_bad_step_ends_raise(ends, n_tokens):
+    with pytest.raises(ValueError, match="step_ends"):
+        token_advantages([0.0] * len(ends), ends, n_tokens)
+
+
+def test_token_advantages_non_finite_advantage_raises():
+    with pytest.raises(ValueError, match="non-finite"):
+        token_advantages([float("nan")], [0], 2)
+
+
+def test_batch_tensors_refuse_an_advantage_list_of_the_wrong_length():
+    from prm_core.rl import _batch_tensors
+
+    c = _completion(["12 + 2 = 14."])
+    with pytest.raises(ValueError, match="3 tokens but 1 advantages"):
+        _batch_tensors([c], [[1.0]], pad_id=0, device=torch.device("cpu"))
+
+
+def test_train_rl_initial_eval_without_per_problem_results_raises(tiny_policy):
+    with pytest.raises(ValueError, match="initial_eval"):
+        train_rl(tiny_policy, make_problems(4, seed=0), make_problems(1, seed=1),
+                 RLConfig(problems_per_update=2, show_progress=False), initial_eval={})

@@ -36,6 +36,8 @@ def first_error_kind(problem: ArithmeticProblem, steps: Sequence[str], is_ended:
     >>> first_error_kind(p, ["12 × 2 = 24."])
     'too_few_steps'
     """
+    if isinstance(steps, str) or not all(isinstance(step, str) for step in steps):
+        raise TypeError("steps must be a sequence of step strings, e.g. ['12 + 2 = 14.'].")
     parsed = [parse_step(s) for s in steps]
     if not is_ended or any(p is None for p in parsed):
         return "malformed"
