@@ -127,7 +127,7 @@ def _rl_table(rl: dict[str, Any]) -> list[str]:
                      _diff(rl[r]["minus_outcome"]) if "minus_outcome" in rl[r] else "",
                      f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
                      f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
-    return out + _table(["reward", "one-sample accuracy (seed 0 start -> end)", "gain", "greedy gain",
+    return out + _table(["reward", "one-sample accuracy: seed 0 start -> end, mean of seeds", "gain", "greedy gain",
                          "end minus outcome's", "KL to SFT (last updates)", "s per run"], rows)
 
 
