@@ -186,10 +186,14 @@ def _policy_key(experiment: ExperimentConfig, runs: PolicyRunConfig) -> dict[str
             "sft": _without_progress(runs.sft)}
 
 
+def _policy_folder(experiment: ExperimentConfig, runs: PolicyRunConfig, cache_dir: str | os.PathLike | None) -> Path:
+    return _experiment_dir(cache_dir) / f"policy-{_hash(_policy_key(experiment, runs))}"
+
+
 def sft_policy(experiment: ExperimentConfig, runs: PolicyRunConfig,
                cache_dir: str | os.PathLike | None = None) -> tuple[LMPolicy, dict[str, Any]]:
     """The SFT policy of a profile (trained and cached on first use) and its training info."""
-    folder = _experiment_dir(cache_dir) / f"policy-{_hash(_policy_key(experiment, runs))}"
+    folder = _policy_folder(experiment, runs, cache_dir)
     if not (folder / "sft_result.json").exists():
         backbone_path, _ = pretrained_backbone(experiment, cache_dir)
         policy = LMPolicy.from_pretrained(backbone_path, runs.sampling, default_device())
@@ -205,8 +209,7 @@ def policy_profile(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: in
                    cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The SFT policy's held-out accuracy and well-formed share (cached with the policy)."""
     policy, info = sft_policy(experiment, runs, cache_dir)
-    folder = _experiment_dir(cache_dir) / f"policy-{_hash(_policy_key(experiment, runs))}"
-    path = folder / f"eval-{_hash([_eval_key(runs), seed])}.json"
+    path = _policy_folder(experiment, runs, cache_dir) / f"eval-{_hash([_eval_key(runs), seed])}.json"
     if not path.exists():
         result = evaluate_policy(policy, eval_problems(experiment, runs), seed=_eval_seed(seed),
                                  n_samples=runs.eval_samples)
@@ -272,11 +275,6 @@ def rl_summary(experiment: ExperimentConfig, runs: PolicyRunConfig,
         if "outcome" in results and reward != "outcome":
             out[reward]["minus_outcome"] = rl_difference(results, reward, "outcome")
     return out
-
-
-def gain_per_problem(result: dict[str, Any], key: str = "per_problem") -> np.ndarray:
-    """Per held-out problem: accuracy after the last update minus before the first (paired)."""
-    return np.asarray(result["evals"][-1][key]) - np.asarray(result["evals"][0][key])
 
 
 def rl_results(experiment: ExperimentConfig, runs: PolicyRunConfig,
