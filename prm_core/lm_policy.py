@@ -36,6 +36,20 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} must be an int >= 1.")
 
 
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed={seed!r} must be an int in [0, 2**63), e.g. seed=0.")
+
+
+def _check_problems(problems: Any) -> None:
+    if isinstance(problems, str | bytes) or not isinstance(problems, Sequence) or not problems:
+        raise ValueError("problems must be a non-empty list of ArithmeticProblem (ProblemGenerator.generate).")
+    for i, p in enumerate(problems):
+        if not isinstance(p, ArithmeticProblem):
+            raise ValueError(f"problems[{i}] is a {type(p).__name__}, not an ArithmeticProblem; the policy needs the "
+                             "problem's values to label its solutions (ProblemGenerator.generate makes them).")
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """How ``LMPolicy`` samples; the defaults are plain sampling at temperature 1."""
@@ -44,7 +58,7 @@ class SamplingConfig:
     top_p: float = 1.0  # nucleus sampling: keep the smallest set of tokens with this much probability
     max_new_tokens: int = 200  # token budget of a whole solution; a solution past it is malformed
     max_step_tokens: int = 48  # token budget of one step (``sample(..., max_ops=1)``, search)
-    batch_size: int = 256  # prompts per ``generate`` call
+    batch_size: int = 256  # prompts per ``generate`` call; part of the seed: another size draws other samples
 
     def __post_init__(self) -> None:
         if (isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float)
@@ -229,6 +243,7 @@ class LMPolicy:
         cfg = self.sampling
         if max_new_tokens is not None:
             _check_positive_int("max_new_tokens", max_new_tokens)
+        _check_seed(seed)
         if any(len(p) == 0 for p in prompts):
             raise ValueError("prompts holds an empty id list; build every prompt with prompt_ids.")
         budget = max_new_tokens or (cfg.max_step_tokens if stop_at_step else cfg.max_new_tokens)
@@ -259,8 +274,7 @@ class LMPolicy:
                  show_progress: bool = False) -> list[Completion]:
         """``n_samples`` whole solutions per problem (problem-major) with their token ids, for RL."""
         _check_positive_int("n_samples", n_samples)
-        if not problems:
-            raise ValueError("problems is empty; pass at least one problem.")
+        _check_problems(problems)
         prompts = [self.prompt_ids(p) for p in problems]
         repeated = [prompts[i] for i in range(len(problems)) for _ in range(n_samples)]
         generated = self.generate_ids(repeated, seed, greedy=greedy, show_progress=show_progress)
@@ -303,6 +317,9 @@ class LMPolicy:
         A request is finished when the model wrote EOS right after its step (or instead of one), or
         when it ran out of the step budget: a search must not extend a solution past its end.
         """
+        if len(problems) == len(prefixes) == 0:
+            return []
+        _check_problems(problems)
         if len(problems) != len(prefixes):
             raise ValueError(f"problems has {len(problems)} entries but prefixes has {len(prefixes)}; pass one "
                              "prefix per problem.")
@@ -332,6 +349,9 @@ class LMPolicy:
         ``NoisyPolicy.sample``, seeded from ``rng``. ``meta["is_finished"]`` says whether it ended."""
         if max_ops not in (None, 1):
             raise ValueError(f"max_ops={max_ops!r} must be None (a whole solution) or 1 (one step).")
+        if not isinstance(rng, random.Random):
+            raise ValueError(f"rng is a {type(rng).__name__}; pass a random.Random, e.g. random.Random(0).")
+        _check_problems([problem])
         seed = rng.getrandbits(62)
         prefix = tuple(prefix)
         if max_ops == 1:

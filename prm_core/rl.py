@@ -363,10 +363,10 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
         rewards = compute_rewards(config.reward, completions, verifiers)
         advantages = batch_advantages(config.reward, rewards, completions, config.group_size)
         batch = _batch_tensors(completions, advantages, policy.pad_id, policy.device)
-        model.train()
-        with torch.no_grad():
+        with torch.no_grad():  # the sampling policy's log-probs, in eval mode as it sampled
             old_logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
             ref_logp = token_logprobs(reference, batch["input_ids"], batch["attention_mask"])
+        model.train()
         for _ in range(config.epochs_per_batch):
             logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
             loss, kl = grpo_loss(logp, old_logp, ref_logp, batch["advantages"], batch["mask"],

@@ -99,6 +99,8 @@ def _propose(policy: Any, problems: Sequence[ArithmeticProblem], requests: list[
     """One more operation after each ``(problem index, prefix)`` request, and whether the result is a
     whole solution. An LM policy (``extend_many``) answers all requests in one batch and says itself
     when it stopped; the noisy policy writes one at a time from each problem's own rng."""
+    if not requests:
+        return []
     if hasattr(policy, "extend_many"):
         return policy.extend_many([problems[i] for i, _ in requests], [prefix for _, prefix in requests], seed)
     out = []

@@ -56,11 +56,18 @@ def plot_rl_curves(curves: Mapping[str, Mapping[str, Any]], key: str = "accuracy
             raise ValueError(f"curves[{reward!r}] has no {key!r}; it has {sorted(curve)}.")
         points: Sequence[Any] = curve[key]
         is_held_out = bool(points) and isinstance(points[0], Mapping)
-        x = np.asarray(curve["update" if is_held_out else "train_update"])
+        x_key = "update" if is_held_out else "train_update"
+        if x_key not in curve:
+            raise ValueError(f"curves[{reward!r}] has no {x_key!r} (the x of its {key!r} points); pass the curves "
+                             "policy_runs.rl_curves returns.")
+        x = np.asarray(curve[x_key])
         if len(x) != len(points):
             raise ValueError(f"curves[{reward!r}][{key!r}] has {len(points)} points for {len(x)} updates.")
         color, label = REWARD_COLORS.get(reward), REWARD_LABELS.get(reward, reward)
         if is_held_out:
+            if any(not isinstance(p, Mapping) or not {"value", "ci_low", "ci_high"} <= set(p) for p in points):
+                raise ValueError(f"every point of curves[{reward!r}][{key!r}] must be a dict with 'value', 'ci_low' "
+                                 "and 'ci_high'.")
             values = np.array([[p["value"], p["ci_low"], p["ci_high"]] for p in points], dtype=float)
             ax.plot(x, values[:, 0], marker="o", color=color, label=label)
             ax.fill_between(x, values[:, 1], values[:, 2], color=color, alpha=0.15, linewidth=0)

@@ -1,5 +1,7 @@
 """First-error kinds read back from a solution's text agree with the kinds the noisy policy recorded."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,3 +52,10 @@ def test_error_profile_unknown_problem_raises_naming_the_sample():
     sample = StepSample("q", ["1 + 1 = 2."], meta={"problem_id": 99})
     with pytest.raises(ValueError, match=r"samples\[0\]\.meta\['problem_id'\]=99"):
         error_profile([sample], make_problems(2, seed=0))
+
+
+def test_error_profile_two_problems_with_one_id_raise():
+    a, b = make_problems(2, seed=0)
+    twin = dataclasses.replace(b, problem_id=a.problem_id)
+    with pytest.raises(ValueError, match=f"problem_id={a.problem_id!r}"):
+        error_profile(NoisyPolicy().sample_many([a], 1, seed=0), [a, twin])

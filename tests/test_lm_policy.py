@@ -144,6 +144,23 @@ def test_sample_max_ops_other_than_one_raises(tiny_policy, problems):
         tiny_policy.sample(problems[0], random.Random(0), max_ops=2)
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda pol, probs: pol.sample_many(["1 + 1"], 1, seed=0), r"problems\[0\] is a str"),
+    (lambda pol, probs: pol.sample_many("1 + 1", 1, seed=0), "non-empty list of ArithmeticProblem"),
+    (lambda pol, probs: pol.sample_many(probs[:1], 1, seed=2**70), r"seed=.* must be an int in \[0, 2\*\*63\)"),
+    (lambda pol, probs: pol.sample_many(probs[:1], 1, seed=-1), "seed=-1"),
+    (lambda pol, probs: pol.sample(probs[0], 0), "rng is a int; pass a random.Random"),
+    (lambda pol, probs: pol.extend_many([probs[0]], [], seed=0), "prefixes has 0"),
+])
+def test_bad_sampling_input_raises_naming_the_argument(tiny_policy, problems, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(tiny_policy, problems)
+
+
+def test_extend_many_with_no_requests_returns_nothing(tiny_policy):
+    assert tiny_policy.extend_many([], [], seed=0) == []
+
+
 def test_policy_without_an_lm_head_raises(course_backbone):
     model, tokenizer, _ = course_backbone
     with pytest.raises(TypeError, match="AutoModelForCausalLM"):

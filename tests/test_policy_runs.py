@@ -71,3 +71,14 @@ def test_plot_rl_curves_draws_one_line_per_reward_and_a_baseline():
 def test_plot_rl_curves_unknown_key_raises_listing_the_keys():
     with pytest.raises(ValueError, match="has no 'loss'"):
         plot_rl_curves({"prm": {"update": [0], "accuracy": []}}, "loss")
+
+
+@pytest.mark.parametrize("curve, match", [
+    ({"accuracy": [{"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}]}, "has no 'update'"),
+    ({"update": [0], "accuracy": [{"value": 0.5}]}, "'value', 'ci_low' and 'ci_high'"),
+    ({"kl": [0.1]}, "has no 'train_update'"),
+])
+def test_plot_rl_curves_malformed_curve_raises_naming_what_is_missing(curve, match):
+    key = "kl" if "kl" in curve else "accuracy"
+    with pytest.raises(ValueError, match=match):
+        plot_rl_curves({"prm": curve}, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import MISREAD_OPS, ArithmeticProblem, parse_step, track_steps
@@ -75,7 +76,11 @@ def error_profile(samples: Sequence[StepSample], problems: Sequence[ArithmeticPr
     """
     if not samples:
         raise ValueError("samples is empty; pass policy samples.")
-    by_id = {p.problem_id: p for p in problems}
+    by_id: dict[Any, ArithmeticProblem] = {}
+    for p in problems:
+        if by_id.setdefault(p.problem_id, p) != p:
+            raise ValueError(f"problems holds two different problems with problem_id={p.problem_id!r}; give each "
+                             "problem its own id (ProblemGenerator does).")
     counts: Counter[str] = Counter()
     for i, s in enumerate(samples):
         pid = s.meta.get("problem_id")
