@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,7 @@ def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir:
         scores = score_datasets({kind: model}, data)
         with atomic_file(path) as tmp:  # a reader never sees half a file
             _save_scores(scores, tmp)
-    return _load_scores(path)[kind]
+    return _load_scores(path, _parts(data), model.encoder)[kind]
 
 
 METRICS_DIR = PARAMS_DIR.parent / "build" / "metrics"
@@ -336,11 +337,15 @@ def _save_scores(scores: dict[str, dict[str, Any]], path: Path) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"{m}.{part}.{k}": getattr(s, k).contiguous() for m, parts in scores.items()
-               for part, s in parts.items() for k in ("scores", "mask")}
+               for part, s in parts.items() for k in ("scores", "mask", "n_dropped_steps")}
     save_file(tensors, str(path))
 
 
-def _load_scores(path: Path) -> dict[str, dict[str, Any]]:
+def _load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
+                 encoder: StepEncoder | Callable[[], StepEncoder]) -> dict[str, dict[str, Any]]:
+    """The saved step scores; a file written before truncation was recorded gets its
+    ``n_dropped_steps`` counted again by encoding ``parts`` (part -> samples) with ``encoder``
+    (or the encoder a callable builds, only then)."""
     from safetensors.torch import load_file
 
     from prm_core.verification import StepScores
@@ -348,8 +353,17 @@ def _load_scores(path: Path) -> dict[str, dict[str, Any]]:
     tensors, scores = load_file(str(path)), {}
     for key in tensors:
         model, part, _ = key.split(".")
-        scores.setdefault(model, {})[part] = StepScores(tensors[f"{model}.{part}.scores"], tensors[f"{model}.{part}.mask"])
+        dropped = tensors.get(f"{model}.{part}.n_dropped_steps")
+        if dropped is None:
+            encoder = encoder if isinstance(encoder, StepEncoder) else encoder()
+            dropped = torch.tensor([e.n_dropped_steps for e in encoder.encode_many(parts[part])], dtype=torch.long)
+        scores.setdefault(model, {})[part] = StepScores(tensors[f"{model}.{part}.scores"],
+                                                        tensors[f"{model}.{part}.mask"], dropped)
     return scores
+
+
+def _parts(data: Datasets) -> dict[str, Sequence[StepSample]]:
+    return {part: getattr(data, part) for part in ("val", "test", "bon")}
 
 
 def standard_run(config: ExperimentConfig, profile: str = "custom",
@@ -364,7 +378,7 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     train_info = {"backbone_pretraining": pretrain_info, "prm": prm_info, "orm": orm_info}
     folder = _experiment_dir(cache_dir) / f"report-{_hash([_model_key(config, 'prm'), _model_key(config, 'orm'), asdict(config)])}"
     if (folder / "report.json").exists():
-        return StandardRun(config, data, prm, orm, _load_scores(folder / "scores.safetensors"),
+        return StandardRun(config, data, prm, orm, _load_scores(folder / "scores.safetensors", _parts(data), prm.encoder),
                            json.loads((folder / "report.json").read_text()), train_info)
     scores = score_datasets({"prm": prm, "orm": orm}, data)
     report = build_report(scores, data)

@@ -19,14 +19,18 @@ iterable of already-parsed dicts, and returns a ``ReadResult``: a plain list of 
 accounts for every row it did not turn into a sample, so nothing is dropped silently.
 ``excluded`` counts rows left out on purpose, by reason (e.g. PRM800K quality-control rows);
 ``skipped`` lists ``(row number, reason)`` for malformed rows, which only ``on_error="skip"``
-tolerates, with one warning giving the count. Otherwise a malformed row (bad JSON, a missing
+tolerates, with one warning giving the count; ``cut`` lists rows kept only up to a step the
+format leaves empty (a PRM800K step with no completion), with the steps cut. Otherwise a malformed row (bad JSON, a missing
 field, a wrong type) raises ``ValueError`` naming its line (1-based), the field and the fix.
 
 Every writer checks all samples before it opens the destination, raises ``ValueError`` naming
 the sample when the format cannot hold it (a soft label in a correct/incorrect format, an
 unlabelled step, Math-Shepherd's tag inside a step), writes JSONL (a JSON list for a ``.json``
 path) and returns the number of rows written. For samples the format can hold, reading back what
-a writer wrote gives the same problem, steps, labels and answer.
+a writer wrote gives the same problem, steps, labels and answer. The correct/incorrect formats
+(Math-Shepherd, TRL) take ``unlabelled="prefix"`` to write each sample up to its first
+unlabelled step, so whatever a reader returns can be written; the returned ``WriteResult`` (an
+int) counts what was cut.
 
 ``fixture_path(name)`` gives a small hand-written file in each format, for offline notebooks.
 
@@ -37,7 +41,7 @@ Examples
 [-1, 2, 0, -1]
 """
 
-from prm_core.formats_io import FIXTURE_NAMES, ReadResult, fixture_path
+from prm_core.formats_io import FIXTURE_NAMES, ReadResult, WriteResult, fixture_path
 from prm_core.formats_prm800k import read_prm800k, write_prm800k
 from prm_core.formats_stepwise import (
     TAG,
@@ -53,6 +57,7 @@ __all__ = [
     "FIXTURE_NAMES",
     "TAG",
     "ReadResult",
+    "WriteResult",
     "fixture_path",
     "read_math_shepherd",
     "read_processbench",

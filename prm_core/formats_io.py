@@ -35,6 +35,9 @@ class ReadResult(list):
         Rows left out on purpose, counted by reason, e.g. ``{"quality_control": 2}``.
     skipped : list of (int, str)
         ``(row number, reason)`` of each malformed row skipped under ``on_error="skip"``.
+    cut : list of (int, int, str)
+        ``(row number, steps cut, reason)`` of each row kept only up to a step the format could not
+        give (e.g. a PRM800K step with no completion); the sample's ``meta["n_cut_steps"]`` says it too.
 
     Examples
     --------
@@ -49,10 +52,12 @@ class ReadResult(list):
         *,
         excluded: Mapping[str, int] | None = None,
         skipped: Iterable[tuple[int, str]] = (),
+        cut: Iterable[tuple[int, int, str]] = (),
     ) -> None:
         super().__init__(samples)
         self.excluded: dict[str, int] = dict(excluded or {})
         self.skipped: list[tuple[int, str]] = list(skipped)
+        self.cut: list[tuple[int, int, str]] = list(cut)
 
     @property
     def n_excluded(self) -> int:
@@ -61,6 +66,30 @@ class ReadResult(list):
     @property
     def n_skipped(self) -> int:
         return len(self.skipped)
+
+    @property
+    def n_cut_steps(self) -> int:
+        return sum(n for _, n, _ in self.cut)
+
+
+class WriteResult(int):
+    """The number of rows a writer wrote (it *is* that int), plus what it had to leave out.
+
+    Attributes
+    ----------
+    n_cut_steps : int
+        Unlabelled trailing steps not written (``unlabelled="prefix"``).
+    left_out : list of int
+        Positions of samples not written at all (no labelled first step).
+    """
+
+    n_cut_steps: int
+    left_out: list[int]
+
+    def __new__(cls, n_rows: int, n_cut_steps: int = 0, left_out: Iterable[int] = ()) -> WriteResult:
+        out = super().__new__(cls, n_rows)
+        out.n_cut_steps, out.left_out = n_cut_steps, list(left_out)
+        return out
 
 
 class _RowError(ValueError):
@@ -178,22 +207,56 @@ def _read(source: Source, parse: Callable[[Mapping[str, Any]], StepSample | str]
             result.excluded[out] = result.excluded.get(out, 0) + 1
         else:
             result.append(out)
+            if out.meta.get("n_cut_steps"):
+                result.cut.append((number, int(out.meta["n_cut_steps"]), f"{unit} {number}: {out.meta['cut_reason']}"))
     if result.skipped:
         warnings.warn(f"{reader} skipped {result.n_skipped} malformed row(s), the first at "
                       f"{result.skipped[0][1]} See result.skipped for every reason.", stacklevel=3)
+    if result.cut:
+        warnings.warn(f"{reader} kept {len(result.cut)} row(s) only up to a step it could not read "
+                      f"({result.n_cut_steps} steps cut), the first at {result.cut[0][2]} See result.cut.", stacklevel=3)
     return result
 
 
+UNLABELLED = ("raise", "prefix")
+
+
+def _labelled_prefix(sample: StepSample, unlabelled: str) -> tuple[StepSample | None, int]:
+    """The sample cut before its first unlabelled step (``unlabelled="prefix"``) and the steps cut;
+    None when not even the first step is labelled. ``"raise"`` returns the sample unchanged."""
+    if unlabelled not in UNLABELLED:
+        raise ValueError(f"unlabelled={unlabelled!r} must be one of {list(UNLABELLED)}: 'prefix' writes each "
+                         "sample up to its first unlabelled step and counts the rest.")
+    labels = sample.labels
+    if unlabelled == "raise":
+        return sample, 0
+    if labels is None:
+        return None, sample.n_steps
+    n_keep = next((k for k, x in enumerate(labels) if x is None), sample.n_steps)
+    if n_keep == 0:
+        return None, sample.n_steps
+    if n_keep == sample.n_steps:
+        return sample, 0
+    kept = StepSample(sample.problem, sample.steps[:n_keep], labels=labels[:n_keep], answer=sample.answer,
+                      meta=sample.meta)
+    return kept, sample.n_steps - n_keep
+
+
 def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[StepSample, int], dict],
-           writer: str) -> int:
+           writer: str, unlabelled: str = "raise") -> WriteResult:
     """Convert every sample first (so a bad one writes nothing), then write JSONL or a JSON list."""
-    rows = []
+    rows, n_cut, left_out = [], 0, []
     for i, sample in enumerate(samples):
         if not isinstance(sample, StepSample):
             raise ValueError(f"{writer}: samples[{i}] has type {type(sample).__name__}; pass StepSample "
                              "objects (StepSample.from_dict converts dicts).")
+        kept, cut = _labelled_prefix(sample, unlabelled)
+        n_cut += cut
+        if kept is None:
+            left_out.append(i)
+            continue
         try:
-            rows.append(to_row(sample, i))
+            rows.append(to_row(kept, i))
         except ValueError as err:
             raise ValueError(f"{writer}: samples[{i}]: {err}") from err
     if isinstance(dest, (str, os.PathLike)):
@@ -204,7 +267,11 @@ def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[S
                 out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     else:
         dest.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    return len(rows)
+    if n_cut:
+        warnings.warn(f"{writer} wrote {len(rows)} rows up to their first unlabelled step: {n_cut} unlabelled steps "
+                      f"not written, {len(left_out)} samples left out (no labelled first step). The returned "
+                      "count carries n_cut_steps and left_out.", stacklevel=3)
+    return WriteResult(len(rows), n_cut, left_out)
 
 
 def _check_threshold(threshold: float | None) -> None:

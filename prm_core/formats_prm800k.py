@@ -25,14 +25,19 @@ _QUESTION_META = ("ground_truth_answer", "ground_truth_solution", "pre_generated
 _ROW_META = ("labeler", "timestamp", "generation", "is_quality_control_question", "is_initial_screening_question")
 
 
-def _check_neutral(neutral: float | None) -> float | None:
-    if neutral is None:
+def _check_label(name: str, value: float | None) -> float | None:
+    if value is None:
         return None
-    if isinstance(neutral, bool) or not isinstance(neutral, numbers.Real) or math.isnan(neutral) \
-            or not 0.0 <= neutral <= 1.0:
-        raise ValueError(f"neutral={neutral!r} must be a float in [0, 1] or None: 1.0 counts a neutral step "
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) \
+            or not 0.0 <= value <= 1.0:
+        what = "a neutral" if name == "neutral" else "a human-written"
+        raise ValueError(f"{name}={value!r} must be a float in [0, 1] or None: 1.0 counts {what} step "
                          "as correct, 0.0 as a mistake, 0.5 as halfway, None leaves it unlabelled.")
-    return float(neutral)
+    return float(value)
+
+
+def _check_neutral(neutral: float | None) -> float | None:
+    return _check_label("neutral", neutral)
 
 
 def _label(rating: int | None, neutral: float | None) -> float | None:
@@ -53,15 +58,29 @@ def _completion(value: Any, name: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _follow(raw_steps: list[Any]) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], list[int]]:
-    """The completion followed at each step, the alternatives not followed, and the human-written steps."""
+def _is_empty_step(step: Mapping[str, Any]) -> bool:
+    """A step with nothing to follow: no completion, no choice, no human-written step."""
+    return (not step.get("completions") and step.get("chosen_completion") is None
+            and step.get("human_completion") is None)
+
+
+def _follow(raw_steps: list[Any]) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], list[int], int]:
+    """The completion followed at each step, the alternatives not followed, the human-written steps,
+    and how many steps were cut at the first step with nothing to follow."""
     followed, alternatives, human_steps = [], [], []
     for k, step in enumerate(raw_steps):
         name = f"label.steps[{k}]"
         if not isinstance(step, Mapping):
             raise _RowError(f"field '{name}'={step!r} must be an object with 'completions'.")
-        completions = [_completion(c, f"{name}.completions[{j}]")
-                       for j, c in enumerate(_field(step, "completions", list, name=f"{name}.completions"))]
+        if _is_empty_step(step):  # released rows end this way: keep what came before
+            return followed, alternatives, human_steps, len(raw_steps) - k
+        raw = step.get("completions")
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            raise _RowError(f"field '{name}.completions'={raw!r} has type {type(raw).__name__}; it must be a list "
+                            "or null.")
+        completions = [_completion(c, f"{name}.completions[{j}]") for j, c in enumerate(raw)]
         chosen = _field(step, "chosen_completion", int, name=f"{name}.chosen_completion", optional=True)
         human = step.get("human_completion")
         if chosen is not None:
@@ -82,22 +101,27 @@ def _follow(raw_steps: list[Any]) -> tuple[list[dict[str, Any]], list[list[dict[
                             "the solution continued with.")
         followed.append(pick)
         alternatives.append([c for c in completions if c is not pick])
-    return followed, alternatives, human_steps
+    return followed, alternatives, human_steps, 0
 
 
-def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, phase: str | None = None,
-                 exclude_quality_control: bool = True, exclude_screening: bool = True,
+def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, human: float | None = 1.0,
+                 phase: str | None = None, exclude_quality_control: bool = True, exclude_screening: bool = True,
                  on_error: str = "raise") -> ReadResult:
     """Read PRM800K rows into one sample per row, following the path the labeler took.
 
     At each step the path takes ``chosen_completion``; if that is null, ``human_completion``; if
     that is null too, the step must be the row's last (or have one completion), and the path takes
-    its first completion rated -1, else its first completion. Ratings become labels: +1 -> 1.0,
-    -1 -> 0.0, null -> None, 0 -> ``neutral``. A human-written step usually has a null rating (the
-    labelers were asked to write a correct step), so it reads as None; its index is in
-    ``meta["human_steps"]`` for callers who want to label it 1.0. When the path is the start of
-    ``question.pre_generated_steps`` (phase 2), the sample holds all pre-generated steps and the
-    unlabelled rest gets None. ``answer`` is ``question.pre_generated_answer`` (None in phase 1).
+    its first completion rated -1, else its first completion. A step whose ``completions``,
+    ``chosen_completion`` and ``human_completion`` are all null (or empty) has nothing to follow:
+    the row is kept up to the step before it, and the steps from there on are cut and counted
+    (``meta["n_cut_steps"]``, ``ReadResult.cut``); a row cut before its first step is excluded as
+    "no_steps". Ratings become labels: +1 -> 1.0, -1 -> 0.0, null -> None, 0 -> ``neutral``. A
+    human-written step (phase 1: the labeler wrote it when every completion was rated -1) carries no
+    rating in the released files; it counts as correct, as PRM800K's README says, so it gets
+    ``human`` (an explicit rating on it wins). Its index is in ``meta["human_steps"]``. When the path
+    is the start of ``question.pre_generated_steps`` (phase 2), the sample holds all pre-generated
+    steps and the unlabelled rest gets None. ``answer`` is ``question.pre_generated_answer`` (None
+    in phase 1).
 
     ``meta`` keeps the rest: ``labeler``, ``timestamp``, ``generation``, ``phase`` ("phase1" when
     ``generation`` is null, else "phase2"), ``finish_reason``, ``total_time``, the question's
@@ -117,6 +141,9 @@ def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, phase: s
         them as mistakes, 0.5 for halfway, None to leave them unlabelled. Stored in ``meta``.
     phase : {"phase1", "phase2"}, optional
         Keep only rows of that phase; others are counted in ``excluded["other_phase"]``.
+    human : float or None, default 1.0
+        The label of a human-written step without a rating: 1.0 (PRM800K's and TRL's reading),
+        None to leave it unlabelled. Stored in ``meta["human_label"]``.
     exclude_quality_control, exclude_screening : bool, default True
         Leave out quality-control rows (served to every labeler) and initial-screening rows,
         counted in ``excluded["quality_control"]`` / ``excluded["screening"]``. Exclusion reads
@@ -137,9 +164,10 @@ def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, phase: s
     >>> len(result), result.excluded
     (3, {'quality_control': 1, 'screening': 1})
     >>> [s.labels for s in read_prm800k(fixture_path("prm800k"), neutral=0.5)]
-    [(1.0, 0.5, None), (1.0, 0.0, None), (0.5, 1.0)]
+    [(1.0, 0.5, 1.0), (1.0, 0.0, None), (0.5, 1.0)]
     """
     neutral = _check_neutral(neutral)
+    human = _check_label("human", human)
     if phase is not None and phase not in PHASES:
         raise ValueError(f"phase={phase!r} must be None (both phases) or one of {list(PHASES)}.")
 
@@ -154,7 +182,8 @@ def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, phase: s
             return "other_phase"
         question, label = _field(row, "question", Mapping), _field(row, "label", Mapping)
         problem = _field(question, "problem", str, name="question.problem")
-        followed, alternatives, human_steps = _follow(_field(label, "steps", list, name="label.steps"))
+        raw_steps = _field(label, "steps", list, name="label.steps")
+        followed, alternatives, human_steps, n_cut = _follow(raw_steps)
         texts = [c["text"] for c in followed]
         pre = _field(question, "pre_generated_steps", list, name="question.pre_generated_steps", optional=True)
         for k, text in enumerate(pre or ()):
@@ -163,14 +192,18 @@ def read_prm800k(path_or_lines: Source, *, neutral: float | None = 1.0, phase: s
         if not steps:
             return "no_steps"
         ratings = [c.get("rating") for c in followed]
-        labels = [_label(r, neutral) for r in ratings] + [None] * (len(steps) - len(texts))
+        labels = [human if r is None and k in human_steps else _label(r, neutral) for k, r in enumerate(ratings)]
+        labels += [None] * (len(steps) - len(texts))
         meta: dict[str, Any] = {key: row.get(key) for key in _ROW_META}
         meta.update({key: question.get(key) for key in _QUESTION_META})
         meta.update(phase=row_phase, finish_reason=_field(label, "finish_reason", str, optional=True,
                                                           name="label.finish_reason"),
                     total_time=label.get("total_time"), ratings=ratings, human_steps=human_steps,
                     flagged_steps=[k for k, c in enumerate(followed) if c.get("flagged")],
-                    alternatives=alternatives, neutral=neutral)
+                    alternatives=alternatives, neutral=neutral, human_label=human)
+        if n_cut:
+            meta.update(n_cut_steps=n_cut, cut_reason=f"label.steps[{len(raw_steps) - n_cut}] has no completion, "
+                        "chosen_completion or human_completion; the row is kept up to the step before it.")
         if pre and steps is not pre:
             meta["pre_generated_steps"] = pre  # the labelled path left the pre-generated one: keep both
         answer = _field(question, "pre_generated_answer", str, name="question.pre_generated_answer", optional=True)
@@ -195,16 +228,23 @@ def _prm800k_row(sample: StepSample, neutral: float | None) -> dict[str, Any]:
     meta, n = sample.meta, sample.n_steps
     labels = sample.labels if sample.labels is not None else (None,) * n
     raw = meta.get("ratings") if isinstance(meta.get("ratings"), list) else []
-    # A raw rating that still maps to the label is kept, so a neutral 0 read with neutral=1.0 stays 0.
-    ratings = [raw[k] if k < len(raw) and raw[k] in (*RATINGS, None) and _label(raw[k], neutral) == label
-               else _rating(label, neutral, k) for k, label in enumerate(labels)]
+    human, flagged = set(meta.get("human_steps") or ()), set(meta.get("flagged_steps") or ())
+
+    def keeps_raw(k: int, label: float | None) -> bool:
+        # A raw rating that still maps to the label is kept, so a neutral 0 read with neutral=1.0
+        # stays 0, and a human-written step's null rating (read as meta["human_label"]) stays null.
+        if k >= len(raw) or raw[k] not in (*RATINGS, None):
+            return False
+        is_unrated_human = raw[k] is None and k in human and label is not None and label == meta.get("human_label")
+        return _label(raw[k], neutral) == label or is_unrated_human
+
+    ratings = [raw[k] if keeps_raw(k, label) else _rating(label, neutral, k) for k, label in enumerate(labels)]
     is_pre_generated = meta.get("generation") is not None or meta.get("phase") == "phase2"
     n_labelled = n
     if is_pre_generated:  # phase 2 stops labelling at the first error: write the labelled prefix only
         last = max((k for k, r in enumerate(ratings) if r is not None), default=-1)
         n_labelled = min(n, max(last + 1, len(raw)))
     alternatives = meta.get("alternatives") if isinstance(meta.get("alternatives"), list) else []
-    human, flagged = set(meta.get("human_steps") or ()), set(meta.get("flagged_steps") or ())
     steps = []
     for k in range(n_labelled):
         pick = {"text": sample.steps[k], "rating": ratings[k], "flagged": True if k in flagged else None}

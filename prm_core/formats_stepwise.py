@@ -15,6 +15,7 @@ from prm_core.formats_io import (
     Destination,
     ReadResult,
     Source,
+    WriteResult,
     _check_threshold,
     _extras,
     _field,
@@ -32,8 +33,9 @@ TAG = "ки"  # Math-Shepherd's step tag ("ki" in Cyrillic): ends every step of 
 # ---------------------------------------------------------------------------------------------
 # Math-Shepherd: {"input": "<problem> Step 1: ... ки\nStep 2: ... ки", "label": same with +/-, "task"}
 
-_STEP_ONE = re.compile(r"Step\s*1\s*:")  # where the problem ends and step 1 begins
-_STEP_PREFIX = re.compile(r"^\s*Step\s*\d+\s*:\s*")  # "Step k: " at the start of each later step
+# Where the problem ends and step 1 begins; the released data spells it "Step 1:" and "step 1:".
+_STEP_ONE = re.compile(r"\bstep\s*1\s*:", re.IGNORECASE)
+_STEP_PREFIX = re.compile(r"^\s*step\s*\d+\s*:\s*", re.IGNORECASE)  # "Step k: " at the start of each later step
 _ANSWER = re.compile(r"The answer is:?\s*(.+?)\s*$", re.DOTALL)  # Math-Shepherd's last-step convention
 
 
@@ -50,10 +52,15 @@ def _parse_shepherd(row: Mapping[str, Any]) -> StepSample:
     if parts[-1].strip():
         raise _RowError(f"field 'input' has text after its last tag: {_short(parts[-1])}; end every step, "
                         f"the last included, with ' {TAG}'.")
-    head = _STEP_ONE.search(parts[0])
-    if head is None:
-        raise _RowError("field 'input' has no 'Step 1:' before its first tag; write the problem, then "
-                        f"'Step 1: <text> {TAG}'.")
+    heads = list(_STEP_ONE.finditer(parts[0]))
+    if not heads:
+        raise _RowError("field 'input' has no 'Step 1:' (any case) before its first tag, so where the problem "
+                        f"ends is unknown; write the problem, then 'Step 1: <text> {TAG}'.")
+    if len(heads) > 1:
+        raise _RowError(f"field 'input' has {len(heads)} 'Step 1:' markers before its first tag "
+                        f"({', '.join(repr(h.group()) for h in heads)}), so where the problem ends is ambiguous; "
+                        "keep one, before the first step.")
+    head = heads[0]
     steps = [parts[0][head.end():].strip()] + [_STEP_PREFIX.sub("", p, count=1).strip() for p in parts[1:-1]]
     labels, pos = [], 0
     for k, part in enumerate(parts[:-1]):  # `label` must be `input` with each tag swapped for one mark
@@ -76,7 +83,9 @@ def read_math_shepherd(path_or_lines: Source, *, on_error: str = "raise") -> Rea
     ``input`` is the problem, then ``Step 1: <text> ки``, a newline, ``Step 2: <text> ки``, and so
     on; ``label`` is the same text with each ``ки`` replaced by ``+`` (correct) or ``-``. The
     split: ``input`` is cut at every tag, so steps may span lines; the problem is the text before
-    the first ``Step 1:``; each step loses its ``Step k:`` prefix and surrounding whitespace. The
+    ``Step 1:`` (in any case: the released data also writes ``step 1:``); each step loses its
+    ``Step k:`` prefix and surrounding whitespace. A row with no ``Step 1:`` before its first tag,
+    or more than one, is malformed: where its problem ends is unknown or ambiguous. The
     answer is an ``answer`` column when present, else what follows ``The answer is:`` in the last
     step (Math-Shepherd's convention), else None. ``task`` and unknown columns go to ``meta``.
 
@@ -123,7 +132,7 @@ def _shepherd_row(sample: StepSample, threshold: float | None) -> dict[str, Any]
 
 
 def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination, *,
-                        threshold: float | None = None) -> int:
+                        threshold: float | None = None, unlabelled: str = "raise") -> WriteResult:
     """Write samples as Math-Shepherd rows (``input``, ``label``, ``task`` from ``meta``).
 
     Surrounding whitespace of the problem and steps is not kept (the format pads with spaces). An
@@ -138,11 +147,15 @@ def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination
         Destination; a ``.json`` path gets a JSON list, anything else JSONL.
     threshold : float, optional
         None (default): every label must be exactly 1.0 or 0.0. A float: labels >= it become ``+``.
+    unlabelled : {"raise", "prefix"}, default "raise"
+        What an unlabelled step does: raise naming the sample, or end the sample there ("prefix":
+        its labelled first steps are written; a sample with an unlabelled first step is left out),
+        as TRL's converters do with PRM800K's phase-2 rows. Counted in the result and warned about.
 
     Returns
     -------
-    int
-        Rows written.
+    WriteResult
+        Rows written (an int), with ``n_cut_steps`` and ``left_out``.
 
     Examples
     --------
@@ -154,7 +167,7 @@ def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination
     '1 + 1? Step 1: 1 + 1 = 3. -'
     """
     _check_threshold(threshold)
-    return _write(samples, path_or_file, lambda s, i: _shepherd_row(s, threshold), "write_math_shepherd")
+    return _write(samples, path_or_file, lambda s, i: _shepherd_row(s, threshold), "write_math_shepherd", unlabelled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +218,7 @@ def read_trl_stepwise(path_or_lines: Source, *, on_error: str = "raise") -> Read
 
 
 def write_trl_stepwise(samples: Iterable[StepSample], path_or_file: Destination, *,
-                       threshold: float | None = None) -> int:
+                       threshold: float | None = None, unlabelled: str = "raise") -> WriteResult:
     """Write samples as TRL stepwise-supervision rows (plus ``answer`` when a sample has one).
 
     Parameters
@@ -216,11 +229,15 @@ def write_trl_stepwise(samples: Iterable[StepSample], path_or_file: Destination,
         Destination; a ``.json`` path gets a JSON list, anything else JSONL.
     threshold : float, optional
         None (default): every label must be exactly 1.0 or 0.0. A float: labels >= it become true.
+    unlabelled : {"raise", "prefix"}, default "raise"
+        What an unlabelled step does: raise naming the sample, or end the sample there ("prefix":
+        its labelled first steps are written, as TRL's own PRM800K converter keeps the prefix; a
+        sample with an unlabelled first step is left out). Counted in the result and warned about.
 
     Returns
     -------
-    int
-        Rows written.
+    WriteResult
+        Rows written (an int), with ``n_cut_steps`` and ``left_out``.
 
     Examples
     --------
@@ -238,7 +255,7 @@ def write_trl_stepwise(samples: Iterable[StepSample], path_or_file: Destination,
         row = {"prompt": sample.problem, "completions": list(sample.steps), "labels": labels}
         return row if sample.answer is None else {**row, "answer": sample.answer}
 
-    return _write(samples, path_or_file, to_row, "write_trl_stepwise")
+    return _write(samples, path_or_file, to_row, "write_trl_stepwise", unlabelled)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,6 +69,11 @@ def first_error_f1(pred: Sequence[int], true: Sequence[int]) -> FirstErrorF1:
     >>> first_error_f1([1, 2, -1, -1], [1, 0, -1, 3]).f1  # error acc 1/3, correct acc 1/1: 2 * 1/3 / (4/3)
     0.5
     """
+    unknown = [i for i, x in enumerate(pred) if x is None] if isinstance(pred, Sequence) else []
+    if unknown:
+        raise ValueError(f"pred holds None (no prediction) at {len(unknown)} rows, e.g. {unknown[:5]}: a solution "
+                         "scored on a truncated prefix that shows no error. Leave those rows out of pred and true "
+                         "and report how many, or raise max_length so every step is scored.")
     p, t = _as_indices(pred, "pred"), _as_indices(true, "true")
     if p.shape != t.shape:
         raise ValueError(f"pred has {p.size} entries but true has {t.size}; pass one prediction per sample.")

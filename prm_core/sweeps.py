@@ -187,7 +187,10 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
             info = {k: v for k, v in asdict(result).items() if k not in ("history", "eval_history")}
             (tmp / "train_result.json").write_text(json.dumps(info, indent=2, default=str))
     info = json.loads((folder / "train_result.json").read_text())
-    return _load_scores(folder / "scores.safetensors")[kind], info
+    parts = {"val": data.val, "test": data.test, "bon": data.bon[: min(sweep.n_bon_problems, config.n_bon_problems)
+                                                                   * config.n_bon_samples]}
+    saved = folder / "scores.safetensors"
+    return _load_scores(saved, parts, lambda: new_model(pretrained_backbone(config, cache_dir)[0], config, kind).encoder)[kind], info
 
 
 def data_efficiency(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,

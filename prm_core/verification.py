@@ -8,67 +8,140 @@ device and copies them to the host once at the end.
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from prm_core.aggregation import aggregate
 from prm_core.data import StepSample
 from prm_core.encoding import EncodedSample, to_device
+from prm_core.metrics import first_error_index
 from prm_core.model import ProcessRewardModel
 from prm_core.voting import best_of_n, majority_vote, weighted_vote
 
 # What the model's forward reads from a collated batch; labels stay on the host when scoring.
 MODEL_INPUTS = ("input_ids", "attention_mask", "step_positions", "steps_start")
 
-# Thousands separators are part of the number: "1,000" is 1000, not the "000" after the comma.
-_NUMBER = re.compile(r"-?\d+(?:,\d{3}(?!\d))*(?:\.\d+)?")
-
-
-def default_answer_key(answer: str | None) -> Hashable:
-    """Group answers that mean the same: the last number in the text if there is one, else the
-    stripped, lower-cased text (so "The answer is 14." and "14" vote together).
-
-    Examples
-    --------
-    >>> default_answer_key("The answer is 14."), default_answer_key(" Fourteen ")
-    (14.0, 'fourteen')
-    """
-    if answer is None:
-        return None
-    numbers = _NUMBER.findall(answer)
-    return float(numbers[-1].replace(",", "")) if numbers else answer.strip().lower()
+TRUNCATED_POLICIES: tuple[str, ...] = ("raise", "prefix", "lowest")
+_TRUNCATED_MEANING = {"prefix": "use the kept steps; n_dropped_steps flags them",
+                      "lowest": "rank them below every whole solution",
+                      "unknown": "None where the kept steps show no error"}
 
 
 @dataclass
 class StepScores:
-    """Step probabilities for N solutions, padded to the longest."""
+    """Step probabilities for N solutions, padded to the longest, and what each one lost to truncation.
+
+    A solution longer than the encoder's ``max_length`` is scored on the steps that fit; the rest
+    are counted in ``n_dropped_steps``. Every method that turns step scores into a decision asks
+    what to do with such a solution (``truncated``), and refuses by default: a prefix is not the
+    solution, and a min over it can rank a solution whose wrong step was cut off first.
+    """
 
     scores: torch.Tensor  # (N, S) float, 0 at padded steps
-    mask: torch.Tensor  # (N, S) bool, True at real steps
+    mask: torch.Tensor  # (N, S) bool, True at real (scored) steps
+    n_dropped_steps: torch.Tensor | None = None  # (N,) int: trailing steps not scored; None means all zero
 
-    def per_sample(self) -> list[list[float]]:
+    def __post_init__(self) -> None:
+        n = self.scores.shape[0]
+        if self.n_dropped_steps is None:
+            self.n_dropped_steps = torch.zeros(n, dtype=torch.long)
+        self.n_dropped_steps = torch.as_tensor(self.n_dropped_steps, dtype=torch.long)
+        if self.n_dropped_steps.shape != (n,) or (self.n_dropped_steps < 0).any():
+            raise ValueError(f"n_dropped_steps has shape {tuple(self.n_dropped_steps.shape)}; pass one count >= 0 "
+                             f"per solution ({n}).")
+
+    @property
+    def is_truncated(self) -> torch.Tensor:
+        """(N,) bool: True where steps were dropped to fit ``max_length``."""
+        return self.n_dropped_steps > 0
+
+    def _check(self, truncated: str, allowed: tuple[str, ...], what: str) -> None:
+        if truncated not in allowed:
+            raise ValueError(f"truncated={truncated!r} must be one of {list(allowed)}.")
+        if truncated == "raise" and bool(self.is_truncated.any()):
+            rows = torch.nonzero(self.is_truncated).flatten().tolist()
+            options = " or ".join(f"truncated={a!r} ({_TRUNCATED_MEANING[a]})" for a in allowed[1:])
+            raise ValueError(
+                f"{len(rows)} of {len(self.n_dropped_steps)} solutions lost steps to max_length (rows {rows[:5]}"
+                f"{'...' if len(rows) > 5 else ''}; {int(self.n_dropped_steps.sum())} steps in all), so their {what} "
+                f"would describe a prefix, not the solution. Raise the encoder's max_length, or pass {options}.")
+
+    def per_sample(self, truncated: str = "raise") -> list[list[float]]:
+        """Each solution's step scores (its scored steps only).
+
+        ``truncated``: "raise" (default) refuses when any solution lost steps; "prefix" returns
+        the scored prefix (look up ``n_dropped_steps`` to flag it).
+        """
+        self._check(truncated, ("raise", "prefix"), "step scores")
         return [row[m].tolist() for row, m in zip(self.scores, self.mask, strict=True)]
 
-    def solution_scores(self, rule: str = "min") -> torch.Tensor:
-        """One score per solution by an aggregation rule (see ``prm_core.aggregation``)."""
-        return aggregate(self.scores, self.mask, rule)
+    def solution_scores(self, rule: str = "min", truncated: str = "raise") -> torch.Tensor:
+        """One score per solution (N,) by an aggregation rule (see ``prm_core.aggregation``).
+
+        ``truncated``: "raise" (default) refuses when any solution lost steps; "prefix" aggregates
+        the scored prefix; "lowest" gives a truncated solution the lowest score the rule can give
+        (0, or -inf for ``sum_logit``), so best-of-N picks it last and a weighted vote gives it no
+        weight.
+        """
+        self._check(truncated, TRUNCATED_POLICIES, "solution scores")
+        values = aggregate(self.scores, self.mask, rule)
+        if truncated == "lowest":
+            values = values.masked_fill(self.is_truncated, -math.inf if rule == "sum_logit" else 0.0)
+        return values
+
+    def first_error_predictions(self, threshold: float = 0.5, truncated: str = "raise") -> list[int | None]:
+        """Predicted first wrong step of each solution (-1: none), as ``metrics.first_error_index``.
+
+        ``truncated``: "raise" (default); "prefix" predicts from the scored prefix, reading "no
+        error there" as -1; "unknown" keeps a prediction found in the prefix (later steps cannot
+        move it on a causal backbone) and gives None where the prefix shows no error, to be counted
+        and left out of ``first_error_f1``.
+        """
+        self._check(truncated, ("raise", "prefix", "unknown"), "first-error predictions")
+        out: list[int | None] = []
+        for row, m, dropped in zip(self.scores, self.mask, self.n_dropped_steps.tolist(), strict=True):
+            index = first_error_index(row[m].tolist(), threshold)
+            out.append(None if index == -1 and dropped and truncated == "unknown" else index)
+        return out
+
+
+def _device_of(model: object) -> torch.device:
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return first.device if first is not None else torch.device(getattr(model, "device", "cpu"))
+
+
+@runtime_checkable
+class StepScorer(Protocol):
+    """What the Verifier needs of a model that is not the course's ``ProcessRewardModel``.
+
+    ``prm_core.published`` wraps the public PRMs in this: given solutions, one probability of
+    "this step is correct" per step, with the steps that did not fit counted.
+    """
+
+    def score_steps(self, samples: Sequence[StepSample], *, batch_size: int,
+                    device: torch.device) -> StepScores: ...
 
 
 class Verifier:
-    """Batched scoring and selection with a trained PRM or ORM.
+    """Batched scoring and selection with a PRM or ORM: the course's own, or a published one.
 
     Parameters
     ----------
-    model : ProcessRewardModel
+    model : ProcessRewardModel or StepScorer
+        The course's model, or a scorer from ``prm_core.published.load_published_prm``.
     batch_size : int, default 256
         Solutions per forward pass.
     device : str or torch.device, optional
         Defaults to the model's device.
-    answer_key : callable, default ``default_answer_key``
-        Maps an answer to what votes are grouped by (the task's notion of "the same answer").
+    answer_key : callable, optional
+        Maps one answer to what votes group it by (e.g. ``int`` for the arithmetic benchmark).
+        None (default): answers are grouped by mathematical equivalence (``prm_core.answers``,
+        math-verify), and a vote returns the answer as its group's first candidate wrote it.
 
     Examples
     --------
@@ -76,19 +149,28 @@ class Verifier:
     >>> best = verifier.best_of_n(candidates, rule="min")  # doctest: +SKIP
     """
 
-    def __init__(self, model: ProcessRewardModel, *, batch_size: int = 256, device: str | torch.device | None = None,
-                 answer_key: Callable[[str | None], Hashable] = default_answer_key) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    def __init__(self, model: ProcessRewardModel | StepScorer, *, batch_size: int = 256,
+                 device: str | torch.device | None = None,
+                 answer_key: Callable[[str | None], Hashable] | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be an int >= 1.")
+        if not isinstance(model, ProcessRewardModel) and not isinstance(model, StepScorer):
+            raise ValueError(f"model is a {type(model).__name__}; pass a ProcessRewardModel or a scorer from "
+                             "prm_core.published.load_published_prm.")
+        if answer_key is not None and not callable(answer_key):
+            raise ValueError(f"answer_key={answer_key!r} must be callable (answer -> key) or None.")
         self.model = model
         self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = torch.device(device) if device is not None else _device_of(model)
         self.answer_key = answer_key
 
     def score_steps(self, samples: Sequence[StepSample]) -> StepScores:
-        """Step probabilities for every sample, in the order given."""
+        """Step probabilities for every sample, in the order given (``n_dropped_steps`` counts the
+        steps that did not fit)."""
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one candidate solution to score.")
+        if not isinstance(self.model, ProcessRewardModel):
+            return self.model.score_steps(samples, batch_size=self.batch_size, device=self.device)
         return self.score_encoded(self.model.encoder.encode_many(samples))
 
     @torch.inference_mode()
@@ -97,6 +179,9 @@ class Verifier:
         again (by several models, rules or budgets) are tokenized once."""
         if len(encoded) == 0:
             raise ValueError("encoded is empty; pass at least one EncodedSample to score.")
+        if not isinstance(self.model, ProcessRewardModel):
+            raise ValueError("score_encoded needs the course's ProcessRewardModel; call score_steps with a "
+                             "published scorer.")
         n_steps = max(e.n_steps for e in encoded)
         scores = torch.zeros((len(encoded), n_steps), device=self.device)
         mask = torch.zeros((len(encoded), n_steps), dtype=torch.bool, device=self.device)
@@ -115,28 +200,39 @@ class Verifier:
                 mask[rows, :width] = out.mask
         finally:
             self.model.train(was_training)
-        return StepScores(scores=scores.cpu(), mask=mask.cpu())
+        return StepScores(scores=scores.cpu(), mask=mask.cpu(),
+                          n_dropped_steps=torch.tensor([e.n_dropped_steps for e in encoded], dtype=torch.long))
 
-    def score(self, samples: Sequence[StepSample], rule: str = "min") -> torch.Tensor:
-        """One score per solution (N,), aggregated from its step scores by ``rule``."""
-        return self.score_steps(samples).solution_scores(rule)
+    def score(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> torch.Tensor:
+        """One score per solution (N,), aggregated from its step scores by ``rule``; ``truncated``
+        as in ``StepScores.solution_scores``."""
+        return self.score_steps(samples).solution_scores(rule, truncated)
 
-    def rank(self, samples: Sequence[StepSample], rule: str = "min") -> list[int]:
+    def rank(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> list[int]:
         """Indices of ``samples`` from the highest score to the lowest (stable for ties)."""
-        scores = self.score(samples, rule).tolist()
+        scores = self.score(samples, rule, truncated).tolist()
         return sorted(range(len(samples)), key=lambda i: -scores[i])
 
-    def best_of_n(self, samples: Sequence[StepSample], rule: str = "min") -> StepSample:
+    def best_of_n(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> StepSample:
         """The candidate with the highest solution score."""
-        return samples[best_of_n(self.score(samples, rule).numpy())]
+        return samples[best_of_n(self.score(samples, rule, truncated).numpy())]
+
+    def answer_groups(self, samples: Sequence[StepSample]) -> list[Hashable]:
+        """What each candidate's answer counts as in a vote (``answer_key``, or its group's first answer)."""
+        answers = [s.answer for s in samples]
+        if self.answer_key is None:
+            from prm_core.answers import representative_answers
+
+            return representative_answers(answers)
+        return [self.answer_key(a) for a in answers]
 
     def majority_vote(self, samples: Sequence[StepSample]) -> Hashable:
-        """The most frequent answer (grouped by ``answer_key``); needs no model."""
+        """The most frequent answer (grouped as ``answer_groups`` says); needs no model."""
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one candidate solution.")
-        return majority_vote([self.answer_key(s.answer) for s in samples])
+        return majority_vote(self.answer_groups(samples))
 
-    def weighted_vote(self, samples: Sequence[StepSample], rule: str = "min") -> Hashable:
+    def weighted_vote(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> Hashable:
         """The answer whose candidates' solution scores sum highest (PRM-weighted vote)."""
-        scores = self.score(samples, rule).numpy()
-        return weighted_vote([self.answer_key(s.answer) for s in samples], scores)
+        scores = self.score(samples, rule, truncated).numpy()
+        return weighted_vote(self.answer_groups(samples), scores)

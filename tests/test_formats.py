@@ -83,10 +83,11 @@ def test_read_prm800k_fixture_excludes_quality_control_and_screening_rows():
 def test_read_prm800k_fixture_phase1_row_follows_chosen_then_human_completion():
     sample = read_prm800k(fixture_path("prm800k"))[0]
     # step 0: chosen_completion 0 (+1); step 1: single completion rated 0 -> neutral 1.0;
-    # step 2: both completions -1, chosen null, the human wrote the step (rating null -> None)
+    # step 2: both completions -1, chosen null, the human wrote the step (rating null -> human=1.0)
     assert sample.steps[0] == "4 notebooks cost 4 × 3 = 12 dollars."
     assert sample.steps[2].startswith("3 pens cost 3 × 2 = 6 dollars")
-    assert sample.labels == (1.0, 1.0, None)
+    assert sample.labels == (1.0, 1.0, 1.0)
+    assert read_prm800k(fixture_path("prm800k"), human=None)[0].labels == (1.0, 1.0, None)
     assert sample.answer is None
     assert sample.meta["phase"] == "phase1"
     assert sample.meta["human_steps"] == [2]
@@ -157,7 +158,7 @@ def test_read_prm800k_last_step_without_choice_or_negative_takes_first_completio
 def test_read_prm800k_human_completion_as_text_is_followed():
     sample = read_prm800k([_prm800k_row([_step(-1, chosen=None, human="2 + 2 = 4.")])])[0]
     assert sample.steps == ("2 + 2 = 4.",)
-    assert sample.labels == (None,)
+    assert sample.labels == (1.0,)
 
 
 def test_read_prm800k_flagged_step_is_recorded():
@@ -186,10 +187,10 @@ def test_read_prm800k_path_off_pre_generated_steps_keeps_both():
         ([_step(2)], r"label.steps\[0\].completions\[0\].rating'=2 must be -1, 0, 1 or null"),
         ([_step(True)], r"rating'=True must be -1, 0, 1 or null"),
         ([_step(1, chosen=3)], r"chosen_completion'=3 is out of range for 1 completions"),
-        ([_step(chosen=None)], r"label.steps\[0\]' has 0 completions"),
+        ([{"completions": {"text": "a"}, "chosen_completion": None}], r"label.steps\[0\].completions'=.* must be a list"),
         (["not a step"], r"label.steps\[0\]'='not a step' must be an object"),
     ],
-    ids=["no-choice-mid-path", "rating-2", "rating-bool", "chosen-out-of-range", "empty-step", "step-not-object"],
+    ids=["no-choice-mid-path", "rating-2", "rating-bool", "chosen-out-of-range", "completions-not-list", "step-not-object"],
 )
 def test_read_prm800k_malformed_step_raises_with_line_and_field(steps, match):
     lines = _lines(_prm800k_row([_step(1)]), _prm800k_row(steps))
@@ -240,7 +241,7 @@ def test_read_math_shepherd_answer_column_overrides_last_step():
         ({"input": f"Q? Step 1: 1 {TAG}", "label": "Q? Step 1: 1 + extra"}, r"field 'label' does not match field 'input' after the last step"),
         ({"input": "Q? Step 1: 1", "label": "Q? Step 1: 1"}, r"field 'input' holds no step tag"),
         ({"input": f"Q? Step 1: 1 {TAG} Step 2: 2", "label": "x"}, r"field 'input' has text after its last tag"),
-        ({"input": f"Q? First: 1 {TAG}", "label": "Q? First: 1 +"}, r"field 'input' has no 'Step 1:' before its first tag"),
+        ({"input": f"Q? First: 1 {TAG}", "label": "Q? First: 1 +"}, r"field 'input' has no 'Step 1:' \(any case\) before its first tag"),
         ({"input": f"Q? Step 1: 1 {TAG}"}, r"field 'label' is missing"),
         ({"input": 3, "label": "x"}, r"field 'input'=3 has type int; it must be str"),
     ],
@@ -598,3 +599,100 @@ def test_prm800k_write_then_read_round_trips(neutral, generation, data):
              for s in data.draw(st.lists(samples(labels=labels), max_size=4))]
     again = _round_trip(write_prm800k, read_prm800k, batch, neutral=neutral)
     assert [_core(s) for s in again] == [_core(s) for s in batch]
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 12: rows as the released files write them.
+
+
+ISSUE_12_NULL_STEP = ('{"question":{"problem":"p"},"label":{"steps":[{"completions":[{"text":"a","rating":1}],'
+                      '"chosen_completion":0},{"completions":null,"chosen_completion":null,"human_completion":null}]}}')
+
+
+def test_issue_12_input_1_a_null_step_ends_the_row_and_the_labelled_prefix_is_kept():
+    with pytest.warns(UserWarning, match=r"kept 1 row\(s\) only up to a step it could not read \(1 steps cut\)"):
+        result = read_prm800k([ISSUE_12_NULL_STEP])
+    assert [(s.steps, s.labels) for s in result] == [(("a",), (1.0,))]
+    assert result.cut[0][:2] == (1, 1) and "label.steps[1] has no completion" in result.cut[0][2]
+    assert result.n_cut_steps == 1 and result[0].meta["n_cut_steps"] == 1 and result.n_skipped == 0
+
+
+@pytest.mark.parametrize("empty", [{"completions": None, "chosen_completion": None, "human_completion": None},
+                                   {"completions": [], "chosen_completion": None},
+                                   {"completions": None}])
+def test_a_null_step_in_the_middle_cuts_it_and_every_step_after(empty):
+    row = _prm800k_row([_step(1), _step(-1), empty, _step(1)])
+    with pytest.warns(UserWarning, match="2 steps cut"):
+        result = read_prm800k([row])
+    assert result[0].labels == (1.0, 0.0) and result.n_cut_steps == 2
+
+
+def test_a_row_whose_first_step_is_null_is_excluded_as_no_steps():
+    result = read_prm800k([_prm800k_row([{"completions": None, "chosen_completion": None}, _step(1)])])
+    assert len(result) == 0 and result.excluded == {"no_steps": 1}
+
+
+def test_issue_12_input_2_a_human_written_step_is_labelled_correct_and_converts_to_trl():
+    row = _prm800k_row([_step(1), _step(-1, -1, chosen=None, human={"text": "2 + 2 = 4.", "rating": None})])
+    sample = read_prm800k([row])[0]
+    assert sample.labels == (1.0, 1.0) and sample.meta["human_steps"] == [1]
+    out = io.StringIO()
+    assert write_trl_stepwise([sample], out) == 1  # the reader's own output converts, as TRL labels it True
+    assert json.loads(out.getvalue())["labels"] == [True, True]
+    # an explicit rating on the human step wins; human=0.5 is a choice; a bad value names the option
+    rated = _prm800k_row([_step(-1, chosen=None, human={"text": "x", "rating": -1})])
+    assert read_prm800k([rated])[0].labels == (0.0,)
+    assert read_prm800k([row], human=0.5)[0].labels == (1.0, 0.5)
+    with pytest.raises(ValueError, match=r"human=2 must be a float in \[0, 1\] or None"):
+        read_prm800k([row], human=2)
+
+
+def test_a_human_step_read_and_written_keeps_its_null_rating():
+    row = _prm800k_row([_step(1), _step(-1, -1, chosen=None, human={"text": "2 + 2 = 4.", "rating": None})])
+    sample = read_prm800k([row])[0]
+    out = io.StringIO()
+    write_prm800k([sample], out)
+    written = json.loads(out.getvalue())["label"]["steps"][1]
+    assert written["human_completion"]["rating"] is None and written["chosen_completion"] is None
+    out.seek(0)
+    assert _core(read_prm800k(out)[0]) == _core(sample)
+
+
+def test_issue_12_input_3_lower_case_step_markers_are_read():
+    row = {"input": f"Q? step 1: a {TAG}\nstep 2: b {TAG}", "label": "Q? step 1: a +\nstep 2: b -"}
+    sample = read_math_shepherd([row])[0]
+    assert (sample.problem, sample.steps, sample.labels) == ("Q?", ("a", "b"), (1.0, 0.0))
+
+
+@pytest.mark.parametrize("marker", ["Step 1:", "step 1:", "STEP 1:", "Step 1 :", "Step1:"])
+def test_every_spelling_of_the_first_marker_splits_the_same(marker):
+    row = {"input": f"Q? {marker} a {TAG}\nStep 2: b {TAG}", "label": f"Q? {marker} a +\nStep 2: b +"}
+    assert read_math_shepherd([row])[0].steps == ("a", "b")
+
+
+def test_an_ambiguous_first_marker_is_rejected_and_counted_under_skip():
+    row = {"input": f"In step 1: add. Step 1: a {TAG}", "label": "In step 1: add. Step 1: a +"}
+    with pytest.raises(ValueError, match=r"2 'Step 1:' markers before its first tag"):
+        read_math_shepherd([row])
+    with pytest.warns(UserWarning, match="skipped 1 malformed row"):
+        result = read_math_shepherd([row, {"input": f"Q? Step 1: a {TAG}", "label": "Q? Step 1: a +"}], on_error="skip")
+    assert len(result) == 1 and result.n_skipped == 1
+
+
+def test_writers_take_the_labelled_prefix_of_a_phase_2_row_and_count_the_rest():
+    samples = read_prm800k(fixture_path("prm800k"))
+    with pytest.raises(ValueError, match=r"samples\[1\]: labels\[2\] is None"):
+        write_trl_stepwise(samples, io.StringIO())
+    out = io.StringIO()
+    with pytest.warns(UserWarning, match="1 unlabelled steps not written, 0 samples left out"):
+        written = write_trl_stepwise(samples, out, unlabelled="prefix")
+    assert written == 3 and written.n_cut_steps == 1 and written.left_out == []
+    out.seek(0)
+    back = read_trl_stepwise(out)
+    assert back[1].labels == (1.0, 0.0) and back[1].steps == samples[1].steps[:2]
+    unlabelled_first = StepSample("q", ["a", "b"], labels=[None, 1.0])
+    with pytest.warns(UserWarning, match="1 samples left out"):
+        written = write_math_shepherd([unlabelled_first, *samples], io.StringIO(), unlabelled="prefix")
+    assert written == 3 and written.left_out == [0] and written.n_cut_steps == 3
+    with pytest.raises(ValueError, match="unlabelled='drop' must be one of"):
+        write_trl_stepwise(samples, io.StringIO(), unlabelled="drop")

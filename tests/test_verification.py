@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prm_core.data import StepSample
-from prm_core.verification import StepScores, Verifier, default_answer_key
+from prm_core.verification import StepScores, Verifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +34,7 @@ def verifier(make_tiny_prm):
 
 def _fixed_scores(monkeypatch, verifier, scores):
     """Make ``verifier.score`` return ``scores`` whatever the samples, to control votes and picks."""
-    monkeypatch.setattr(verifier, "score", lambda samples, rule="min": torch.tensor(scores))
+    monkeypatch.setattr(verifier, "score", lambda samples, rule="min", truncated="raise": torch.tensor(scores))
 
 
 # ---------------------------------------------------------------- score_steps
@@ -115,7 +115,7 @@ def test_solution_with_no_steps_cannot_be_built():
 
 
 def test_verifier_batch_size_zero_raises(make_tiny_prm):
-    with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size=0 must be an int >= 1"):
         Verifier(make_tiny_prm(), batch_size=0)
 
 
@@ -165,27 +165,40 @@ def test_rank_with_the_model_gives_non_increasing_scores(verifier):
     assert (ranked[:-1] >= ranked[1:]).all()
 
 
-def test_weighted_vote_groups_equal_answers_by_default_answer_key(monkeypatch, verifier):
+def test_weighted_vote_groups_equivalent_answers_by_default(monkeypatch, verifier):
     samples = _answers("14", "The answer is 14.", "15")
     _fixed_scores(monkeypatch, verifier, [0.3, 0.3, 0.5])
     # 14 gets 0.3 + 0.3 = 0.6 > 0.5 for 15; ungrouped, "15" (0.5) would beat each "14" (0.3)
-    assert verifier.weighted_vote(samples) == 14.0
+    assert verifier.weighted_vote(samples) == "14"  # as the group's first candidate wrote it
 
 
 def test_weighted_vote_heavier_single_answer_beats_a_light_pair(monkeypatch, verifier):
     samples = _answers("14", "The answer is 14.", "15")
     _fixed_scores(monkeypatch, verifier, [0.2, 0.2, 0.5])
-    assert verifier.weighted_vote(samples) == 15.0  # 0.2 + 0.2 = 0.4 < 0.5
+    assert verifier.weighted_vote(samples) == "15"  # 0.2 + 0.2 = 0.4 < 0.5
 
 
-def test_majority_vote_groups_equal_answers_by_default_answer_key(verifier):
+def test_majority_vote_groups_equivalent_answers_by_default(verifier):
     # 14 appears twice in two spellings; 15 appears once: 14 wins 2 to 1
-    assert verifier.majority_vote(_answers("15", "14", "The answer is 14.")) == 14.0
+    assert verifier.majority_vote(_answers("15", "14", "The answer is 14.")) == "14"
+
+
+def test_majority_vote_over_math_answers_returns_one_of_them(verifier):
+    # Issue 12, input 4: the last-number key read both "\\!" answers as 0.0 and returned 0.0.
+    answers = ["40,\\!000", "320,\\!000", "320,000", "320,000"]
+    assert verifier.majority_vote(_answers(*answers)) == "320,\\!000"
+
+
+def test_arithmetic_answer_key_votes_by_integer_value(make_tiny_prm):
+    from prm_core.tasks.arithmetic import answer_value
+
+    verifier = Verifier(make_tiny_prm(), answer_key=answer_value)
+    assert verifier.majority_vote(_answers("15", "14", "The answer is 14.")) == 14
 
 
 def test_majority_vote_ignores_scores(monkeypatch, verifier):
     _fixed_scores(monkeypatch, verifier, [0.0, 0.0, 1.0])
-    assert verifier.majority_vote(_answers("7", "7", "8")) == 7.0
+    assert verifier.majority_vote(_answers("7", "7", "8")) == "7"
 
 
 def test_majority_vote_empty_list_raises(verifier):
@@ -196,32 +209,6 @@ def test_majority_vote_empty_list_raises(verifier):
 def test_verifier_custom_answer_key_is_used_for_votes(make_tiny_prm):
     verifier = Verifier(make_tiny_prm(), answer_key=lambda answer: answer)  # raw strings, no grouping
     assert verifier.majority_vote(_answers("15", "14", "The answer is 14.")) == "15"  # three 1-vote ties
-
-
-# ---------------------------------------------------------------- default_answer_key
-
-ANSWER_KEY_CASES = {
-    "bare-integer": ("14", 14.0),
-    "sentence": ("The answer is 14.", 14.0),
-    "last-number-wins": ("17 - 3 = 14", 14.0),
-    "negative": ("It ends at -3.", -3.0),
-    "decimal": ("2.50", 2.5),
-    "trailing-zero-decimal-equals-integer": ("14.0", 14.0),
-    "thousands-separator": ("The answer is 1,000.", 1000.0),
-    "list-comma-is-not-a-separator": ("3, 4", 4.0),
-    "words-lower-stripped": (" Fourteen ", "fourteen"),
-    "none": (None, None),
-}
-
-
-@pytest.mark.parametrize(("answer", "expected"), ANSWER_KEY_CASES.values(), ids=ANSWER_KEY_CASES.keys())
-def test_default_answer_key_cases(answer, expected):
-    assert default_answer_key(answer) == expected
-
-
-def test_default_answer_key_thousands_separator_differs_from_zero():
-    # Reading only the digits after the comma would make "1,000" vote with "0".
-    assert default_answer_key("1,000") != default_answer_key("0")
 
 
 def test_scoring_throughput_reports_rates_and_their_ratios(make_tiny_prm):
@@ -235,3 +222,63 @@ def test_scoring_throughput_reports_rates_and_their_ratios(make_tiny_prm):
     assert result["verifier_share_of_bare"] == pytest.approx(result["verifier_solutions_per_second"] / bare)
     assert result["end_to_end_share_of_bare"] == pytest.approx(result["end_to_end_solutions_per_second"] / bare)
     assert (throughput_batch_size("cpu"), throughput_batch_size("cuda")) == (256, 4096)
+
+
+# ---------------------------------------------------------------- truncation is never silent
+
+
+def _truncated_scores():
+    # row 0 whole (2 steps); row 1 lost 3 steps, its kept prefix looks right; row 2 lost 1, its prefix has an error
+    scores = torch.tensor([[0.9, 0.2], [0.8, 0.9], [0.3, 0.0]])
+    mask = torch.tensor([[True, True], [True, True], [True, False]])
+    return StepScores(scores, mask, torch.tensor([0, 3, 1]))
+
+
+def test_truncated_solutions_are_refused_by_default_naming_rows_and_the_fix():
+    scores = _truncated_scores()
+    for call in (scores.per_sample, scores.solution_scores, scores.first_error_predictions):
+        with pytest.raises(ValueError, match=r"2 of 3 solutions lost steps to max_length \(rows \[1, 2\]; 4 steps"):
+            call()
+    with pytest.raises(ValueError, match="Raise the encoder's max_length, or pass truncated='prefix'"):
+        scores.solution_scores("min")
+
+
+def test_truncated_policies_prefix_lowest_and_unknown():
+    scores = _truncated_scores()
+    rows = scores.per_sample(truncated="prefix")
+    assert [len(r) for r in rows] == [2, 2, 1] and rows[2] == pytest.approx([0.3])
+    assert scores.solution_scores("min", truncated="prefix").tolist() == pytest.approx([0.2, 0.8, 0.3])
+    assert scores.solution_scores("min", truncated="lowest").tolist() == pytest.approx([0.2, 0.0, 0.0])
+    assert scores.solution_scores("sum_logit", truncated="lowest")[1:].isneginf().all()
+    # row 2's error lies in its prefix: later steps cannot move it; row 1's prefix shows none: unknown
+    assert scores.first_error_predictions(0.5, truncated="unknown") == [1, None, 0]
+    assert scores.first_error_predictions(0.5, truncated="prefix") == [1, -1, 0]
+    with pytest.raises(ValueError, match="truncated='lowest' must be one of"):
+        scores.per_sample(truncated="lowest")
+
+
+def test_first_error_f1_refuses_unknown_predictions_naming_them():
+    from prm_core.metrics import first_error_f1
+
+    with pytest.raises(ValueError, match=r"pred holds None .* at 1 rows, e.g. \[1\]"):
+        first_error_f1([1, None, 0], [1, 2, 0])
+
+
+def test_step_scores_bad_dropped_counts_raise():
+    with pytest.raises(ValueError, match="n_dropped_steps has shape"):
+        StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0, -1]))
+
+
+def test_issue_12_input_5_a_long_solution_is_not_scored_on_its_prefix(make_tiny_prm):
+    # A ProcessBench-style row whose later steps do not fit max_length: the Verifier used to return
+    # the kept steps' scores as if they were the whole solution.
+    long = StepSample("Solve it.", [f"Step {k}: some careful algebra on line {k}." for k in range(40)])
+    verifier = Verifier(make_tiny_prm(max_length=96))
+    scored = verifier.score_steps([long, StepSample("Solve it.", ["x = 1."])])
+    assert scored.n_dropped_steps.tolist()[1] == 0 and scored.n_dropped_steps.tolist()[0] > 0
+    assert int(scored.mask[0].sum()) + int(scored.n_dropped_steps[0]) == long.n_steps
+    with pytest.raises(ValueError, match="lost steps to max_length"):
+        verifier.best_of_n([long, StepSample("Solve it.", ["x = 1."])])
+    assert verifier.best_of_n([long, StepSample("Solve it.", ["x = 1."])], truncated="lowest").n_steps == 1
+    with pytest.raises(ValueError, match="lost steps to max_length"):
+        scored.first_error_predictions()

@@ -507,6 +507,25 @@ def graded_answer(problem: ArithmeticProblem, steps: Sequence[str]) -> tuple[str
     return answer, grade_answer(answer, problem)
 
 
+def answer_value(answer: str | None) -> int | None:
+    """The value an answer states on this benchmark: its last integer (None without one).
+
+    The benchmark's exact grader, and the ``answer_key`` its votes group by (``Verifier(...,
+    answer_key=answer_value)``): answers are integers, so no equivalence checking is needed.
+
+    Examples
+    --------
+    >>> answer_value("The answer is 14."), answer_value("14"), answer_value("fourteen"), answer_value(None)
+    (14, 14, None, None)
+    """
+    if answer is None:
+        return None
+    if not isinstance(answer, str):
+        raise TypeError(f"answer has type {type(answer).__name__}; pass a str or None.")
+    numbers = _INTEGER.findall(answer)
+    return int(numbers[-1]) if numbers else None
+
+
 def grade_answer(answer: str | int | None, problem: ArithmeticProblem) -> bool:
     """True iff ``answer`` is the problem's answer; a string is read by its last integer.
 
@@ -532,6 +551,5 @@ def grade_answer(answer: str | int | None, problem: ArithmeticProblem) -> bool:
         return answer == problem.answer
     if not isinstance(answer, str):
         raise TypeError(f"answer has type {type(answer).__name__}; pass a str, an int or None.")
-    numbers = _INTEGER.findall(answer)
-    return bool(numbers) and int(numbers[-1]) == problem.answer
+    return answer_value(answer) == problem.answer
 
