@@ -44,7 +44,7 @@ class ExperimentConfig:
 
     backbone: str = "course-tiny"  # "course-tiny", a hub name or a local folder
     backbone_profile: str = "cpu"  # size of the course backbone ("cpu" or "gpu")
-    max_length: int = 256  # longest encoded solution in tokens
+    max_length: int = 384  # longest encoded solution in tokens (the longest benchmark solutions need ~300)
     seed: int = 0  # seeds problems, samples and training
     n_train_problems: int = 3000  # train-side problems whose policy samples train PRM and ORM
     samples_per_train_problem: int = 8  # policy samples per train problem
