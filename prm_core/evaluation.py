@@ -6,8 +6,10 @@ the first-error threshold is picked on a train-side validation set, never on the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.data import StepSample
 from prm_core.metrics import (
+    FirstErrorF1,
     best_of_n_curve,
     best_threshold,
     bootstrap_ci,
@@ -69,6 +72,63 @@ def first_error_report(scores: StepScores, samples: Sequence[StepSample], thresh
     return {"threshold": float(threshold), "f1": f1.f1, "error_accuracy": f1.error_accuracy,
             "correct_accuracy": f1.correct_accuracy,
             "detection_by_kind": {k: {"rate": r, "count": c} for k, (r, c) in sorted(detection.items())}}
+
+
+@dataclass(frozen=True)
+class ProcessBenchReport:
+    """The ProcessBench protocol's result, with what it could not score said beside it."""
+
+    f1: FirstErrorF1  # over the solutions with a known prediction
+    threshold: float
+    predicted: list[int | None]  # per solution: first step below threshold, -1 none, None unknown
+    true: list[int]  # per solution: the labelled first error, -1 none
+    n_truncated: int  # solutions that lost steps to max_length
+    n_unknown: int  # truncated solutions whose kept steps show no error: left out of f1
+
+
+def processbench_report(model: Any, samples: Sequence[StepSample], threshold: float = 0.5, *,
+                        truncated: str = "unknown", batch_size: int = 8) -> ProcessBenchReport:
+    """ProcessBench's protocol (Zheng et al. 2024, section 3): predict each solution's first wrong
+    step as the first step scored below ``threshold``, and score it by exact match, as the harmonic
+    mean of the accuracy on erroneous and on correct solutions.
+
+    Parameters
+    ----------
+    model : Verifier, ProcessRewardModel or a published scorer
+        Anything ``Verifier`` takes (``prm_core.published.load_published_prm`` included).
+    samples : sequence of StepSample
+        Labelled solutions, e.g. ``formats.read_processbench``; the true first error is
+        ``StepSample.first_error_index``.
+    threshold : float, default 0.5
+        Pick it on held-out data with labels (``metrics.best_threshold``), never on the test rows.
+    truncated : {"unknown", "prefix", "raise"}, default "unknown"
+        A solution that lost steps to ``max_length`` keeps a prediction found in its kept steps,
+        and is otherwise counted in ``n_unknown`` and left out of the F1 ("prefix" would read it
+        as correct; "raise" refuses).
+
+    Returns
+    -------
+    ProcessBenchReport
+    """
+    verifier = model if isinstance(model, Verifier) else Verifier(model, batch_size=batch_size)
+    if len(samples) == 0:
+        raise ValueError("samples is empty; pass ProcessBench rows (formats.read_processbench).")
+    scores = verifier.score_steps(samples)
+    predicted = scores.first_error_predictions(threshold, truncated)
+    true = [s.first_error_index() for s in samples]
+    known = [i for i, p in enumerate(predicted) if p is not None]
+    if known:
+        f1 = first_error_f1([predicted[i] for i in known], [true[i] for i in known])
+    else:
+        import warnings
+
+        from prm_core.metrics_base import UndefinedMetricWarning
+
+        warnings.warn("no solution has a known prediction (all were truncated before any error showed); F1 is "
+                      "undefined. Raise max_length.", UndefinedMetricWarning, stacklevel=2)
+        f1 = FirstErrorF1(math.nan, math.nan, math.nan, 0, 0)
+    return ProcessBenchReport(f1, float(threshold), predicted, true, int(scores.is_truncated.sum()),
+                              len(samples) - len(known))
 
 
 def pick_threshold(scores: StepScores, samples: Sequence[StepSample]) -> float:
