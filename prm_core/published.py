@@ -30,6 +30,7 @@ course's ``ProcessRewardModel``. Offline, pass a local ``save_pretrained`` folde
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,8 +351,12 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     kwargs = {"trust_remote_code": trust}
     if options.get("torch_dtype") is not None:
         kwargs["dtype"] = options["torch_dtype"]
-    model, info = _model_class(convention, config, trust).from_pretrained(name_or_path, output_loading_info=True,
-                                                                          **kwargs)
+    from prm_core.backbones import quiet_hf_progress
+
+    # A local folder loads in a blink; a hub download keeps transformers' progress bar.
+    with quiet_hf_progress() if Path(name_or_path).is_dir() else contextlib.nullcontext():
+        model, info = _model_class(convention, config, trust).from_pretrained(name_or_path, output_loading_info=True,
+                                                                              **kwargs)
     missing = [k for k in info.get("missing_keys", ()) if "rotary" not in k]
     if missing:  # e.g. a base LM read as a classifier: its head would be random, every score noise
         raise ValueError(f"{name_or_path} has no weights for {sorted(missing)[:4]}, which convention={convention!r} "
@@ -400,9 +405,12 @@ def save_tiny_published_prm(folder: str | Path, convention: str, tokenizer: Any,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = (Qwen2ForCausalLM if convention == "token_logits" else Qwen2ForTokenClassification)(config)
+    from prm_core.backbones import quiet_hf_progress
+
     folder = Path(folder)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with quiet_hf_progress():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     if remote_code:
         (folder / "modeling_tiny_prm.py").write_text(_TINY_REMOTE_CODE)
         saved = json.loads((folder / "config.json").read_text())
