@@ -29,10 +29,10 @@ def answer_grouping_seconds(n_problems: int = 200, n_candidates: int = 64, seed:
     import numpy as np
 
     try:
-        from prm_core.answers import group_answers, parse_answer
+        from prm_core.answers import _parse, group_answers
     except ImportError as err:  # math-verify absent (e.g. the GPU runner): say so, measure the rest
         return {"skipped": str(err)}
-    parse_answer.cache_clear()
+    _parse.cache_clear()
     rng = np.random.default_rng(seed)
     forms = ["{n}", "{n}.0", "\\frac{{{n}}}{{{d}}}", "{n},\\!000", "\\boxed{{{n}}}", "${n}$"]
     groups = []

@@ -28,7 +28,6 @@ def _math_verify() -> Any:
     return math_verify
 
 
-@lru_cache(maxsize=65536)
 def parse_answer(answer: str) -> tuple[Any, ...]:
     """math-verify's parse of one final answer, cached by its text; ``()`` when nothing parses.
 
@@ -42,12 +41,17 @@ def parse_answer(answer: str) -> tuple[Any, ...]:
     """
     if not isinstance(answer, str):
         raise ValueError(f"answer={answer!r} must be a str; pass None for a solution without an answer.")
+    return _parse(answer)
+
+
+@lru_cache(maxsize=65536)
+def _parse(answer: str) -> tuple[Any, ...]:
     text = answer.strip()
     if not text:
         return ()
-    if "$" not in text and "\\boxed" not in text:
+    if "$" not in text.replace("\\$", "") and "\\boxed" not in text:  # an escaped \$ is currency, not math mode
         text = f"\\boxed{{{text}}}"
-    return tuple(_math_verify().parse(text))
+    return tuple(_math_verify().parse(text, parsing_timeout=_timeout()))
 
 
 def answers_equivalent(first: str, second: str) -> bool:
@@ -62,6 +66,9 @@ def answers_equivalent(first: str, second: str) -> bool:
     >>> answers_equivalent("40,\\\\!000", "320,\\\\!000")
     False
     """
+    for name, value in (("first", first), ("second", second)):
+        if not isinstance(value, str):
+            raise ValueError(f"{name}={value!r} must be a str.")
     return _equivalent(first.strip(), second.strip())
 
 
@@ -74,7 +81,14 @@ def _equivalent(first: str, second: str) -> bool:
         return False
     if len(a) > 1 and len(b) > 1 and a[1] == b[1]:  # the same normalised text: no need to compare
         return True
-    return bool(_math_verify().verify(list(a), list(b)))
+    return bool(_math_verify().verify(list(a), list(b), timeout_seconds=_timeout()))
+
+
+def _timeout() -> int | None:
+    """math-verify's timeouts use signal.alarm, which only the main thread may set: off elsewhere."""
+    import threading
+
+    return 5 if threading.current_thread() is threading.main_thread() else None
 
 
 def group_answers(answers: Sequence[str | None]) -> list[int]:
@@ -108,6 +122,8 @@ def group_answers(answers: Sequence[str | None]) -> list[int]:
     >>> group_answers(["\\\\frac{1}{2}", None, "0.5", "\\\\frac{3}{2}", None])
     [0, 1, 0, 3, 1]
     """
+    if isinstance(answers, str) or not isinstance(answers, Sequence):
+        raise ValueError("answers must be a list of str or None (one per candidate), not a single str or an iterator.")
     codes: list[int] = []
     first_of_text: dict[str | None, int] = {}
     leaders: list[int] = []  # first candidate of each group, in order

@@ -31,6 +31,7 @@ course's ``ProcessRewardModel``. Offline, pass a local ``save_pretrained`` folde
 from __future__ import annotations
 
 import contextlib
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,7 +346,16 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
         raise ValueError(f"convention={convention!r} takes no option {unknown}; it takes {sorted(known)}.")
     from transformers import AutoConfig, AutoTokenizer
 
-    trust = bool(options.get("trust_remote_code", False))
+    trust = options.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ValueError(f"trust_remote_code={trust!r} must be True or False.")
+    fmt = options.get("step_format", OPTIONS["token_logits"]["step_format"]) if convention == "token_logits" else None
+    if fmt is not None and (not isinstance(fmt, str) or "{step}" not in fmt
+                            or {f for _, f, _, _ in string.Formatter().parse(fmt) if f} - {"k", "step"}):
+        raise ValueError(f"step_format={fmt!r} must be a str with {{step}} (and optionally {{k}}, the step number) and "
+                         "no other fields, e.g. 'Step {k}: {step}'.")
+    if Path(str(name_or_path)).anchor and not Path(name_or_path).exists():
+        raise ValueError(f"{name_or_path} does not exist; pass a save_pretrained folder or a hub name (online).")
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
     kwargs = {"trust_remote_code": trust}
@@ -364,7 +374,12 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     if options.get("device") is not None:
         model = model.to(options["device"])
     limit = getattr(config, "max_position_embeddings", None) or 4096
-    max_length = options.get("max_length") or min(int(limit), 4096)
+    max_length = options.get("max_length")
+    if max_length is None:
+        max_length = min(int(limit), 4096)
+    elif isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= int(limit):
+        raise ValueError(f"max_length={max_length!r} must be an int in [2, {int(limit)}] (the model's "
+                         "max_position_embeddings).")
     chosen = {k: options.get(k, default) for k, default in OPTIONS[convention].items()}
     return PublishedPRM(model.eval(), tokenizer, convention, chosen, max_length)
 

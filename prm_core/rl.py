@@ -172,10 +172,11 @@ def compute_rewards(reward: str, completions: Sequence[Completion], verifiers: d
         raise ValueError(f"reward={reward!r} needs verifiers[{name!r}], a Verifier on the course {name.upper()}.")
     scores = verifiers[name].score_steps(samples)
     if reward in ("orm", "prm_min"):
-        values = scores.solution_scores("last" if reward == "orm" else "min").numpy()
+        # a solution longer than the reward model's window earns nothing, as a malformed one
+        values = scores.solution_scores("last" if reward == "orm" else "min", truncated="lowest").numpy()
         return Rewards(np.where(is_ok, values, 0.0).tolist())
     steps = []
-    for sample, row, ok in zip(samples, scores.per_sample(), is_ok, strict=True):
+    for sample, row, ok in zip(samples, scores.per_sample(truncated="prefix"), is_ok, strict=True):
         row = row + [0.0] * (sample.n_steps - len(row))  # steps the encoder could not fit earn nothing
         if not ok:
             row[-1] = 0.0

@@ -49,10 +49,12 @@ class StepScores:
         n = self.scores.shape[0]
         if self.n_dropped_steps is None:
             self.n_dropped_steps = torch.zeros(n, dtype=torch.long)
-        self.n_dropped_steps = torch.as_tensor(self.n_dropped_steps, dtype=torch.long)
-        if self.n_dropped_steps.shape != (n,) or (self.n_dropped_steps < 0).any():
-            raise ValueError(f"n_dropped_steps has shape {tuple(self.n_dropped_steps.shape)}; pass one count >= 0 "
-                             f"per solution ({n}).")
+        counts = torch.as_tensor(self.n_dropped_steps)
+        if counts.shape != (n,):
+            raise ValueError(f"n_dropped_steps has shape {tuple(counts.shape)}; pass one count per solution ({n}).")
+        if counts.is_floating_point() or counts.dtype == torch.bool or (counts < 0).any():
+            raise ValueError(f"n_dropped_steps={counts.tolist()[:5]} must hold whole counts >= 0 (an int tensor).")
+        self.n_dropped_steps = counts.to(torch.long)
 
     @property
     def is_truncated(self) -> torch.Tensor:
@@ -101,6 +103,9 @@ class StepScores:
         move it on a causal backbone) and gives None where the prefix shows no error, to be counted
         and left out of ``first_error_f1``.
         """
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1], e.g. 0.5 or one picked on "
+                             "validation data (metrics.best_threshold).")
         self._check(truncated, ("raise", "prefix", "unknown"), "first-error predictions")
         out: list[int | None] = []
         for row, m, dropped in zip(self.scores, self.mask, self.n_dropped_steps.tolist(), strict=True):
@@ -226,13 +231,25 @@ class Verifier:
             return representative_answers(answers)
         return [self.answer_key(a) for a in answers]
 
-    def majority_vote(self, samples: Sequence[StepSample]) -> Hashable:
-        """The most frequent answer (grouped as ``answer_groups`` says); needs no model."""
+    def _answered(self, samples: Sequence[StepSample]) -> list[int]:
+        """Candidates that state an answer (all of them when none does): "no answer" never wins a vote."""
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one candidate solution.")
-        return majority_vote(self.answer_groups(samples))
+        for i, s in enumerate(samples):
+            if not isinstance(s, StepSample):
+                raise ValueError(f"samples[{i}] is a {type(s).__name__}; pass StepSample candidates (with .answer).")
+        answered = [i for i, s in enumerate(samples) if s.answer is not None]
+        return answered or list(range(len(samples)))
+
+    def majority_vote(self, samples: Sequence[StepSample]) -> Hashable:
+        """The most frequent answer (grouped as ``answer_groups`` says) among candidates that state one;
+        needs no model."""
+        keep = self._answered(samples)
+        return majority_vote(self.answer_groups([samples[i] for i in keep]))
 
     def weighted_vote(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> Hashable:
-        """The answer whose candidates' solution scores sum highest (PRM-weighted vote)."""
-        scores = self.score(samples, rule, truncated).numpy()
-        return weighted_vote(self.answer_groups(samples), scores)
+        """The answer whose candidates' solution scores sum highest (PRM-weighted vote), among
+        candidates that state one."""
+        keep = self._answered(samples)
+        scores = self.score(samples, rule, truncated).numpy()[keep]
+        return weighted_vote(self.answer_groups([samples[i] for i in keep]), scores)

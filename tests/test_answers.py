@@ -89,3 +89,26 @@ def test_the_partition_does_not_depend_on_order(answers, rng):
     shuffled = list(answers)
     rng.shuffle(shuffled)
     assert partition(answers) == partition(shuffled)
+
+
+def test_escaped_dollar_is_currency_not_math_mode():
+    assert answers_equivalent("\\$18.90", "18.90") and answers_equivalent("\\$18.90", "\\$ 18.90")
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    with pytest.raises(ValueError, match="first=None must be a str"):
+        answers_equivalent(None, "3")
+    with pytest.raises(ValueError, match=r"answer=\[1\] must be a str"):
+        parse_answer([1])
+    with pytest.raises(ValueError, match="not a single str or an iterator"):
+        group_answers("123")
+
+
+def test_grouping_works_off_the_main_thread():
+    import threading
+
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(codes=group_answers(["\\frac12", "0.5", "3"])))
+    worker.start()
+    worker.join()
+    assert out["codes"] == [0, 0, 2]

@@ -166,3 +166,16 @@ def test_beam_search_takes_a_published_prm_through_the_verifier(tmp_path, tiny_b
 def test_remote_code_is_only_for_the_qwen_convention(tmp_path, tiny_backbone):
     with pytest.raises(ValueError, match="use it with 'qwen_prm'"):
         save_tiny_published_prm(tmp_path, "token_logits", tiny_backbone[1], remote_code=True)
+
+
+def test_loader_option_values_are_checked(tmp_path, tiny_backbone):
+    folder = _save(tmp_path, tiny_backbone, "token_logits")
+    for options, match in (({"trust_remote_code": "no"}, "trust_remote_code='no' must be True or False"),
+                           ({"max_length": 0}, r"max_length=0 must be an int in \[2, 1024\]"),
+                           ({"max_length": 5000}, r"max_length=5000 must be an int in \[2, 1024\]"),
+                           ({"step_format": "Step {k}:"}, "must be a str with {step}"),
+                           ({"step_format": "{n}: {step}"}, "no other fields")):
+        with pytest.raises(ValueError, match=match):
+            load_published_prm(folder, "token_logits", **options)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_published_prm(tmp_path / "nope", "token_logits")

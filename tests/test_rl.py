@@ -261,3 +261,22 @@ def test_train_rl_initial_eval_without_per_problem_results_raises(tiny_policy):
     with pytest.raises(ValueError, match="initial_eval"):
         train_rl(tiny_policy, make_problems(4, seed=0), make_problems(1, seed=1),
                  RLConfig(problems_per_update=2, show_progress=False), initial_eval={})
+
+
+class TruncatingScorer(FixedScorer):
+    """Scores only each solution's first step, as a reward model whose window is too short."""
+
+    def score_steps(self, samples):
+        mask = torch.ones((len(samples), 1), dtype=torch.bool)
+        return StepScores(torch.full((len(samples), 1), self.value), mask,
+                          torch.tensor([s.n_steps - 1 for s in samples]))
+
+
+@pytest.mark.parametrize("reward", ["orm", "prm_min", "prm"])
+def test_a_solution_past_the_reward_models_window_earns_nothing_for_what_it_could_not_see(reward):
+    long = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."])
+    short = _completion(["12 + 2 = 14."])
+    got = compute_rewards(reward, [long, short], {"prm": TruncatingScorer(0.8), "orm": TruncatingScorer(0.8)})
+    assert got.solution == pytest.approx([0.0, 0.8])  # the run goes on; the unseen step earns nothing
+    if reward == "prm":
+        assert got.steps == [pytest.approx([0.8, 0.0]), pytest.approx([0.8])]

@@ -265,8 +265,10 @@ def test_first_error_f1_refuses_unknown_predictions_naming_them():
 
 
 def test_step_scores_bad_dropped_counts_raise():
-    with pytest.raises(ValueError, match="n_dropped_steps has shape"):
+    with pytest.raises(ValueError, match="must hold whole counts >= 0"):
         StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="n_dropped_steps has shape"):
+        StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0]))
 
 
 def test_issue_12_input_5_a_long_solution_is_not_scored_on_its_prefix(make_tiny_prm):
@@ -282,3 +284,22 @@ def test_issue_12_input_5_a_long_solution_is_not_scored_on_its_prefix(make_tiny_
     assert verifier.best_of_n([long, StepSample("Solve it.", ["x = 1."])], truncated="lowest").n_steps == 1
     with pytest.raises(ValueError, match="lost steps to max_length"):
         scored.first_error_predictions()
+
+
+def test_no_answer_never_wins_a_vote_over_a_stated_answer(monkeypatch, verifier):
+    samples = _answers("\\frac12", "0.5", "3", None, None, None)
+    assert verifier.majority_vote(samples) == "\\frac12"
+    _fixed_scores(monkeypatch, verifier, [0.1, 0.1, 0.3, 0.9, 0.9, 0.9])
+    assert verifier.weighted_vote(samples) == "3"  # 0.3 > 0.1 + 0.1; the unanswered 2.7 does not count
+    assert verifier.majority_vote(_answers(None, None)) is None  # nobody answered: nothing else to return
+
+
+def test_votes_on_non_samples_and_bad_dropped_counts_and_thresholds_raise(verifier):
+    with pytest.raises(ValueError, match=r"samples\[0\] is a str"):
+        verifier.majority_vote(["3", "3"])
+    with pytest.raises(ValueError, match="must hold whole counts >= 0"):
+        StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0.7, 0.0]))
+    scores = StepScores(torch.full((1, 2), 0.4), torch.ones(1, 2, dtype=torch.bool))
+    for bad in (float("nan"), 5, "0.5"):
+        with pytest.raises(ValueError, match="must be a probability in"):
+            scores.first_error_predictions(bad)
