@@ -361,6 +361,11 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     kwargs = {"trust_remote_code": trust}
     if options.get("torch_dtype") is not None:
         kwargs["dtype"] = options["torch_dtype"]
+    architectures = getattr(config, "architectures", None) or []
+    if convention == "token_logits" and architectures and not any("CausalLM" in a or "LMHead" in a
+                                                                  for a in architectures):
+        raise ValueError(f"{name_or_path} is a {architectures[0]}, but convention='token_logits' reads a causal LM's "
+                         "next-token logits; for a classifier use 'token_classification' or 'qwen_prm'.")
     from prm_core.backbones import quiet_hf_progress
 
     # A local folder loads in a blink; a hub download keeps transformers' progress bar.

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from prm_core.aggregation import aggregate
@@ -252,4 +253,6 @@ class Verifier:
         candidates that state one."""
         keep = self._answered(samples)
         scores = self.score(samples, rule, truncated).numpy()[keep]
+        if truncated == "lowest":  # a truncated candidate adds no weight (not -inf) to its answer
+            scores = np.where(np.isneginf(scores), 0.0, scores)
         return weighted_vote(self.answer_groups([samples[i] for i in keep]), scores)

@@ -179,3 +179,13 @@ def test_loader_option_values_are_checked(tmp_path, tiny_backbone):
             load_published_prm(folder, "token_logits", **options)
     with pytest.raises(ValueError, match="does not exist"):
         load_published_prm(tmp_path / "nope", "token_logits")
+
+
+def test_a_classifier_read_as_token_logits_raises_even_with_tied_embeddings(tmp_path, tiny_backbone):
+    import json
+
+    folder = _save(tmp_path, tiny_backbone, "token_classification")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    with pytest.raises(ValueError, match="is a Qwen2ForTokenClassification, but convention='token_logits'"):
+        load_published_prm(folder, "token_logits")

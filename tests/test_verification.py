@@ -303,3 +303,9 @@ def test_votes_on_non_samples_and_bad_dropped_counts_and_thresholds_raise(verifi
     for bad in (float("nan"), 5, "0.5"):
         with pytest.raises(ValueError, match="must be a probability in"):
             scores.first_error_predictions(bad)
+
+
+def test_lowest_gives_a_truncated_candidate_no_weight_in_a_weighted_vote(monkeypatch, verifier):
+    samples = _answers("7", "7", "8")
+    monkeypatch.setattr(verifier, "score", lambda s, rule="min", truncated="raise": torch.tensor([0.95, -float("inf"), 0.6]))
+    assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == "7"
