@@ -126,7 +126,7 @@ def group_answers(answers: Sequence[str | None]) -> list[int]:
         raise ValueError("answers must be a list of str or None (one per candidate), not a single str or an iterator.")
     codes: list[int] = []
     first_of_text: dict[str | None, int] = {}
-    leaders: list[int] = []  # first candidate of each group, in order
+    leaders: list[tuple[int, str]] = []  # (first candidate, its stripped answer) of each answered group, in order
     for i, answer in enumerate(answers):
         if answer is not None and not isinstance(answer, str):
             raise ValueError(f"answers[{i}]={answer!r} must be a str or None.")
@@ -135,11 +135,10 @@ def group_answers(answers: Sequence[str | None]) -> list[int]:
             codes.append(codes[first_of_text[key]])
             continue
         first_of_text[key] = i
-        match = None
-        if key is not None:
-            match = next((j for j in leaders if answers[j] is not None and _equivalent(answers[j].strip(), key)), None)
+        match = None if key is None else next((j for j, text in leaders if _equivalent(text, key)), None)
         if match is None:
-            leaders.append(i)
+            if key is not None:
+                leaders.append((i, key))
             codes.append(i)
         else:
             codes.append(match)

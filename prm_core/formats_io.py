@@ -224,9 +224,6 @@ UNLABELLED = ("raise", "prefix")
 def _labelled_prefix(sample: StepSample, unlabelled: str) -> tuple[StepSample | None, int]:
     """The sample cut before its first unlabelled step (``unlabelled="prefix"``) and the steps cut;
     None when not even the first step is labelled. ``"raise"`` returns the sample unchanged."""
-    if unlabelled not in UNLABELLED:
-        raise ValueError(f"unlabelled={unlabelled!r} must be one of {list(UNLABELLED)}: 'prefix' writes each "
-                         "sample up to its first unlabelled step and counts the rest.")
     labels = sample.labels
     if unlabelled == "raise":
         return sample, 0
@@ -245,6 +242,9 @@ def _labelled_prefix(sample: StepSample, unlabelled: str) -> tuple[StepSample | 
 def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[StepSample, int], dict],
            writer: str, unlabelled: str = "raise") -> WriteResult:
     """Convert every sample first (so a bad one writes nothing), then write JSONL or a JSON list."""
+    if unlabelled not in UNLABELLED:  # checked once, before any sample (an empty list included)
+        raise ValueError(f"unlabelled={unlabelled!r} must be one of {list(UNLABELLED)}: 'prefix' writes each "
+                         "sample up to its first unlabelled step and counts the rest.")
     rows, n_cut, left_out = [], 0, []
     for i, sample in enumerate(samples):
         if not isinstance(sample, StepSample):

@@ -696,3 +696,8 @@ def test_writers_take_the_labelled_prefix_of_a_phase_2_row_and_count_the_rest():
     assert written == 3 and written.left_out == [0] and written.n_cut_steps == 3
     with pytest.raises(ValueError, match="unlabelled='drop' must be one of"):
         write_trl_stepwise(samples, io.StringIO(), unlabelled="drop")
+
+
+def test_a_bad_unlabelled_value_raises_even_with_nothing_to_write():
+    with pytest.raises(ValueError, match="unlabelled='bogus' must be one of"):
+        write_trl_stepwise([], io.StringIO(), unlabelled="bogus")
