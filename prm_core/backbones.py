@@ -14,14 +14,14 @@ import json
 import logging
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from prm_core.files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -207,41 +207,6 @@ def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | 
     with atomic_folder(final) as tmp:
         build_course_tiny(config, tmp)
     return final
-
-
-@contextlib.contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """A temporary sibling of ``final`` to write into, renamed to ``final`` when the block succeeds.
-
-    Readers never see a half-written folder. When another process renamed its copy into place
-    first, ours is dropped: both were built from the same config.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """``atomic_folder`` for one file: a temporary sibling with ``final``'s suffix (numpy's savez
-    would add its own otherwise), renamed to ``final`` when the block succeeds, removed if it fails."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=".writing-", suffix=final.suffix, dir=final.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.backbones import atomic_file, atomic_folder, cache_root, load_backbone
+from prm_core.backbones import cache_root, load_backbone
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
+from prm_core.files import atomic_file, atomic_folder
 from prm_core.model import HeadConfig, ProcessRewardModel
 from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems, reference_solution
 from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from prm_core.backbones import atomic_folder
 from prm_core.experiments import (
     CACHE_VERSION,
     CLEAN_POLICY,
@@ -33,6 +32,7 @@ from prm_core.experiments import (
     profile_section,
     trained_model,
 )
+from prm_core.files import atomic_folder
 from prm_core.lm_policy import LMPolicy, SamplingConfig, SFTConfig, sft
 from prm_core.rl import REWARDS, RLConfig, evaluate_policy, train_rl
 from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems

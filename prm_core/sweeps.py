@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from prm_core.backbones import atomic_folder
 from prm_core.data import StepSample
 from prm_core.experiments import (
     PARAMS_DIR,
@@ -37,6 +36,7 @@ from prm_core.experiments import (
     profile_section,
     relabelled,
 )
+from prm_core.files import atomic_folder
 
 # name -> (side of the standard setting, side of the change, the change). A change names a field of
 # ExperimentConfig (the head) or of TrainConfig (the loss).

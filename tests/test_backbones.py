@@ -91,7 +91,7 @@ def test_course_tiny_config_bad_values_raise(kwargs, match):
 def test_atomic_file_appears_whole_or_not_at_all(tmp_path):
     import numpy as np
 
-    from prm_core.backbones import atomic_file
+    from prm_core.files import atomic_file
 
     final = tmp_path / "sub" / "hits.npz"
     with atomic_file(final) as tmp:
