@@ -7,6 +7,10 @@ says what, so a notebook can print the trade-off next to the curve it explains.
 
 All rules are vectorised over rows and treat padded positions as absent, whatever value they hold
 (zeros, NaN, garbage from a previous batch). Higher output means the solution looks more correct.
+
+Every rule computes in float32 or wider: bf16 and fp16 scores are widened to float32 first (in
+bf16, ``1 - 1e-6`` rounds to 1 and ``sum_logit`` overflows to inf), so they give the float32 result
+of the same values; float32 and float64 scores are used as they are, and the output keeps their dtype.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from collections.abc import Callable
 
 import torch
 
+from prm_core.checks import check_choice
+
 GEOMEAN_EPS = 1e-12  # log(0) is -inf; clamping keeps one p=0 step from making every geomean 0 via NaN
 LOGIT_EPS = 1e-6  # logit(0) and logit(1) are infinite; clamp to [eps, 1 - eps]
 
 
-def _check_inputs(step_scores: torch.Tensor, mask: torch.Tensor) -> None:
+def _check_inputs(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Check the batch and return ``step_scores`` in float32 or wider (bf16/fp16 widened to float32,
+    float32 and float64 returned as they are, so their results stay bit for bit)."""
     if not isinstance(step_scores, torch.Tensor) or not step_scores.is_floating_point():
         got = step_scores.dtype if isinstance(step_scores, torch.Tensor) else type(step_scores).__name__
         raise ValueError(
@@ -52,6 +60,7 @@ def _check_inputs(step_scores: torch.Tensor, mask: torch.Tensor) -> None:
             f"step_scores holds {real[bad][:3].tolist()} at real steps; step scores must be probabilities "
             "in [0, 1]: apply torch.sigmoid to logits first."
         )
+    return step_scores.float() if torch.finfo(step_scores.dtype).bits < 32 else step_scores
 
 
 def min_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -67,13 +76,20 @@ def min_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> min_score(torch.tensor([[0.9, 0.2, 0.0]]), torch.tensor([[True, True, False]]))
     tensor([0.2000])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     return torch.where(mask, step_scores, torch.inf).amin(dim=1)
 
 
@@ -90,13 +106,20 @@ def prod_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> prod_score(torch.tensor([[0.5, 0.5, 7.0]]), torch.tensor([[True, True, False]]))
     tensor([0.2500])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     return torch.where(mask, step_scores, 1.0).prod(dim=1)
 
 
@@ -113,13 +136,20 @@ def last_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> last_score(torch.tensor([[0.1, 0.8, 0.3]]), torch.tensor([[True, True, False]]))
     tensor([0.8000])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)  # (N, S)
     last = torch.where(mask, positions, -1).amax(dim=1, keepdim=True)  # (N, 1), >= 0 as no row is empty
     return step_scores.gather(1, last).squeeze(1)
@@ -138,13 +168,20 @@ def mean_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> mean_score(torch.tensor([[0.2, 0.6, 9.0]]), torch.tensor([[True, True, False]]))
     tensor([0.4000])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     total = torch.where(mask, step_scores, 0.0).sum(dim=1)
     return total / mask.sum(dim=1).to(step_scores.dtype)
 
@@ -164,13 +201,20 @@ def geomean_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> geomean_score(torch.tensor([[0.25, 1.0, 0.0]]), torch.tensor([[True, True, False]]))
     tensor([0.5000])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     # Fill padding with 1 before the log so NaN/negative padding never reaches torch.log.
     log_p = torch.where(mask, step_scores, 1.0).clamp(min=GEOMEAN_EPS).log()  # (N, S), 0 at padding
     return (log_p.sum(dim=1) / mask.sum(dim=1).to(step_scores.dtype)).exp()
@@ -192,13 +236,20 @@ def sum_logit_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     Returns
     -------
     torch.Tensor of shape (N,)
+        float32 for bf16/fp16 input, else the input's dtype.
+
+    Raises
+    ------
+    ValueError
+        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
+        mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------
     >>> sum_logit_score(torch.tensor([[0.5, 0.8, 0.9]]), torch.tensor([[True, True, False]]))
     tensor([1.3863])
     """
-    _check_inputs(step_scores, mask)
+    step_scores = _check_inputs(step_scores, mask)
     p = torch.where(mask, step_scores, 0.5).clamp(LOGIT_EPS, 1.0 - LOGIT_EPS)  # logit(0.5) = 0 at padding
     return (p.log() - torch.log1p(-p)).sum(dim=1)
 
@@ -239,7 +290,13 @@ def aggregate(step_scores: torch.Tensor, mask: torch.Tensor, rule: str) -> torch
     Returns
     -------
     torch.Tensor of shape (N,)
-        Higher means the solution looks more correct.
+        Higher means the solution looks more correct; float32 for bf16/fp16 input, else the
+        input's dtype. The same as ``AGGREGATIONS[rule](step_scores, mask)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown rule, and as each rule does for its inputs.
 
     Examples
     --------
@@ -248,6 +305,5 @@ def aggregate(step_scores: torch.Tensor, mask: torch.Tensor, rule: str) -> torch
     >>> aggregate(scores, mask, "min")
     tensor([0.4000, 0.7000])
     """
-    if rule not in AGGREGATIONS:
-        raise ValueError(f"rule={rule!r} is not a known aggregation; use one of {sorted(AGGREGATIONS)}.")
+    check_choice(rule, "rule", sorted(AGGREGATIONS))
     return AGGREGATIONS[rule](step_scores, mask)

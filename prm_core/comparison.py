@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prm_core.checks import check_choice, check_int, check_probability, check_seed
 from prm_core.evaluation import (
     answer_arrays,
     candidates_per_problem,
@@ -67,6 +68,12 @@ def _rows(rows: Sequence[int] | np.ndarray | None, n: int, name: str, of: str) -
     return array.astype(np.int64)
 
 
+def _check_bootstrap(n_bootstrap: int, seed: int) -> None:
+    """Fail before any work on a bad ``n_bootstrap`` (an int >= 1) or ``seed`` (an int in [0, 2**63))."""
+    check_int(n_bootstrap, "n_bootstrap", "[1, inf)", "pass e.g. n_bootstrap=1000")
+    check_seed(seed)
+
+
 def _check_scored(scored: dict[str, StepScores], name: str = "scored") -> None:
     missing = {"val", "test", "bon"} - set(scored) if isinstance(scored, dict) else {"val", "test", "bon"}
     if missing:
@@ -109,16 +116,17 @@ def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str,
     Raises
     ------
     ValueError
-        For an unknown ``kind`` or rows that select nothing.
+        For an unknown ``kind``, rows that select nothing, a threshold outside [0, 1], or an
+        ``n_bootstrap`` or ``seed`` that is not an int in range.
     """
-    if kind not in SOLUTION_RULES:
-        raise ValueError(f"kind={kind!r} must be one of {sorted(SOLUTION_RULES)}.")
+    check_choice(kind, "kind", sorted(SOLUTION_RULES))
+    _check_bootstrap(n_bootstrap, seed)
+    if threshold is not None:
+        threshold = check_probability(threshold, "threshold", "pass None to pick it on validation")
     _check_scored(scored)
     rule = SOLUTION_RULES[kind]
     if threshold is None:
         threshold = pick_threshold(scored["val"], data.val)
-    elif isinstance(threshold, bool) or not isinstance(threshold, float | int) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1]; None picks it on validation.")
     test_idx = _rows(test_rows, len(data.test), "test_rows", "data.test")
     n_bon = len(scored["bon"].scores)
     bon = data.bon[:n_bon]
@@ -158,7 +166,9 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
     hide a difference that this paired interval, which excludes 0, shows.
 
     ``scored`` maps "prm" and "orm" to their step scores; both must cover the same candidates.
+    ``n_bootstrap`` is an int >= 1 and ``seed`` an int in [0, 2**63) (ValueError otherwise).
     """
+    _check_bootstrap(n_bootstrap, seed)
     if not isinstance(scored, dict) or {"prm", "orm"} - set(scored):
         raise ValueError("scored must map 'prm' and 'orm' to their step scores ('val', 'test', 'bon').")
     for kind in ("prm", "orm"):
@@ -179,7 +189,9 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
 
 def baselines_by_rows(data: Datasets, bon_rows: np.ndarray, ns: Sequence[int] | None = None,
                       n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
-    """Majority vote and the oracle on the same best-of-N problems, for reference."""
+    """Majority vote and the oracle on the same best-of-N problems, for reference (``n_bootstrap``,
+    ``seed``: as in ``comparison_metrics``)."""
+    _check_bootstrap(n_bootstrap, seed)
     answers, correct = answer_arrays(data.bon, candidates_per_problem(data.bon))
     bon_rows = _rows(bon_rows, answers.shape[0], "bon_rows", "data.bon's problems")
     out = {}
@@ -209,6 +221,7 @@ def by_n_operations(scored: dict[str, dict[str, StepScores]], data: Datasets, ns
         "majority": {...}, "oracle": {...}, "prm_minus_orm": {...}}`` (``prm_minus_orm``). The first-error threshold of each model is picked
         once, on the whole validation set.
     """
+    _check_bootstrap(n_bootstrap, seed)
     for part in ("test", "bon"):
         if any("n_operations" not in s.meta for s in getattr(data, part)):
             raise ValueError(f"data.{part} has samples without meta['n_operations']; sample them with "
@@ -243,6 +256,8 @@ def separation(a: dict[str, float], b: dict[str, float]) -> int:
     """
     for name, interval in (("a", a), ("b", b)):
         try:
+            if any(isinstance(interval[k], bool) for k in ("ci_low", "ci_high")):
+                raise TypeError("a bool is not a bound")
             low, high = float(interval["ci_low"]), float(interval["ci_high"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{name} must be a dict with numbers 'ci_low' and 'ci_high'; got {interval!r}.") from err

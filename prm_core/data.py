@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prm_core.checks import check_probability
+
 Label = float | None
 
 CORRECT = 1.0
@@ -115,12 +117,14 @@ class StepSample:
         """Index of the first step whose label is below ``threshold``; -1 when there is none.
 
         This is ProcessBench's target: -1 means "no erroneous step". Unlabelled steps are skipped.
+        ``threshold`` is a number in [0, 1] (ValueError otherwise: NaN would find no error).
 
         Examples
         --------
         >>> StepSample("q", ["a", "b", "c"], labels=[1.0, 0.0, 0.0]).first_error_index()
         1
         """
+        threshold = check_probability(threshold, "threshold", "pass e.g. threshold=0.5")
         if self.labels is None:
             raise ValueError("labels is None; first_error_index needs a labelled sample.")
         for i, label in enumerate(self.labels):

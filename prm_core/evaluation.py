@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from prm_core.aggregation import AGGREGATIONS
+from prm_core.checks import check_choice, check_int, check_probability, check_real, check_seed
 from prm_core.data import StepSample
 from prm_core.metrics import (
     FirstErrorF1,
@@ -41,7 +42,10 @@ NO_ANSWER = -(10**9)  # stands for a missing answer in integer answer arrays; ne
 
 
 def padded_labels(samples: Sequence[StepSample], n_steps: int) -> np.ndarray:
-    """(N, S) labels with NaN at padded or unlabelled steps."""
+    """(N, S) labels with NaN at padded or unlabelled steps; ``n_steps`` (an int) must cover every
+    sample's steps (ValueError otherwise)."""
+    check_int(n_steps, "n_steps", f"[{max((s.n_steps for s in samples), default=0)}, inf)",
+              "pass the padded width of the scores, e.g. scores.scores.shape[1]")
     out = np.full((len(samples), n_steps), np.nan)
     for i, s in enumerate(samples):
         out[i, : s.n_steps] = [np.nan if x is None else x for x in (s.labels or [None] * s.n_steps)]
@@ -64,7 +68,9 @@ def first_errors(samples: Sequence[StepSample]) -> tuple[list[int], list[str | N
 
 
 def first_error_report(scores: StepScores, samples: Sequence[StepSample], threshold: float) -> dict[str, Any]:
-    """ProcessBench-style first-error F1 at ``threshold`` and detection rate per error kind."""
+    """ProcessBench-style first-error F1 at ``threshold`` (a finite number; ValueError otherwise) and
+    detection rate per error kind."""
+    threshold = check_real(threshold, "threshold", fix="pass e.g. pick_threshold(...) or 0.5")
     per_sample = scores.per_sample()
     true, kinds = first_errors(samples)
     f1 = first_error_f1([first_error_index(s, threshold) for s in per_sample], true)
@@ -106,10 +112,22 @@ def processbench_report(model: Any, samples: Sequence[StepSample], threshold: fl
         and is otherwise counted in ``n_unknown`` and left out of the F1 ("prefix" would read it
         as correct; "raise" refuses).
 
+    batch_size : int, default 8
+        Solutions per forward pass when ``model`` is not already a ``Verifier``.
+
     Returns
     -------
     ProcessBenchReport
+
+    Raises
+    ------
+    ValueError
+        Before any scoring: for a threshold outside [0, 1], an unknown ``truncated`` or a
+        ``batch_size`` that is not an int >= 1; and for no samples.
     """
+    check_probability(threshold, "threshold", "pass e.g. 0.5 or one picked on labelled validation rows")
+    check_choice(truncated, "truncated", ("unknown", "prefix", "raise"))
+    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
     verifier = model if isinstance(model, Verifier) else Verifier(model, batch_size=batch_size)
     if len(samples) == 0:
         raise ValueError("samples is empty; pass ProcessBench rows (formats.read_processbench).")
@@ -139,7 +157,12 @@ def pick_threshold(scores: StepScores, samples: Sequence[StepSample]) -> float:
 
 
 def answer_arrays(samples: Sequence[StepSample], n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P, M) integer answers and correctness for problem-major candidate lists."""
+    """(P, M) integer answers and correctness for problem-major candidate lists (``n_candidates``, an
+    int >= 1, must divide the number of samples; ValueError otherwise)."""
+    check_int(n_candidates, "n_candidates", "[1, inf)", "pass the candidates sampled per problem")
+    if len(samples) % n_candidates:
+        raise ValueError(f"n_candidates={n_candidates} does not divide the {len(samples)} samples; pass the "
+                         "candidates per problem of a problem-major list.")
     answers = np.array([NO_ANSWER if s.answer is None else int(s.answer) for s in samples], dtype=np.int64)
     correct = np.array([bool(s.meta["is_correct_answer"]) for s in samples])
     return answers.reshape(-1, n_candidates), correct.reshape(-1, n_candidates)
@@ -147,7 +170,10 @@ def answer_arrays(samples: Sequence[StepSample], n_candidates: int) -> tuple[np.
 
 def best_of_n_report(prm_scores: StepScores, orm_scores: StepScores, samples: Sequence[StepSample],
                      n_candidates: int, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict]]:
-    """Accuracy with 95% CI for every selection method and every N = 1, 2, 4, ..., n_candidates."""
+    """Accuracy with 95% CI for every selection method and every N = 1, 2, 4, ..., n_candidates
+    (``n_bootstrap`` an int >= 1, ``seed`` an int in [0, 2**63); ValueError otherwise)."""
+    check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
+    check_seed(seed)
     answers, correct = answer_arrays(samples, n_candidates)
     shape = answers.shape
     methods: dict[str, tuple[str, np.ndarray | None]] = {"majority": ("majority", None), "oracle": ("oracle", None)}
@@ -191,7 +217,9 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
     ``verifier_share_of_bare`` (from encoded samples) is what the scoring loop itself costs beyond
     the backbone: the head, collation, copies and bookkeeping. ``end_to_end_share_of_bare`` adds the
     tokenizer, a one-off cost per candidate set that ``Verifier.score_encoded`` lets callers reuse.
+    ``batch_size`` and ``repeats`` are ints >= 1 (ValueError otherwise).
     """
+    check_int(repeats, "repeats", "[1, inf)")
     verifier = Verifier(model, batch_size=batch_size)
     samples = list(samples)
     verifier.score_steps(samples[:batch_size])  # warm-up
@@ -226,8 +254,10 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
 
 def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
                    batch_size: int = 256) -> dict[str, dict[str, StepScores]]:
-    """Step scores of every model on the validation, test and best-of-N sets."""
+    """Step scores of every model on the validation, test and best-of-N sets (``batch_size`` an int >= 1)."""
     from tqdm import tqdm
+
+    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
 
     scored = {}
     for name, model in tqdm(models.items(), desc="score", leave=False):
@@ -237,8 +267,13 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
 
 
 def candidates_per_problem(bon: Sequence[StepSample]) -> int:
-    """Candidates per problem of a problem-major best-of-N list (``Datasets.bon``)."""
-    return len(bon) // len({s.meta["problem_id"] for s in bon})
+    """Candidates per problem of a problem-major best-of-N list (``Datasets.bon``); ValueError when the
+    problems do not all have the same number (a floor would misalign every later problem)."""
+    n_problems = len({s.meta["problem_id"] for s in bon})
+    if n_problems == 0 or len(bon) % n_problems:
+        raise ValueError(f"bon holds {len(bon)} candidates of {n_problems} problems; pass the same number of "
+                         "candidates for every problem, problem-major.")
+    return len(bon) // n_problems
 
 
 def held_out_report(scored: dict[str, StepScores], data: Datasets) -> dict[str, Any]:
@@ -278,7 +313,9 @@ def flag_rate_by_kind(scores: StepScores, samples: Sequence[StepSample], rules: 
     solution score falls below ``threshold`` (the rule "notices" the error).
 
     Solutions with no wrong step are reported under ``"none"`` (there a low score is a false alarm).
+    ``threshold`` is any finite number (solution scores need not be probabilities: ``sum_logit``).
     """
+    threshold = check_real(threshold, "threshold", fix="pass e.g. threshold=0.5")
     _, kinds = first_errors(samples)
     kinds = ["none" if k is None else k for k in kinds]
     out: dict[str, dict[str, float]] = {}
@@ -298,8 +335,11 @@ def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, b
     to the ``SearchResult``s of the first ``P`` best-of-N problems, in order; the other methods pick
     among ``N = b`` candidates of the same problems, in disjoint groups. Each row holds the method,
     the budget, accuracy with a 95% bootstrap CI over problems, and the mean number of steps the policy
-    wrote and the PRM scored per problem.
+    wrote and the PRM scored per problem. ``n_bootstrap`` is an int >= 1 and ``seed`` an int in
+    [0, 2**63) (ValueError otherwise).
     """
+    check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
+    check_seed(seed)
     n_candidates = candidates_per_problem(bon)
     answers, correct = answer_arrays(bon, n_candidates)
     solution = prm_bon.solution_scores(rule).numpy().reshape(answers.shape)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from prm_core.checks import check_bool, check_choice, check_int, check_real, check_seed
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import ArithmeticProblem, grade_answer
 from prm_core.tasks.arithmetic_policy import NoisyPolicy
@@ -73,14 +74,20 @@ def rollout_successes(samples: Sequence[StepSample], problems: Sequence[Arithmet
     n_rollouts : int
         Completions per prefix, ``k_max``; smaller ``k`` take the first ``k`` columns.
     seed : int, default 0
-        Sample ``i`` draws from its own ``random.Random(seed * 1_000_003 + i)``, so its rollouts do
-        not depend on how many rollouts earlier samples drew.
+        In [0, 2**63). Sample ``i`` draws from its own ``random.Random(seed * 1_000_003 + i)``, so its
+        rollouts do not depend on how many rollouts earlier samples drew.
 
     Returns
     -------
     list of ndarray of bool, shape (n_steps, n_rollouts) each
         Row ``j`` holds the outcomes of the completions of ``steps[: j + 1]``. The last row is the
         sample's own outcome repeated: a finished solution has nothing left to roll out.
+
+    Raises
+    ------
+    ValueError
+        For ``n_rollouts`` that is not an int >= 1, a bad ``seed`` (``random.Random`` would hash a
+        float or a str silently), or a sample whose problem is not among ``problems``.
 
     Examples
     --------
@@ -93,8 +100,9 @@ def rollout_successes(samples: Sequence[StepSample], problems: Sequence[Arithmet
     """
     from tqdm.std import tqdm
 
-    if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, int) or n_rollouts < 1:
-        raise ValueError(f"n_rollouts={n_rollouts!r} must be an int >= 1, e.g. 8 as in Math-Shepherd.")
+    check_int(n_rollouts, "n_rollouts", "[1, inf)", "e.g. 8 as in Math-Shepherd")
+    check_seed(seed)
+    check_bool(show_progress, "show_progress")
     by_text = {p.text: p for p in problems}
     out = []
     for i, sample in enumerate(tqdm(samples, desc=f"rollouts (k={n_rollouts})", disable=not show_progress)):
@@ -116,19 +124,24 @@ def rollout_successes(samples: Sequence[StepSample], problems: Sequence[Arithmet
 def monte_carlo_labels(successes: Sequence[np.ndarray], k: int, kind: str) -> list[list[float]]:
     """Hard or soft Monte Carlo labels from the first ``k`` rollouts of each step.
 
+    ``successes`` are ``rollout_successes``' bool arrays (n_steps, n_rollouts); ``k`` is an int in
+    [1, n_rollouts] and ``kind`` "hard" or "soft" (ValueError otherwise: float "successes" would
+    average into labels that no rollout gave).
+
     Examples
     --------
     >>> hits = [np.array([[True, False], [False, False]])]
     >>> monte_carlo_labels(hits, 2, "hard"), monte_carlo_labels(hits, 2, "soft"), monte_carlo_labels(hits, 1, "soft")
     ([[1.0, 0.0]], [[0.5, 0.0]], [[1.0, 0.0]])
     """
-    if kind not in ("hard", "soft"):
-        raise ValueError(f"kind={kind!r} must be 'hard' (any rollout right) or 'soft' (share right).")
+    check_choice(kind, "kind", ("hard", "soft"))
     out = []
     for i, hits in enumerate(successes):
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= hits.shape[1]:
-            raise ValueError(f"k={k!r} must be an int in [1, {hits.shape[1]}] (the rollouts drawn for "
-                             f"successes[{i}]); draw more rollouts for a larger k.")
+        hits = np.asarray(hits)
+        if hits.dtype != bool or hits.ndim != 2:
+            raise ValueError(f"successes[{i}] has dtype {hits.dtype} and shape {hits.shape}; pass the (n_steps, "
+                             "n_rollouts) bool arrays rollout_successes returns.")
+        check_int(k, "k", f"[1, {hits.shape[1]}]", f"the rollouts drawn for successes[{i}]; draw more for a larger k")
         first_k = hits[:, :k]
         out.append((first_k.any(axis=1) if kind == "hard" else first_k.mean(axis=1)).astype(float).tolist())
     return out
@@ -161,7 +174,10 @@ class LabelAgreement:
 
 
 def label_agreement(labels: Sequence[Sequence[float]], exact: Sequence[Sequence[float]]) -> LabelAgreement:
-    """Agreement of ``labels`` with ``exact`` over every step (``None`` exact labels are skipped).
+    """Agreement of ``labels`` with ``exact`` over every step (``None`` labels are skipped).
+
+    Every other label is a number in [0, 1], never NaN or a bool (ValueError otherwise: NaN would
+    count as a step labelled wrong).
 
     Examples
     --------
@@ -176,7 +192,8 @@ def label_agreement(labels: Sequence[Sequence[float]], exact: Sequence[Sequence[
         if len(y) != len(t):
             raise ValueError(f"labels[{i}] has {len(y)} steps but exact[{i}] has {len(t)}; labels are "
                              "never truncated to fit.")
-        pairs = [(a, b) for a, b in zip(y, t, strict=True) if b is not None and a is not None]
+        pairs = [(check_real(a, f"labels[{i}][{j}]", "[0, 1]"), check_real(b, f"exact[{i}][{j}]", "[0, 1]"))
+                 for j, (a, b) in enumerate(zip(y, t, strict=True)) if b is not None and a is not None]
         got += [a >= 0.5 for a, _ in pairs]
         want += [b >= 0.5 for _, b in pairs]
     if not want:

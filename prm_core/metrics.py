@@ -8,9 +8,11 @@ The step-level metrics live here, the others in ``metrics_first_error`` and ``me
 (input checks in ``metrics_base``); import them all from this module.
 
 Labels are 1.0 (correct), 0.0 (incorrect), soft floats (binarised at 0.5) or NaN (unlabelled,
-ignored), so padded ``(N, S)`` arrays with NaN labels at padding work as is. Inputs may be lists,
-numpy arrays or torch tensors. An undefined metric warns with ``UndefinedMetricWarning`` and
-returns nan, never a silent 0.
+ignored), so padded ``(N, S)`` arrays with NaN labels at padding work as is; bool labels read as
+correct (True) and incorrect (False). Inputs may be lists, numpy arrays or torch tensors of any
+float dtype: every metric computes in float64, so bf16 scores give the metric of their values.
+Scores are never bools, and a NaN score at a labelled step raises. An undefined metric warns
+with ``UndefinedMetricWarning`` and returns nan, never a silent 0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from prm_core.checks import check_real
 from prm_core.metrics_base import UndefinedMetricWarning, _as_array, _check_positive_int, _undefined
 from prm_core.metrics_best_of_n import (
     CURVE_METHODS,
@@ -64,7 +67,7 @@ __all__ = [
 
 def _labelled_steps(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """Flatten, drop NaN-labelled steps, binarise labels: (scores (K,), is_positive (K,) bool)."""
-    s, y = _as_array(scores, "scores"), _as_array(labels, "labels")
+    s, y = _as_array(scores, "scores"), _as_array(labels, "labels", allow_bool=True)  # True labels: correct
     if s.shape != y.shape:
         raise ValueError(f"scores.shape={s.shape} must equal labels.shape={y.shape}; pass one label per step.")
     keep = ~np.isnan(y)
@@ -84,18 +87,25 @@ def step_accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
     scores, labels : array-like of the same shape, (n_steps,) or (N, S)
         Step probabilities, and labels (soft ones binarised at 0.5, NaN ignored).
     threshold : float, default 0.5
-        A step is predicted correct when its score is ``>= threshold``.
+        A step is predicted correct when its score is ``>= threshold``; any finite number.
 
     Returns
     -------
     float
         nan, with a warning, when no step is labelled.
 
+    Raises
+    ------
+    ValueError
+        For a threshold that is not a finite number, bool scores, a NaN score at a labelled step,
+        labels outside [0, 1], or shapes that differ.
+
     Examples
     --------
     >>> step_accuracy([0.9, 0.2, 0.7, 0.1], [1.0, 0.0, 0.3, float("nan")])  # 2 right of 3 labelled
     0.6666666666666666
     """
+    threshold = check_real(threshold, "threshold", fix="pass e.g. threshold=0.5")
     s, is_positive = _labelled_steps(scores, labels)
     if s.size == 0:
         return _undefined("step_accuracy is undefined: every label is NaN; pass at least one labelled step.")
@@ -108,12 +118,18 @@ def step_auroc(scores: Any, labels: Any) -> float:
     Parameters
     ----------
     scores, labels : array-like of the same shape, (n_steps,) or (N, S)
-        Step scores (any reals: only their order matters), and labels (binarised at 0.5, NaN ignored).
+        Step scores (any reals, infinities included: only their order matters, so a monotone
+        rescaling leaves the AUROC as it is), and labels (binarised at 0.5, NaN ignored).
 
     Returns
     -------
     float
         nan, with a warning, when the labelled steps hold only one class.
+
+    Raises
+    ------
+    ValueError
+        For bool scores, a NaN score at a labelled step, labels outside [0, 1], or shapes that differ.
 
     Examples
     --------
@@ -154,6 +170,11 @@ def reliability_bins(scores: Any, labels: Any, n_bins: int = 10) -> ReliabilityB
     Returns
     -------
     ReliabilityBins
+
+    Raises
+    ------
+    ValueError
+        When ``n_bins`` is not an int >= 1, or a labelled step's score lies outside [0, 1].
 
     Examples
     --------

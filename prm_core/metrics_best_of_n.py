@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from prm_core.checks import check_choice, check_seed
 from prm_core.metrics_base import UndefinedMetricWarning, _as_array, _check_positive_int
 from prm_core.voting import SELECTION_METHODS, select_many
 
@@ -18,6 +19,14 @@ CURVE_METHODS: tuple[str, ...] = (*SELECTION_METHODS, "oracle")
 def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile-bootstrap interval of a mean over problems (the resamples ``best_of_n_curve``
     draws for the same number of problems and seed).
+
+    ``per_problem`` holds one real number per problem (a 0/1 hit or an accuracy; bools raise: pass
+    ``hits.astype(float)``); ``n_bootstrap`` is an int >= 1 and ``seed`` an int in [0, 2**63).
+
+    Raises
+    ------
+    ValueError
+        For bool or non-numeric values, a shape that is not (P,), or a bad ``n_bootstrap`` or ``seed``.
 
     Examples
     --------
@@ -29,6 +38,7 @@ def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tu
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"per_problem has shape {values.shape}; pass one value per problem (1-D, non-empty).")
     _check_positive_int(n_bootstrap, "n_bootstrap")
+    check_seed(seed)
     resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_bootstrap, values.size))
     low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
     return float(low), float(high)
@@ -52,11 +62,18 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
         The group (problem) of each item.
     n_bootstrap : int, default 1000
     seed : int, default 0
+        In [0, 2**63).
 
     Returns
     -------
     (float, float)
         nan, nan when no resample gives a finite value.
+
+    Raises
+    ------
+    ValueError
+        For groups that are not one id per item (or hold nan), a bad ``n_bootstrap`` or ``seed``,
+        or a statistic that returns more than one number.
 
     Examples
     --------
@@ -71,6 +88,7 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
     if group_ids.dtype.kind == "f" and np.isnan(group_ids).any():
         raise ValueError("groups holds nan; give every item the id of its group (its problem).")
     _check_positive_int(n_bootstrap, "n_bootstrap")
+    check_seed(seed)
     _, inverse = np.unique(group_ids, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))  # group g: order[starts[g]:starts[g+1]]
@@ -122,18 +140,28 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
         Normalised answer of each candidate, encoded as integers.
     is_correct : array-like of bool, shape (P, M)
     scores : array-like of float, shape (P, M), or None
-        Solution scores; needed by "best_of_n" and "weighted".
+        Solution scores, finite and never bools (any float dtype: picks compare them in float64);
+        needed by "best_of_n" and "weighted".
     method : {"best_of_n", "majority", "weighted", "oracle"}
         See ``prm_core.voting.select_many``.
     ns : sequence of int, optional
         Group sizes in [1, M]; default 1, 2, 4, ... up to M, with M itself last.
     n_bootstrap : int, default 1000
     seed : int, default 0
-        Seed of the numpy Generator drawing the bootstrap resamples.
+        Seed of the numpy Generator drawing the bootstrap resamples, in [0, 2**63).
 
     Returns
     -------
     list of CurvePoint, one per n
+        ``accuracy`` is the mean over problems of ``per_problem_accuracy``, the share of each
+        problem's groups whose ``select_many`` pick is right.
+
+    Raises
+    ------
+    ValueError
+        For answers that are not (P, M) integers, ``is_correct`` that is not bool of that shape,
+        an unknown method, scores that are missing, bool or not finite, group sizes outside [1, M],
+        or a bad ``n_bootstrap`` or ``seed``.
 
     Examples
     --------
@@ -142,8 +170,9 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
     >>> [p.accuracy for p in best_of_n_curve(answers, is_correct, None, "majority")]
     [0.25, 0.5, 0.0]
     """
-    per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns)
     _check_positive_int(n_bootstrap, "n_bootstrap")
+    check_seed(seed)
+    per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns)
     n_problems, m = np.shape(answers)  # validated above
     resamples = np.random.default_rng(seed).integers(0, n_problems, size=(n_bootstrap, n_problems))
     points = []
@@ -170,10 +199,9 @@ def per_problem_accuracy(answers: Any, is_correct: Any, scores: Any | None, meth
         raise ValueError(f"answers has shape {answers.shape}, dtype {answers.dtype}; pass (P, M) integers.")
     if ok.shape != answers.shape or ok.dtype != bool:
         raise ValueError(f"is_correct (shape {ok.shape}, dtype {ok.dtype}) must be bool of shape {answers.shape}.")
-    if method not in CURVE_METHODS:
-        raise ValueError(f"method={method!r} is unknown; use one of {list(CURVE_METHODS)}.")
+    check_choice(method, "method", CURVE_METHODS)
     if scores is not None:
-        scores = _as_array(scores, "scores")
+        scores = _as_array(scores, "scores")  # bools raise here, NaN and infinity in select_many
         if scores.shape != answers.shape:
             raise ValueError(f"scores.shape={scores.shape} must equal answers.shape={answers.shape}.")
     elif method in ("best_of_n", "weighted"):

@@ -12,7 +12,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prm_core.metrics_base import _as_array, _as_indices, _undefined
+from prm_core.checks import check_real, check_real_array
+from prm_core.metrics_base import _as_indices, _undefined
+
+_THRESHOLD_FIX = "pass a finite number, e.g. threshold=0.5 or one picked on validation data (best_threshold)"
+
+
+def _check_threshold(threshold: float, name: str = "threshold") -> float:
+    return check_real(threshold, name, fix=_THRESHOLD_FIX)
+
+
+def _step_scores(values: Sequence[float], name: str) -> np.ndarray:
+    """Step scores as a float64 array (``check_real_array``): real numbers, never bools, no NaN;
+    +-inf compare with a threshold as any number does."""
+    s = check_real_array(values, name, allow_inf=True, fix="score every step, or leave the solution out")
+    if s.size == 0:
+        raise ValueError(f"{name} is empty; pass at least one step score.")
+    return s
 
 
 def first_error_index(step_scores: Sequence[float], threshold: float = 0.5) -> int:
@@ -21,21 +37,30 @@ def first_error_index(step_scores: Sequence[float], threshold: float = 0.5) -> i
     Parameters
     ----------
     step_scores : sequence of float, shape (n_steps,)
-        One solution's step scores, in order; no NaN.
+        One solution's step scores, in order: real numbers, never bools, no NaN (+-inf compare
+        with the threshold as any number does).
     threshold : float, default 0.5
+        Any finite number.
 
     Returns
     -------
     int
+
+    Raises
+    ------
+    ValueError
+        For a threshold that is not a finite number (NaN would call every step correct), or
+        scores that are not one solution's 1-D scores (bools, NaN, text).
 
     Examples
     --------
     >>> first_error_index([0.9, 0.3, 0.1]), first_error_index([0.9, 0.8])
     (1, -1)
     """
-    s = _as_array(step_scores, "step_scores")
-    if s.ndim != 1 or np.isnan(s).any():
-        raise ValueError(f"step_scores has shape {s.shape} or holds NaN; pass one solution's 1-D scores, no NaN.")
+    threshold = _check_threshold(threshold)
+    s = _step_scores(step_scores, "step_scores")
+    if s.ndim != 1:
+        raise ValueError(f"step_scores has shape {s.shape}; pass one solution's 1-D step scores.")
     below = np.flatnonzero(s < threshold)
     return int(below[0]) if below.size else -1
 
@@ -57,12 +82,18 @@ def first_error_f1(pred: Sequence[int], true: Sequence[int]) -> FirstErrorF1:
     Parameters
     ----------
     pred, true : sequence of int, shape (n_samples,)
-        First-error step index per sample, or -1.
+        First-error step index per sample, or -1; never bools (``[False, True]`` is not ``[0, 1]``).
 
     Returns
     -------
     FirstErrorF1
         A part with no samples is nan, with a warning, and so is f1.
+
+    Raises
+    ------
+    ValueError
+        For None predictions, entries that are not whole indices >= -1 (bools, NaN, fractions), or
+        lengths that differ.
 
     Examples
     --------
@@ -95,7 +126,7 @@ def _padded_scores(step_scores_list: Sequence[Sequence[float]], true: np.ndarray
     if len(step_scores_list) != true.size:
         raise ValueError(f"step_scores_list has {len(step_scores_list)} samples but there are {true.size} "
                          "true first errors; pass one per sample.")
-    rows = [_as_array(s, f"step_scores_list[{i}]").ravel() for i, s in enumerate(step_scores_list)]
+    rows = [_step_scores(s, f"step_scores_list[{i}]").ravel() for i, s in enumerate(step_scores_list)]
     lengths = np.array([r.size for r in rows])
     if (true >= lengths).any():
         i = int(np.argmax(true >= lengths))
@@ -104,8 +135,6 @@ def _padded_scores(step_scores_list: Sequence[Sequence[float]], true: np.ndarray
     padded = np.full((len(rows), lengths.max()), np.inf)
     for i, r in enumerate(rows):
         padded[i, : r.size] = r
-    if np.isnan(padded).any():
-        raise ValueError("step_scores_list holds NaN scores; score every step.")
     return padded
 
 
@@ -126,10 +155,18 @@ def threshold_sweep(
     true_first_errors : sequence of int, shape (n_samples,)
         True first-error index, -1 for a correct solution.
     thresholds : sequence of float
+        Each a finite number.
 
     Returns
     -------
     list of (threshold, FirstErrorF1)
+        Each entry's predictions are ``first_error_index`` of each sample at that threshold.
+
+    Raises
+    ------
+    ValueError
+        For no thresholds or a non-finite one, NaN or bool step scores, or true indices that
+        are not whole indices >= -1 within each sample's steps.
 
     Examples
     --------
@@ -139,9 +176,11 @@ def threshold_sweep(
     """
     true = _as_indices(true_first_errors, "true_first_errors")
     padded = _padded_scores(step_scores_list, true)
-    if len(thresholds) == 0:
-        raise ValueError("thresholds is empty; pass e.g. np.linspace(0.05, 0.95, 19).")
-    return [(float(th), first_error_f1(_first_errors(padded, th), true)) for th in thresholds]
+    if isinstance(thresholds, str) or np.ndim(thresholds) != 1 or len(thresholds) == 0:
+        raise ValueError(f"thresholds={thresholds!r} must be a non-empty 1-D sequence; pass e.g. "
+                         "np.linspace(0.05, 0.95, 19).")
+    checked = [_check_threshold(th, f"thresholds[{i}]") for i, th in enumerate(thresholds)]
+    return [(th, first_error_f1(_first_errors(padded, th), true)) for th in checked]
 
 
 def best_threshold(
@@ -182,17 +221,24 @@ def detection_rate_by_kind(step_scores_list: Sequence[Sequence[float]], first_er
     first_error_kinds : sequence of hashable, shape (n_samples,)
         Kind of each sample's first error (e.g. "arithmetic"); anything for correct samples.
     threshold : float, default 0.5
+        Any finite number; the predictions are ``first_error_index`` at it.
 
     Returns
     -------
     dict of kind -> (rate, count)
         In order of first appearance; empty, with a warning, when no sample has an error.
 
+    Raises
+    ------
+    ValueError
+        As ``threshold_sweep``, and when the kinds are not one per sample.
+
     Examples
     --------
     >>> detection_rate_by_kind([[0.9, 0.2], [0.1, 0.9], [0.8, 0.9]], [1, 1, -1], ["calc", "calc", None])
     {'calc': (0.5, 2)}
     """
+    threshold = _check_threshold(threshold)
     true = _as_indices(first_error_true, "first_error_true")
     if len(first_error_kinds) != true.size:
         raise ValueError(f"first_error_kinds has {len(first_error_kinds)} entries for {true.size} samples; "

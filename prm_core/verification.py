@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from prm_core.aggregation import aggregate
+from prm_core.checks import check_choice, check_int, check_probability
 from prm_core.data import StepSample
 from prm_core.encoding import EncodedSample, to_device
 from prm_core.metrics import first_error_index
@@ -63,8 +64,7 @@ class StepScores:
         return self.n_dropped_steps > 0
 
     def _check(self, truncated: str, allowed: tuple[str, ...], what: str) -> None:
-        if truncated not in allowed:
-            raise ValueError(f"truncated={truncated!r} must be one of {list(allowed)}.")
+        check_choice(truncated, "truncated", allowed)
         if truncated == "raise" and bool(self.is_truncated.any()):
             rows = torch.nonzero(self.is_truncated).flatten().tolist()
             options = " or ".join(f"truncated={a!r} ({_TRUNCATED_MEANING[a]})" for a in allowed[1:])
@@ -88,7 +88,8 @@ class StepScores:
         ``truncated``: "raise" (default) refuses when any solution lost steps; "prefix" aggregates
         the scored prefix; "lowest" gives a truncated solution the lowest score the rule can give
         (0, or -inf for ``sum_logit``), so best-of-N picks it last and a weighted vote gives it no
-        weight.
+        weight. ``Verifier.best_of_n`` and ``Verifier.weighted_vote`` leave a -inf out of the pick
+        (or give it weight 0) themselves: ``prm_core.voting`` takes finite scores only.
         """
         self._check(truncated, TRUNCATED_POLICIES, "solution scores")
         values = aggregate(self.scores, self.mask, rule)
@@ -97,16 +98,16 @@ class StepScores:
         return values
 
     def first_error_predictions(self, threshold: float = 0.5, truncated: str = "raise") -> list[int | None]:
-        """Predicted first wrong step of each solution (-1: none), as ``metrics.first_error_index``.
+        """Predicted first wrong step of each solution (-1: none): ``metrics.first_error_index`` of
+        its scored steps at ``threshold`` (a number in [0, 1]; ValueError otherwise).
 
         ``truncated``: "raise" (default); "prefix" predicts from the scored prefix, reading "no
         error there" as -1; "unknown" keeps a prediction found in the prefix (later steps cannot
         move it on a causal backbone) and gives None where the prefix shows no error, to be counted
         and left out of ``first_error_f1``.
         """
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1], e.g. 0.5 or one picked on "
-                             "validation data (metrics.best_threshold).")
+        threshold = check_probability(threshold, "threshold", "pass e.g. 0.5 or one picked on validation data "
+                                      "(metrics.best_threshold)")
         self._check(truncated, ("raise", "prefix", "unknown"), "first-error predictions")
         out: list[int | None] = []
         for row, m, dropped in zip(self.scores, self.mask, self.n_dropped_steps.tolist(), strict=True):
@@ -158,8 +159,7 @@ class Verifier:
     def __init__(self, model: ProcessRewardModel | StepScorer, *, batch_size: int = 256,
                  device: str | torch.device | None = None,
                  answer_key: Callable[[str | None], Hashable] | None = None) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be an int >= 1.")
+        check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
         if not isinstance(model, ProcessRewardModel) and not isinstance(model, StepScorer):
             raise ValueError(f"model is a {type(model).__name__}; pass a ProcessRewardModel or a scorer from "
                              "prm_core.published.load_published_prm.")
@@ -220,8 +220,16 @@ class Verifier:
         return sorted(range(len(samples)), key=lambda i: -scores[i])
 
     def best_of_n(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> StepSample:
-        """The candidate with the highest solution score."""
-        return samples[best_of_n(self.score(samples, rule, truncated).numpy())]
+        """The candidate with the highest solution score: ``voting.best_of_n`` of ``score`` (ties: first).
+
+        Under ``truncated="lowest"`` a truncated candidate's -inf (``sum_logit``) is left out of the
+        pick, which keeps it last: it wins only when every candidate is truncated (the first one).
+        """
+        values = self.score(samples, rule, truncated).numpy()
+        whole = np.flatnonzero(~np.isneginf(values)) if truncated == "lowest" else np.arange(len(values))
+        if whole.size == 0:  # every candidate truncated: all tie at -inf, and ties go to the first
+            return samples[0]
+        return samples[int(whole[best_of_n(values[whole])])]
 
     def answer_groups(self, samples: Sequence[StepSample]) -> list[Hashable]:
         """What each candidate's answer counts as in a vote (``answer_key``, or its group's first answer)."""
@@ -250,7 +258,8 @@ class Verifier:
 
     def weighted_vote(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> Hashable:
         """The answer whose candidates' solution scores sum highest (PRM-weighted vote), among
-        candidates that state one."""
+        candidates that state one: ``voting.weighted_vote`` of ``score``, where under
+        ``truncated="lowest"`` a truncated candidate's -inf (``sum_logit``) counts as weight 0."""
         keep = self._answered(samples)
         scores = self.score(samples, rule, truncated).numpy()[keep]
         if truncated == "lowest":  # a truncated candidate adds no weight (not -inf) to its answer

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prm_core.checks import check_int, check_probability, check_real, check_real_array
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -27,10 +29,15 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
 
 
 def _values(values: Any, name: str, n: int | None = None, of: str = "value", dtype: Any = np.float64,
-            is_probability: bool = False) -> np.ndarray:
-    if hasattr(values, "detach"):  # a torch tensor; bf16 has no numpy view, and bools survive the round trip
-        values = values.detach().cpu().double().numpy()
-    array = np.asarray(values, dtype=dtype)  # None becomes nan in a float array
+            is_probability: bool = False, allow_bool: bool = False) -> np.ndarray:
+    """A float array of reals (``check_real_array``: no bools unless ``allow_bool``, None as nan), or
+    ``values`` as ``dtype`` when that is not float (bool masks, object tick labels)."""
+    if dtype is np.float64:
+        array = check_real_array(values, name, allow_nan=True, allow_inf=True, allow_bool=allow_bool)
+    else:
+        if hasattr(values, "detach"):  # a torch tensor; bf16 has no numpy view, and bools survive the round trip
+            values = values.detach().cpu().double().numpy()
+        array = np.asarray(values, dtype=dtype)
     if array.size == 0 or (n is not None and len(array) != n):
         raise ValueError(f"{name} has {len(array)} entries; pass {n or 'at least one'}, one per {of}.")
     if is_probability and (bad := array[~((array >= 0) & (array <= 1))]).size:  # the negation catches nan
@@ -51,14 +58,21 @@ def plot_step_scores(steps: Sequence[str], scores: Sequence[float],
     labels : sequence of (float or None), shape (n_steps,), optional
         True labels, marked at the bar's end: ✓ when >= 0.5, ✗ below, nothing for None.
     threshold : float, default 0.5
-        Drawn as a dashed vertical line; steps scored below it count as errors.
+        Drawn as a dashed vertical line; steps scored below it count as errors. In [0, 1].
     ax : matplotlib Axes, optional
     max_chars : int, default 48
+        An int >= 2.
     title : str, optional
 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        For no steps, scores that are not one probability per step (bools included), a threshold
+        outside [0, 1] (NaN included) or ``max_chars`` that is not an int >= 2.
 
     Examples
     --------
@@ -71,9 +85,10 @@ def plot_step_scores(steps: Sequence[str], scores: Sequence[float],
     if isinstance(steps, str) or len(steps) == 0:
         raise ValueError(f"steps={steps!r} must be a non-empty sequence of step texts, one per bar.")
     score = _values(scores, "scores", len(steps), "step", is_probability=True)
-    label = np.full(len(steps), np.nan) if labels is None else _values(labels, "labels", len(steps), "step")
-    if not 0 <= threshold <= 1 or max_chars < 2:
-        raise ValueError(f"threshold={threshold!r} must be in [0, 1] and max_chars={max_chars!r} at least 2.")
+    label = (np.full(len(steps), np.nan) if labels is None
+             else _values(labels, "labels", len(steps), "step", allow_bool=True))  # True: a correct step
+    check_probability(threshold, "threshold", "pass e.g. threshold=0.5")
+    check_int(max_chars, "max_chars", "[2, inf)", "pass e.g. max_chars=48")
     ax = _axes(ax, (7.0, 1.0 + 0.4 * len(steps)))
     rows, texts = np.arange(len(steps)), [" ".join(str(s).split()) for s in steps]  # one line per tick label
     ax.barh(rows, score, color=matplotlib.colormaps[SCORE_CMAP](score), edgecolor="0.3", linewidth=0.5)
@@ -194,8 +209,9 @@ def plot_detection_by_kind(detection: Mapping[Any, Any], *, ax: Axes | None = No
     if not isinstance(detection, Mapping) or not detection:
         raise ValueError(f"detection={detection!r} must be a non-empty dict, as first_error_report gives.")
     try:  # (kind, rate, count) from either form of value
-        items = [(str(k), float(rate), int(count)) for k, v in detection.items()
-                 for rate, count in [(v["rate"], v["count"]) if isinstance(v, Mapping) else v]]
+        pairs = {k: (v["rate"], v["count"]) if isinstance(v, Mapping) else tuple(v) for k, v in detection.items()}
+        items = [(str(k), check_real(rate, f"detection[{k!r}] rate", "[-inf, inf]"),  # True: no rate; 2.7: no count
+                  check_int(count, f"detection[{k!r}] count", "[0, inf)")) for k, (rate, count) in pairs.items()]
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"detection values must be {{'rate': r, 'count': c}} or (r, c): {err!r}.") from err
     items.sort(key=lambda item: (-item[1], item[0]))  # best-detected kind first, ties by name

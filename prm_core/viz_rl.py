@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prm_core.checks import check_real
 from prm_core.viz import _axes
 
 if TYPE_CHECKING:
@@ -34,11 +35,17 @@ def plot_rl_curves(curves: Mapping[str, Mapping[str, Any]], key: str = "accuracy
     key : str, default "accuracy"
         "accuracy", "greedy_accuracy", "reward", "train_accuracy" or "kl".
     baseline : float, optional
-        A dashed grey reference line (e.g. the SFT policy's accuracy).
+        A dashed grey reference line (e.g. the SFT policy's accuracy); a finite number.
 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        For curves that are not ``rl_curves``' dicts, a missing ``key``, points that do not match
+        their updates, or a baseline that is not a finite number.
 
     Examples
     --------
@@ -50,6 +57,8 @@ def plot_rl_curves(curves: Mapping[str, Mapping[str, Any]], key: str = "accuracy
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty dict of reward -> curve, as policy_runs.rl_curves returns.")
+    if baseline is not None:
+        check_real(baseline, "baseline", fix="pass e.g. the SFT policy's accuracy, or None")
     ax = _axes(ax, (6, 4))
     for reward, curve in curves.items():
         if key not in curve:

@@ -6,7 +6,14 @@ tie goes to the candidate, or answer, that appears first, so results never depen
 
 The scalar functions (``best_of_n``, ``majority_vote``, ``weighted_vote``) are the readable
 definitions; ``select_many`` runs the same rules on many groups at once for best-of-N curves and
-gives the same answers (the tests check it against a loop over the scalar functions).
+gives the same answers on every input either accepts (the tests check it against a loop over the
+scalar functions).
+
+Scores are finite real numbers, compared and summed in float64 whatever their dtype (bf16 and fp16
+are widened exactly). NaN, +-inf and bools raise, naming the position: an infinite score has no
+sum with its opposite (``inf + -inf`` is NaN), so no vote could honour it. A candidate that must
+never win (``StepScores.solution_scores(truncated="lowest")`` gives it -inf under ``sum_logit``) is
+left out, or given weight 0, before the vote, as ``Verifier`` does.
 """
 
 from __future__ import annotations
@@ -16,18 +23,18 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from prm_core.checks import check_real_array
+
 SELECTION_METHODS: tuple[str, ...] = ("best_of_n", "majority", "weighted")
 
 
 def _check_scores(scores: Sequence[float] | np.ndarray, name: str = "scores") -> np.ndarray:
-    values = np.asarray(scores, dtype=np.float64)
+    """Scores as a float64 array of finite reals (lists, numpy arrays or torch tensors of any float
+    dtype); NaN, +-inf and bools raise, naming the positions."""
+    values = check_real_array(scores, name, fix="score every candidate with a finite number, and leave out "
+                              "(or give weight 0) any candidate that must not win")
     if values.size == 0:
         raise ValueError(f"{name} is empty; a group needs at least one candidate.")
-    if np.isnan(values).any():
-        raise ValueError(
-            f"{name} holds NaN at positions {np.argwhere(np.isnan(values))[:3].tolist()}; "
-            "score every candidate (e.g. drop candidates the PRM could not score)."
-        )
     return values
 
 
@@ -46,11 +53,16 @@ def best_of_n(scores: Sequence[float] | np.ndarray) -> int:
     Parameters
     ----------
     scores : sequence of float, shape (N,)
-        One solution score per candidate; no NaN.
+        One solution score per candidate: finite real numbers (any float dtype).
 
     Returns
     -------
     int
+
+    Raises
+    ------
+    ValueError
+        For no scores, NaN, +-inf or bool scores, or more than one dimension.
 
     Examples
     --------
@@ -105,12 +117,17 @@ def weighted_vote(answers: Sequence[Hashable], scores: Sequence[float] | np.ndar
     answers : sequence of hashable, shape (N,)
         One normalised final answer per candidate.
     scores : sequence of float, shape (N,)
-        One solution score per candidate; no NaN.
+        One solution score per candidate: finite real numbers (any float dtype).
 
     Returns
     -------
     hashable
         One of ``answers``.
+
+    Raises
+    ------
+    ValueError
+        For no candidates, NaN, +-inf or bool scores, or not one score per answer.
 
     Examples
     --------
@@ -161,7 +178,8 @@ def select_many(answers: np.ndarray, scores: np.ndarray | None, method: str) -> 
     answers : np.ndarray of int, shape (G, N)
         Normalised answers encoded as integers (any value, negative or large); row g is one group.
     scores : np.ndarray of float, shape (G, N), or None
-        Solution scores, no NaN; required for ``"best_of_n"`` and ``"weighted"``, ignored by ``"majority"``.
+        Solution scores, finite real numbers (any float dtype); required for ``"best_of_n"`` and
+        ``"weighted"``, ignored by ``"majority"``.
     method : {"best_of_n", "majority", "weighted"}
         Same rules and tie-breaking as ``best_of_n``, ``majority_vote`` and ``weighted_vote``.
 
@@ -170,6 +188,12 @@ def select_many(answers: np.ndarray, scores: np.ndarray | None, method: str) -> 
     np.ndarray of shape (G,)
         The chosen answer of each group, same dtype as ``answers``.
 
+    Raises
+    ------
+    ValueError
+        For an unknown method, answers that are not a non-empty (G, N) integer array, or scores
+        that are missing, of another shape, or hold NaN, +-inf or bools.
+
     Examples
     --------
     >>> answers = np.array([[3, 5, 5], [1, 2, 1]])
@@ -177,7 +201,7 @@ def select_many(answers: np.ndarray, scores: np.ndarray | None, method: str) -> 
     >>> select_many(answers, scores, "majority").tolist(), select_many(answers, scores, "best_of_n").tolist()
     ([5, 1], [3, 2])
     """
-    if method not in SELECTION_METHODS:
+    if isinstance(method, bool) or method not in SELECTION_METHODS:
         raise ValueError(
             f"method={method!r} is not a selection method; use one of {list(SELECTION_METHODS)} "
             "(the oracle lives in prm_core.metrics.best_of_n_curve)."

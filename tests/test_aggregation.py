@@ -190,3 +190,68 @@ BAD_INPUTS = {
 def test_aggregate_bad_input_raises_value_error_naming_field(scores, mask, rule, match):
     with pytest.raises(ValueError, match=match):
         aggregate(scores, mask, rule)
+
+
+# ---------------------------------------------------------------- issue 13: float32 or wider, whatever the input
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp64": torch.float64}
+OUT_DTYPES = {"bf16": torch.float32, "fp16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}
+
+
+def test_sum_logit_score_bf16_scores_give_the_float32_result_and_keep_the_pick():
+    # issue 13: in bf16, 1 - 1e-6 rounds to 1, log1p(-1) = -inf, and row 0 scored inf, beating row 1.
+    scores, mask = torch.tensor([[1.0, 0.001], [0.99, 0.99]]), torch.ones(2, 2, dtype=torch.bool)
+    low = aggregate(scores.bfloat16(), mask, "sum_logit")
+    # bf16 holds 0.001 as 0.00099945 and 0.99 as 0.98828125: row 0 = logit(1 - 1e-6, fp32) + logit(0.00099945)
+    # = 13.8023 - 6.9073 = 6.8950; row 1 = 2 * log(0.98828125 / 0.01171875) = 2 * 4.4348 = 8.8696
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert low.tolist() == pytest.approx([6.8950, 8.8696], abs=1e-3)
+    assert int(low.argmax()) == int(aggregate(scores, mask, "sum_logit").argmax()) == 1
+
+
+@pytest.mark.parametrize("name", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("rule", RULES, ids=RULES)
+def test_aggregate_output_is_float32_or_wider(rule, name):
+    scores, mask = _batch()
+    assert aggregate(scores.to(DTYPES[name]), mask, rule).dtype == OUT_DTYPES[name]
+
+
+@pytest.mark.parametrize("name", DTYPES, ids=DTYPES)
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_aggregate_equals_each_rule_function_for_every_dtype(name, batch):
+    scores, mask = batch
+    low = scores.to(DTYPES[name])
+    for rule, function in AGGREGATIONS.items():
+        assert torch.equal(aggregate(low, mask, rule), function(low, mask)), rule
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"], ids=["bf16", "fp16"])
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_aggregate_low_precision_scores_give_the_float32_result_of_the_same_values(name, batch):
+    scores, mask = batch
+    low = scores.to(DTYPES[name])
+    for rule in RULES:
+        assert torch.equal(aggregate(low, mask, rule), aggregate(low.float(), mask, rule)), rule
+
+
+@pytest.mark.parametrize("name", DTYPES, ids=DTYPES)
+@PROPERTY_SETTINGS
+@given(batch=padded_batches())
+def test_aggregate_every_dtype_matches_slow_reference_on_the_values_it_holds(name, batch):
+    scores, mask = batch
+    low = scores.to(DTYPES[name])
+    held = low.double()  # the values the low-precision tensor really holds
+    tol = 1e-9 if name == "fp64" else 2e-5  # float32 arithmetic: a few ulps on sums of up to 6 logits of 14
+    for rule in RULES:
+        reference = _slow_aggregate(held, mask, rule)
+        if name != "fp64" and rule == "sum_logit":  # the clamp bound 1 - 1e-6 itself is rounded in float32
+            held32 = held.clamp(1e-6, float(torch.tensor(1 - 1e-6, dtype=torch.float32)))
+            reference = _slow_aggregate(held32, mask, rule)
+        torch.testing.assert_close(aggregate(low, mask, rule).double(), reference, rtol=tol, atol=tol, msg=rule)
+
+
+@pytest.mark.parametrize("rule", [True, None, ["min"]], ids=["bool", "none", "list"])
+def test_aggregate_rule_that_is_not_a_name_raises_naming_rule(rule):
+    with pytest.raises(ValueError, match="rule="):
+        aggregate(torch.rand(1, 2), torch.ones(1, 2, dtype=torch.bool), rule)

@@ -475,3 +475,16 @@ def test_make_problems_split_keeps_one_side_only():
     assert {split_of(p) for p in make_problems(40, seed=2, split="test")} == {"test"}
     with pytest.raises(ValueError, match="split='dev'"):
         make_problems(3, seed=0, split="dev")
+
+
+def test_make_problems_negative_seed_raises_instead_of_aliasing_its_absolute_value():
+    # random.Random(-1) seeds like random.Random(1): two "different" seeds drew the same problems
+    with pytest.raises(ValueError, match=r"seed=-1 must be an int in \[0, 2\*\*63\)"):
+        make_problems(2, seed=-1)
+
+
+def test_apply_op_float_operand_raises_instead_of_a_float_integer():
+    from prm_core.tasks.arithmetic import apply_op
+
+    with pytest.raises(ValueError, match="operand=0.5"):
+        apply_op(12, "+", 0.5)  # gave 12.5, which no step of the benchmark can write

@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prm_core.data import StepSample
 
@@ -74,3 +76,20 @@ def test_to_dict_from_dict_round_trips():
 def test_from_dict_missing_steps_raises():
     with pytest.raises(ValueError, match="steps"):
         StepSample.from_dict({"problem": "q"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.sampled_from([0.0, 0.3, 0.5, 1.0]), min_size=1, max_size=8),
+       threshold=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]))
+def test_first_error_index_of_a_labelled_sample_equals_first_error_index_of_its_labels(labels, threshold):
+    # the same rule (first value < threshold, else -1), read off labels instead of scores
+    from prm_core.metrics import first_error_index
+
+    sample = StepSample("q", ["step"] * len(labels), labels=labels)
+    assert sample.first_error_index(threshold) == first_error_index(labels, threshold)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), True, 1.5, "0.5"], ids=["nan", "bool", "above-1", "str"])
+def test_first_error_index_bad_threshold_raises_naming_it(threshold):
+    with pytest.raises(ValueError, match="threshold="):
+        StepSample("q", ["a", "b"], labels=[1.0, 0.0]).first_error_index(threshold)

@@ -154,3 +154,27 @@ def test_rollouts_do_not_change_the_callers_random_state(samples, problems):
     random.seed(5)
     rollout_successes(samples[:3], problems, NoisyPolicy(), 2, show_progress=False)
     assert random.random() == before
+
+
+# ---------------------------------------------------------------- issue 13
+@settings(max_examples=60, deadline=None)
+@given(hits=st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=5))
+def test_monte_carlo_hard_label_is_soft_label_above_zero_and_grows_with_k(hits):
+    successes = [np.array(hits)]
+    for k in range(1, 5):
+        (hard,), (soft,) = monte_carlo_labels(successes, k, "hard"), monte_carlo_labels(successes, k, "soft")
+        assert hard == [float(s > 0) for s in soft]  # "any rollout right" is "a share above 0"
+        if k > 1:  # nested rollouts: a prefix that can succeed with k - 1 draws still can with k
+            (fewer,) = monte_carlo_labels(successes, k - 1, "hard")
+            assert all(a <= b for a, b in zip(fewer, hard, strict=True))
+
+
+def test_label_agreement_nan_label_raises_instead_of_counting_as_wrong():
+    # NaN >= 0.5 is False: a NaN label used to count as a step labelled wrong (accuracy 0.5 here)
+    with pytest.raises(ValueError, match=r"labels\[0\]\[0\]=nan"):
+        label_agreement([[float("nan"), 1.0]], [[1.0, 1.0]])
+
+
+def test_monte_carlo_labels_float_successes_raise_instead_of_averaging_into_labels():
+    with pytest.raises(ValueError, match=r"successes\[0\] has dtype float64"):
+        monte_carlo_labels([np.array([[0.3, 0.9]])], 2, "soft")  # gave the label 0.6, which no rollout drew

@@ -120,7 +120,7 @@ def test_step_bce_loss_mismatched_shapes_raise():
 
 @pytest.mark.parametrize("pos_weight", [0.0, -1.0], ids=["zero", "negative"])
 def test_step_bce_loss_non_positive_pos_weight_raises(pos_weight):
-    with pytest.raises(ValueError, match=rf"pos_weight={pos_weight} must be > 0"):
+    with pytest.raises(ValueError, match=rf"pos_weight={pos_weight} must be a (finite )?number in \(0, inf\)"):
         step_bce_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), pos_weight=pos_weight)
 
 
@@ -229,3 +229,47 @@ def test_outcome_sample_keeps_problem_steps_answer_and_meta():
     view = outcome_sample(sample, is_correct=True)
     assert (view.problem, view.steps, view.answer, dict(view.meta)) == ("2 + 3?", ("2 + 3 = 5.",), "5",
                                                                       {"problem_id": 7})
+
+
+# ---------------------------------------------------------------- issue 13: a bad number never reaches the loss
+def test_step_bce_loss_nan_pos_weight_raises_instead_of_a_nan_loss():
+    # nan <= 0 is False, so NaN used to pass the check and make every loss NaN
+    with pytest.raises(ValueError, match="pos_weight=nan"):
+        step_bce_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), pos_weight=float("nan"))
+
+
+BAD_LABELS = {"nan": float("nan"), "above-one": 1.5, "negative": -0.5}
+
+
+@pytest.mark.parametrize("label", BAD_LABELS.values(), ids=BAD_LABELS.keys())
+def test_step_bce_loss_label_outside_unit_interval_under_the_mask_raises(label):
+    # BCE-with-logits returns a number for a target of 1.5 or -0.5 (a wrong one), and NaN for NaN
+    labels = torch.tensor([[1.0, label]])
+    with pytest.raises(ValueError, match=r"labels hold \[.*\] at labelled steps"):
+        step_bce_loss(torch.zeros(1, 2), labels, torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_step_bce_loss_bad_label_where_the_mask_is_false_is_ignored():
+    mask = torch.tensor([[True, False]])
+    loss = step_bce_loss(torch.zeros(1, 2), torch.tensor([[1.0, float("nan")]]), mask).loss
+    assert loss.item() == pytest.approx(math.log(2))  # the one labelled step at p = 0.5: -log(0.5)
+
+
+BAD_LOSS_ARGS = {
+    "float-mask": (lambda: step_bce_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1)), "label_mask"),
+    "mask-flag-not-bool": (lambda: step_bce_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool),
+                                                 use_mask_after_first_error="yes"), "use_mask_after_first_error"),
+    "bool-pos-weight": (lambda: step_bce_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool),
+                                              pos_weight=True), "pos_weight"),
+    "nan-threshold": (lambda: mask_after_first_error(torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool),
+                                                     threshold=float("nan")), "threshold"),
+    "is-correct-not-bool": (lambda: outcome_sample(StepSample("q", ["a"]), is_correct=1.0), "is_correct"),
+    "ignore-id-float": (lambda: next_token_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long),
+                                                torch.ones(1, 2), ignore_ids=(1.0,)), "ignore_ids"),
+}
+
+
+@pytest.mark.parametrize("call,name", BAD_LOSS_ARGS.values(), ids=BAD_LOSS_ARGS.keys())
+def test_loss_functions_bad_argument_raises_naming_it(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()

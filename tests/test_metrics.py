@@ -11,6 +11,7 @@ from prm_core.metrics import (
     UndefinedMetricWarning,
     best_of_n_curve,
     best_threshold,
+    bootstrap_ci,
     detection_rate_by_kind,
     expected_calibration_error,
     first_error_f1,
@@ -323,7 +324,7 @@ CURVE_ERRORS = {
     "n-larger-than-m": (dict(ns=[128]), "n=128 is larger than the 64 candidates per problem"),
     "unknown-method": (dict(method="median"), "method='median'"),
     "missing-scores": (dict(scores=None), "scores is None"),
-    "zero-n": (dict(ns=[0]), "must be an int >= 1"),
+    "zero-n": (dict(ns=[0]), "n in ns=0 must be an int in \\[1, inf\\)"),
     "zero-bootstrap": (dict(n_bootstrap=0), "n_bootstrap=0"),
     "float-answers": (dict(answers=np.zeros((2, 64))), "pass \\(P, M\\) integers"),
     "int-correctness": (dict(is_correct=np.ones((2, 64), dtype=int)), "must be bool"),
@@ -457,3 +458,147 @@ def test_per_problem_accuracy_single_int_ns_raises_with_the_fix():
     answers, is_correct, scores = _random_candidates(3, 4)
     with pytest.raises(ValueError, match=r"ns=\[2\]"):
         per_problem_accuracy(answers, is_correct, scores, "best_of_n", ns=2)
+
+
+# ---------------------------------------------------------------- issue 13: no silent wrong number
+def test_first_error_index_nan_threshold_raises():
+    # issue 13: every comparison with NaN is False, so no step was "below" it and the answer was -1
+    with pytest.raises(ValueError, match="threshold=nan"):
+        first_error_index([0.9, 0.1], threshold=float("nan"))
+
+
+def test_first_error_f1_bool_indices_raise():
+    # issue 13: [False, True] read as step indices [0, 1] and gave f1 = 0.0
+    with pytest.raises(ValueError, match="pred must hold real numbers, not bools"):
+        first_error_f1([False, True], [-1, 2])
+
+
+def test_first_error_f1_infinite_index_raises_instead_of_wrapping_to_int64_min():
+    # inf passed the whole-number check (inf == round(inf)) and became -2**63, a silent wrong prediction
+    with pytest.raises(ValueError, match=r"pred\[0\]=inf is not one"):
+        first_error_f1([float("inf"), -1], [1, -1])
+
+
+@pytest.mark.parametrize("threshold", [True, "0.5", float("inf")], ids=["bool", "str", "inf"])
+def test_first_error_functions_refuse_a_threshold_that_is_not_a_finite_number(threshold):
+    for call in (lambda: first_error_index([0.9, 0.1], threshold),
+                 lambda: detection_rate_by_kind([[0.9, 0.1]], [1], ["slip"], threshold),
+                 lambda: threshold_sweep([[0.9, 0.1]], [1], [0.5, threshold]),
+                 lambda: step_accuracy([0.9, 0.1], [1.0, 0.0], threshold)):
+        with pytest.raises(ValueError, match="threshold"):
+            call()
+
+
+def test_step_metrics_refuse_bool_scores_but_read_bool_labels_as_correct():
+    with pytest.raises(ValueError, match="scores must hold real numbers"):
+        step_auroc(np.array([True, False]), [1.0, 0.0])
+    assert step_auroc([0.9, 0.2, 0.6], np.array([True, False, True])) == 1.0  # True: a correct step
+
+
+step_rows = st.lists(st.lists(st.one_of(grid_scores, st.sampled_from([-math.inf, math.inf, -2.0, 3.0])),
+                              min_size=1, max_size=6), min_size=1, max_size=8)
+thresholds = st.one_of(grid_scores, st.floats(-3.0, 3.0, allow_nan=False))
+
+
+@PROPERTY_SETTINGS
+@given(rows=step_rows, threshold=thresholds)
+def test_first_error_index_agrees_with_the_batched_first_errors_of_threshold_sweep(rows, threshold):
+    from prm_core.metrics_first_error import _first_errors, _padded_scores
+
+    true = np.full(len(rows), -1)
+    batched = _first_errors(_padded_scores(rows, true), threshold).tolist()
+    assert batched == [first_error_index(r, threshold) for r in rows]
+
+
+@PROPERTY_SETTINGS
+@given(rows=step_rows, threshold=thresholds, data=st.data())
+def test_threshold_sweep_and_detection_rate_agree_with_a_loop_over_first_error_index(rows, threshold, data):
+    true = [data.draw(st.integers(-1, len(r) - 1)) for r in rows]
+    kinds = [data.draw(st.sampled_from(["slip", "trap"])) for _ in rows]
+    pred = [first_error_index(r, threshold) for r in rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        ((th, swept),) = threshold_sweep(rows, true, [threshold])
+        assert th == threshold and repr(swept) == repr(first_error_f1(pred, true))  # repr: nan == nan
+        found: dict = {}
+        for p, t, k in zip(pred, true, kinds, strict=True):
+            if t != -1:
+                found.setdefault(k, []).append(p == t)
+        assert detection_rate_by_kind(rows, true, kinds, threshold) == {
+            k: (float(np.mean(hits)), len(hits)) for k, hits in found.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+@PROPERTY_SETTINGS
+@given(pairs=st.lists(st.tuples(st.one_of(grid_scores, st.floats(1e-3, 1.0)), st.sampled_from([0.0, 1.0, NAN])),
+                     min_size=2, max_size=30))  # >= 1e-3: the rescalings below keep every gap in float64
+def test_step_auroc_and_accuracy_of_a_low_precision_tensor_are_those_of_its_values(dtype, pairs):
+    scores = torch.tensor([s for s, _ in pairs]).to(dtype)
+    labels = np.array([y for _, y in pairs])
+    held = scores.double().numpy()  # what the tensor holds; the metric must not round it further
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        assert repr(step_auroc(scores, labels)) == repr(step_auroc(held, labels))
+        # AUROC is rank-based: a monotone rescaling of the same values leaves it unchanged
+        assert repr(step_auroc(scores, labels)) == repr(step_auroc(100 * held - 10, labels))
+        assert repr(step_auroc(scores, labels)) == repr(step_auroc(np.exp(held), labels))
+        assert repr(step_accuracy(scores, labels)) == repr(step_accuracy(held, labels))
+
+
+def _loop_per_problem(answers, is_correct, scores, method, n):
+    """Slow reference: each problem's disjoint groups of n, one select_many call per group."""
+    from prm_core.voting import select_many
+
+    out = []
+    for p in range(answers.shape[0]):
+        right = []
+        for g in range(answers.shape[1] // n):
+            cols = slice(g * n, (g + 1) * n)
+            if method == "oracle":
+                right.append(bool(is_correct[p, cols].any()))
+                continue
+            group_scores = None if scores is None else scores[p : p + 1, cols]
+            (chosen,) = select_many(answers[p : p + 1, cols], group_scores, method)
+            right.append(bool(is_correct[p][answers[p] == chosen].any()))
+        out.append(np.mean(right))
+    return np.array(out)
+
+
+@PROPERTY_SETTINGS
+@given(shape=st.tuples(st.integers(1, 5), st.integers(1, 9)), data=st.data())
+def test_per_problem_accuracy_and_curve_agree_with_a_loop_over_select_many(shape, data):
+    from prm_core.metrics import per_problem_accuracy
+
+    n_problems, m = shape
+    answers = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n_problems * m, max_size=n_problems * m)))
+    answers = answers.reshape(shape)
+    is_correct = answers == 0
+    scores = np.array(data.draw(st.lists(st.one_of(grid_scores, st.floats(-5, 5)), min_size=answers.size,
+                                         max_size=answers.size))).reshape(shape)
+    ns = sorted(set(data.draw(st.lists(st.integers(1, m), min_size=1, max_size=3))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # negative weighted scores warn
+        for method in ("best_of_n", "majority", "weighted", "oracle"):
+            per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns)
+            curve = best_of_n_curve(answers, is_correct, scores, method, ns, n_bootstrap=20, seed=3)
+            for n, point in zip(ns, curve, strict=True):
+                expected = _loop_per_problem(answers, is_correct, scores, method, n)
+                np.testing.assert_array_equal(per_problem[n], expected)
+                assert point.accuracy == pytest.approx(expected.mean(), abs=1e-12)
+                # the docstring's promise: the curve's interval is bootstrap_ci's, same resamples and seed
+                assert (point.ci_low, point.ci_high) == bootstrap_ci(per_problem[n], 20, 3)
+
+
+BAD_BOOTSTRAP = {
+    "bool-values": (lambda: bootstrap_ci([True, False]), "per_problem"),
+    "float-seed": (lambda: bootstrap_ci([1.0, 0.0], 10, 0.5), "seed"),
+    "negative-seed": (lambda: best_of_n_curve(np.array([[1, 2]]), np.array([[True, False]]), None, "majority",
+                                              seed=-1), "seed"),
+    "bool-n-bootstrap": (lambda: bootstrap_ci([1.0], True), "n_bootstrap"),
+}
+
+
+@pytest.mark.parametrize("call,name", BAD_BOOTSTRAP.values(), ids=BAD_BOOTSTRAP.keys())
+def test_bootstrap_intervals_refuse_bools_and_bad_seeds_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()

@@ -143,3 +143,22 @@ def test_policy_max_ops_writes_one_operation_and_chains_into_a_whole_sample(prob
 def test_policy_max_ops_zero_raises(problems):
     with pytest.raises(ValueError, match="max_ops"):
         NoisyPolicy().sample(problems[0], random.Random(0), max_ops=0)
+
+
+# ---------------------------------------------------------------- issue 13
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.integers(0, 4).map(lambda k: k / 4), min_size=1, max_size=10), width=st.integers(1, 12))
+def test_keep_top_keeps_the_best_scores_first_and_equal_scores_in_their_order(scores, width):
+    from prm_core.search import keep_top
+
+    kept = keep_top(list(range(len(scores))), scores, width)
+    expected = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:width]  # ties: lower index first
+    assert kept == expected
+
+
+def test_keep_top_nan_score_raises_instead_of_sorting_anywhere():
+    from prm_core.search import keep_top
+
+    # NaN compares False with everything, so sorted() left it wherever it was: ['a', 'b'] kept, 0.9 dropped
+    with pytest.raises(ValueError, match=r"scores holds \[nan\] at positions \[\[1\]\]"):
+        keep_top(["a", "b", "c", "d"], [0.2, float("nan"), 0.9, 0.5], 2)

@@ -1,8 +1,17 @@
+import math
+import warnings
+
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prm_core.data import StepSample
+from prm_core.metrics import first_error_index
+from prm_core.tasks.arithmetic import answer_value
 from prm_core.verification import StepScores, Verifier
+from prm_core.voting import best_of_n, majority_vote, weighted_vote
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -115,7 +124,7 @@ def test_solution_with_no_steps_cannot_be_built():
 
 
 def test_verifier_batch_size_zero_raises(make_tiny_prm):
-    with pytest.raises(ValueError, match="batch_size=0 must be an int >= 1"):
+    with pytest.raises(ValueError, match="batch_size=0 must be an int in \\[1, inf\\)"):
         Verifier(make_tiny_prm(), batch_size=0)
 
 
@@ -301,7 +310,7 @@ def test_votes_on_non_samples_and_bad_dropped_counts_and_thresholds_raise(verifi
         StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0.7, 0.0]))
     scores = StepScores(torch.full((1, 2), 0.4), torch.ones(1, 2, dtype=torch.bool))
     for bad in (float("nan"), 5, "0.5"):
-        with pytest.raises(ValueError, match="must be a probability in"):
+        with pytest.raises(ValueError, match=r"threshold=.* must be a (finite )?number in \[0, 1\]"):
             scores.first_error_predictions(bad)
 
 
@@ -309,3 +318,64 @@ def test_lowest_gives_a_truncated_candidate_no_weight_in_a_weighted_vote(monkeyp
     samples = _answers("7", "7", "8")
     monkeypatch.setattr(verifier, "score", lambda s, rule="min", truncated="raise": torch.tensor([0.95, -float("inf"), 0.6]))
     assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == "7"
+
+
+# ---------------------------------------------------------------- issue 13: the Verifier agrees with prm_core.voting
+_FIXTURE_PROPERTY = dict(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+verifier_answers = st.sampled_from(["1", "2", "3", None])
+verifier_scores = st.one_of(st.integers(0, 8).map(lambda k: k / 8), st.floats(-20.0, 20.0))
+
+
+@settings(**_FIXTURE_PROPERTY)
+@given(candidates=st.lists(st.tuples(verifier_answers, verifier_scores), min_size=1, max_size=10))
+def test_verifier_selection_agrees_with_the_voting_functions_on_the_same_scores(make_tiny_prm, candidates):
+    verifier = Verifier(make_tiny_prm(), answer_key=answer_value)  # votes group by integer value
+    samples = _answers(*[a for a, _ in candidates])
+    scores = np.array([s for _, s in candidates])
+    verifier.score = lambda s, rule="min", truncated="raise": torch.tensor(scores)
+    keep = [i for i, (a, _) in enumerate(candidates) if a is not None] or list(range(len(candidates)))
+    keys = [None if candidates[i][0] is None else int(candidates[i][0]) for i in keep]
+    assert verifier.best_of_n(samples) is samples[best_of_n(scores)]
+    assert verifier.best_of_n(samples) is samples[verifier.rank(samples)[0]]  # rank is stable: the same tie rule
+    assert verifier.majority_vote(samples) == majority_vote(keys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # negative scores warn in both
+        assert verifier.weighted_vote(samples) == weighted_vote(keys, scores[keep])
+
+
+@settings(**_FIXTURE_PROPERTY)
+@given(candidates=st.lists(st.tuples(verifier_answers, verifier_scores, st.booleans()), min_size=1, max_size=10))
+def test_verifier_lowest_policy_ranks_a_truncated_candidate_last_and_gives_it_no_weight(make_tiny_prm, candidates):
+    # sum_logit under truncated="lowest" gives a truncated candidate -inf, which prm_core.voting refuses:
+    # the Verifier leaves it out of best-of-N (it wins only when all are truncated) and weighs it 0 in a vote.
+    verifier = Verifier(make_tiny_prm(), answer_key=answer_value)
+    samples = _answers(*[a for a, _, _ in candidates])
+    scores = np.array([-math.inf if cut else s for _, s, cut in candidates])
+    verifier.score = lambda s, rule="min", truncated="raise": torch.tensor(scores)
+    whole = [i for i, (_, _, cut) in enumerate(candidates) if not cut]
+    expected = whole[best_of_n(scores[whole])] if whole else 0
+    assert verifier.best_of_n(samples, rule="sum_logit", truncated="lowest") is samples[expected]
+    assert verifier.best_of_n(samples, rule="sum_logit", truncated="lowest") is samples[verifier.rank(samples)[0]]
+    keep = [i for i, (a, _, _) in enumerate(candidates) if a is not None] or list(range(len(candidates)))
+    keys = [None if candidates[i][0] is None else int(candidates[i][0]) for i in keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == weighted_vote(
+            keys, np.where(np.isneginf(scores[keep]), 0.0, scores[keep]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.lists(st.integers(0, 8).map(lambda k: k / 8), min_size=1, max_size=5), min_size=1, max_size=6),
+       threshold=st.integers(0, 8).map(lambda k: k / 8))
+def test_first_error_predictions_agree_with_first_error_index_on_each_row(rows, threshold):
+    width = max(len(r) for r in rows)
+    scores = torch.tensor([r + [0.0] * (width - len(r)) for r in rows])  # (N, S), zeros at padding
+    mask = torch.tensor([[j < len(r) for j in range(width)] for r in rows])
+    predicted = StepScores(scores, mask).first_error_predictions(threshold)
+    assert predicted == [first_error_index(r, threshold) for r in rows]
+
+
+@pytest.mark.parametrize("batch_size", [True, 2.0, "8"], ids=["bool", "float", "str"])
+def test_verifier_batch_size_that_is_not_an_int_raises_naming_it(make_tiny_prm, batch_size):
+    with pytest.raises(ValueError, match="batch_size="):
+        Verifier(make_tiny_prm(), batch_size=batch_size)

@@ -1,7 +1,9 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +158,98 @@ SELECT_ERRORS = {
 def test_select_many_bad_input_raises_value_error(answers, scores, method, match):
     with pytest.raises(ValueError, match=match):
         select_many(answers, scores, method)
+
+
+# ---------------------------------------------------------------- issue 13: one rule for scores, and agreement
+# Finite scores only, everywhere: a -inf and a +inf for one answer have no sum (inf + -inf is NaN),
+# which is how weighted_vote and select_many came to disagree on the input below.
+wide_scores = st.one_of(
+    grid_scores,  # exact ties
+    st.integers(-16, 16).map(lambda k: k / 4),  # negative scores (sum_logit), ties too
+    st.sampled_from([1e300, -1e300, 1e-300, -1e-300, 5e-324, 1.7e308]),  # sums that overflow, subnormals
+    st.floats(-1e6, 1e6, allow_nan=False),
+)
+
+
+@st.composite
+def wide_groups(draw):
+    """(answers (G, N) int64, scores (G, N) float64): up to 40 groups, any finite scores."""
+    g, n = draw(st.integers(1, 40)), draw(st.integers(1, 8))
+    answers = np.array(draw(st.lists(answer_values, min_size=g * n, max_size=g * n)), dtype=np.int64)
+    scores = np.array(draw(st.lists(wide_scores, min_size=g * n, max_size=g * n)), dtype=np.float64)
+    return answers.reshape(g, n), scores.reshape(g, n)
+
+
+@PROPERTY_SETTINGS
+@given(batch=wide_groups())
+def test_best_of_n_agrees_with_select_many_on_any_finite_scores(batch):
+    answers, scores = batch
+    expected = [int(row_answers[best_of_n(row_scores)]) for row_answers, row_scores in zip(answers, scores, strict=True)]
+    assert select_many(answers, scores, "best_of_n").tolist() == expected
+
+
+@PROPERTY_SETTINGS
+@given(batch=wide_groups())
+def test_majority_vote_agrees_with_select_many_on_many_groups(batch):
+    answers, _ = batch
+    assert select_many(answers, None, "majority").tolist() == [int(majority_vote(row.tolist())) for row in answers]
+
+
+@PROPERTY_SETTINGS
+@given(batch=wide_groups())
+def test_weighted_vote_agrees_with_select_many_on_any_finite_scores(batch):
+    answers, scores = batch
+    with warnings.catch_warnings(), np.errstate(over="ignore"):  # sums of 1e300s overflow to inf in both
+        warnings.simplefilter("ignore", UserWarning)  # negative scores warn in both; the picks are compared here
+        expected = [int(weighted_vote(a.tolist(), s)) for a, s in zip(answers, scores, strict=True)]
+        assert select_many(answers, scores, "weighted").tolist() == expected
+
+
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+@pytest.mark.parametrize("method", ["best_of_n", "weighted"])
+@pytest.mark.parametrize("bad", NON_FINITE.values(), ids=NON_FINITE.keys())
+def test_scalar_and_batched_selection_both_refuse_a_non_finite_score_naming_its_position(method, bad):
+    answers, scores = [1, 2, 2], [0.5, bad, 0.25]
+    scalar = (lambda: best_of_n(scores)) if method == "best_of_n" else (lambda: weighted_vote(answers, scores))
+    for call in (scalar, lambda: select_many(np.array([answers]), np.array([scores]), method)):
+        with pytest.raises(ValueError, match=r"scores holds .* at positions \[\[(0, )?1\]\]"):
+            call()
+
+
+def test_weighted_vote_infinite_scores_raise_instead_of_disagreeing_with_select_many():
+    # issue 13: weighted_vote gave 2 (1's total inf + -inf is NaN, which never wins) and select_many 1
+    # (argmax returns the first NaN); neither answer means anything, so both refuse.
+    with pytest.raises(ValueError, match="scores"):
+        weighted_vote([1, 1, 2], [math.inf, -math.inf, 0.5])
+    with pytest.raises(ValueError, match="scores"):
+        select_many(np.array([[1, 1, 2]]), np.array([[math.inf, -math.inf, 0.5]]), "weighted")
+
+
+BOOL_SCORES = {
+    "best_of_n": lambda: best_of_n([False, True]),
+    "weighted_vote": lambda: weighted_vote([1, 2], np.array([True, False])),
+    "select_many": lambda: select_many(np.array([[1, 2]]), np.array([[True, False]]), "best_of_n"),
+    "bool-tensor": lambda: best_of_n(torch.tensor([True, False])),
+    "text": lambda: best_of_n(["0.9", "0.1"]),
+}
+
+
+@pytest.mark.parametrize("call", BOOL_SCORES.values(), ids=BOOL_SCORES.keys())
+def test_selection_refuses_bools_and_text_as_scores(call):
+    with pytest.raises(ValueError, match="scores must hold real numbers"):
+        call()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64],
+                         ids=["bf16", "fp16", "fp32", "fp64"])
+@PROPERTY_SETTINGS
+@given(batch=groups(max_n=8))
+def test_selection_on_tensor_scores_equals_selection_on_their_float64_values(dtype, batch):
+    answers, scores = batch
+    tensor = torch.tensor(scores).to(dtype)  # (G, N) in low precision: ties may appear, values must not move
+    values = tensor.double().numpy()
+    for method in ("best_of_n", "weighted"):
+        assert select_many(answers, tensor, method).tolist() == select_many(answers, values, method).tolist()
+    assert best_of_n(tensor[0]) == best_of_n(values[0])

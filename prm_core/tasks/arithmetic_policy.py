@@ -21,6 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from prm_core.checks import check_int, check_seed
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import (
     MISREAD_OPS,
@@ -260,8 +261,8 @@ class NoisyPolicy:
         """
         if isinstance(prefix, str) or not all(isinstance(step, str) for step in prefix):
             raise TypeError("prefix must be a sequence of step strings, e.g. prefix=['12 + 5 = 17.'].")
-        if max_ops is not None and (isinstance(max_ops, bool) or not isinstance(max_ops, int) or max_ops < 1):
-            raise ValueError(f"max_ops={max_ops!r} must be None or an int >= 1; pass max_ops=1 for one step.")
+        if max_ops is not None:
+            check_int(max_ops, "max_ops", "[1, inf)", "pass None to finish the solution, or max_ops=1 for one step")
         track = track_steps(problem, prefix)
         steps, kinds = list(prefix), ["prefix"] * len(prefix)
         believed, is_on_track = track.last_value, track.is_on_track
@@ -286,7 +287,8 @@ class NoisyPolicy:
                           answer=answer, meta=meta)
 
     def sample_many(self, problems: Sequence[ArithmeticProblem], n_samples: int, seed: int) -> list[StepSample]:
-        """``n_samples`` solutions per problem, problem by problem, from one ``random.Random(seed)``.
+        """``n_samples`` solutions per problem, problem by problem, from one ``random.Random(seed)``
+        (``n_samples`` an int >= 1, ``seed`` an int in [0, 2**63); ValueError otherwise).
 
         Examples
         --------
@@ -295,9 +297,8 @@ class NoisyPolicy:
         >>> len(samples), [s.meta["problem_id"] for s in samples]
         (6, [0, 0, 0, 1, 1, 1])
         """
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples={n_samples!r} must be an int >= 1; pass n_samples=1 for one "
-                             "solution per problem.")
+        check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
+        check_seed(seed)
         rng = random.Random(seed)
         return [self.sample(problem, rng) for problem in problems for _ in range(n_samples)]
 

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from prm_core.checks import check_bool
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import MISREAD_OPS, ArithmeticProblem, parse_step, track_steps
 
@@ -26,7 +27,8 @@ def first_error_kind(problem: ArithmeticProblem, steps: Sequence[str], is_ended:
     ``MISREAD_OPS`` says, on the right value; ``slip``: the right computation with a wrong result;
     ``wrong_operand``/``wrong_operation``: another operand or symbol; ``miscopy``: another starting
     value; ``bad_recheck``: a recheck that breaks a right step; ``too_few_steps``/``too_many_steps``:
-    every step right but the solution stops early or runs on past the last operation.
+    every step right but the solution stops early or runs on past the last operation. ``is_ended``
+    is a bool (ValueError otherwise: ``"False"`` would read as True).
 
     Examples
     --------
@@ -39,6 +41,7 @@ def first_error_kind(problem: ArithmeticProblem, steps: Sequence[str], is_ended:
     """
     if isinstance(steps, str) or not all(isinstance(step, str) for step in steps):
         raise TypeError("steps must be a sequence of step strings, e.g. ['12 + 2 = 14.'].")
+    check_bool(is_ended, "is_ended")
     parsed = [parse_step(s) for s in steps]
     if not is_ended or any(p is None for p in parsed):
         return "malformed"

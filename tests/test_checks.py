@@ -1,0 +1,376 @@
+"""prm_core.checks, and one table of the bad arguments every public function of the numeric modules refuses.
+
+Issue 13 ("no silent wrong number"): a NaN threshold, a bool used as an index, a float where a count
+is meant, a seed ``random.Random`` would hash without a word. Each must raise a ValueError that
+names the argument.
+"""
+
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prm_core.checks import (
+    ArgumentTypeError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_probability,
+    check_real,
+    check_real_array,
+    check_seed,
+)
+
+NAN, INF = float("nan"), float("inf")
+
+
+# ---------------------------------------------------------------- the checks themselves
+def test_argument_type_error_is_both_a_type_error_and_a_value_error():
+    assert issubclass(ArgumentTypeError, TypeError) and issubclass(ArgumentTypeError, ValueError)
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3)], ids=["int", "numpy-int"])
+def test_check_int_returns_a_python_int_inside_the_interval(value):
+    out = check_int(value, "n_bins", "[1, inf)")
+    assert out == 3 and type(out) is int
+
+
+CHECK_INT_TYPES = {"bool": True, "float": 3.0, "str": "3", "none": None}
+
+
+@pytest.mark.parametrize("value", CHECK_INT_TYPES.values(), ids=CHECK_INT_TYPES.keys())
+def test_check_int_refuses_what_is_not_an_int_with_an_argument_type_error(value):
+    with pytest.raises(ArgumentTypeError, match=r"n_bins=.* must be an int in \[1, inf\)"):
+        check_int(value, "n_bins", "[1, inf)")
+
+
+@pytest.mark.parametrize("value,interval", [(0, "[1, inf)"), (5, "[1, 4]"), (4, "[1, 4)"), (-1, "[0, 2**63)")],
+                         ids=["below", "above-closed", "open-end", "negative-seed"])
+def test_check_int_outside_the_interval_raises_value_error_with_the_fix(value, interval):
+    with pytest.raises(ValueError, match=r"k=.* must be an int in .*; draw more"):
+        check_int(value, "k", interval, "draw more")
+
+
+@pytest.mark.parametrize("value,interval,expected", [(0.5, "[0, 1]", 0.5), (1, "[0, 1]", 1.0), (INF, "[0, inf]", INF),
+                                                     (-2.5, "(-inf, inf)", -2.5), (np.float32(0.25), "[0, 1]", 0.25)],
+                         ids=["inside", "int", "closed-at-inf", "any", "numpy-float"])
+def test_check_real_returns_a_float_inside_the_interval(value, interval, expected):
+    out = check_real(value, "x", interval)
+    assert out == expected and type(out) is float
+
+
+@pytest.mark.parametrize("value,interval", [(NAN, "[0, 1]"), (NAN, "(-inf, inf)"), (INF, "(-inf, inf)"),
+                                            (INF, "[0, inf)"), (-INF, "(-inf, inf)"), (0.0, "(0, inf)"), (1.5, "[0, 1]")],
+                         ids=["nan", "nan-anywhere", "inf-anywhere", "inf-open-end", "-inf", "open-start", "above"])
+def test_check_real_refuses_nan_and_what_lies_outside(value, interval):
+    with pytest.raises(ValueError, match="x="):
+        check_real(value, "x", interval)
+
+
+@pytest.mark.parametrize("value", [True, "0.5", None, [0.5]], ids=["bool", "str", "none", "list"])
+def test_check_real_refuses_what_is_not_a_real_number(value):
+    with pytest.raises(ArgumentTypeError, match="threshold="):
+        check_real(value, "threshold", "[0, 1]")
+
+
+def test_check_real_number_as_text_says_how_yaml_reads_it():
+    with pytest.raises(ArgumentTypeError, match="YAML"):
+        check_real("3e-3", "learning_rate", "(0, inf)")
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.floats(allow_nan=True, allow_infinity=True))
+def test_check_probability_accepts_exactly_the_numbers_in_the_unit_interval(value):
+    if 0.0 <= value <= 1.0:
+        assert check_probability(value, "p") == value
+    else:
+        with pytest.raises(ValueError, match="p="):
+            check_probability(value, "p")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 0.5, True, "0"], ids=["negative", "too-large", "float", "bool", "str"])
+def test_check_seed_refuses_what_an_rng_would_alias_or_hash(seed):
+    # random.Random(-1) is random.Random(1), and random.Random(0.5) hashes the float without a word
+    with pytest.raises(ValueError, match="seed="):
+        check_seed(seed)
+
+
+def test_check_seed_accepts_the_full_range():
+    assert check_seed(0) == 0 and check_seed(2**63 - 1) == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True)], ids=["true", "false", "numpy"])
+def test_check_bool_accepts_bools(value):
+    assert check_bool(value, "is_ended") is bool(value)
+
+
+@pytest.mark.parametrize("value", [1, 0, "false", None], ids=["one", "zero", "str", "none"])
+def test_check_bool_refuses_what_only_looks_like_a_bool(value):
+    with pytest.raises(ArgumentTypeError, match="is_ended="):
+        check_bool(value, "is_ended")
+
+
+@pytest.mark.parametrize("value", ["median", True, 1], ids=["unknown", "bool", "int"])
+def test_check_choice_refuses_anything_not_listed_naming_the_choices(value):
+    with pytest.raises(ValueError, match=r"rule=.* must be one of \['min', 'last'\]"):
+        check_choice(value, "rule", ["min", "last"])
+
+
+ARRAYS = {
+    "list": ([0.5, 1], [0.5, 1.0]),
+    "nested": ([[0.5], [1]], [[0.5], [1.0]]),
+    "numpy-int": (np.array([1, 2]), [1.0, 2.0]),
+    "numpy-float16": (np.array([0.25], dtype=np.float16), [0.25]),
+    "tensor-bf16": (torch.tensor([0.001], dtype=torch.bfloat16), [0.00099945068359375]),  # exact, widened
+    "none-is-nan": ([None], [NAN]),
+}
+
+
+@pytest.mark.parametrize("values,expected", ARRAYS.values(), ids=ARRAYS.keys())
+def test_check_real_array_returns_float64_values_exactly(values, expected):
+    out = check_real_array(values, "scores", allow_nan=True)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, np.array(expected))
+
+
+NOT_REAL_ARRAYS = {
+    "bool-list": [True, False],
+    "bool-mixed": [0.5, True],
+    "bool-nested": [[0.5], [False]],
+    "bool-numpy": np.array([True]),
+    "bool-tensor": torch.tensor([True, False]),
+    "str": ["0.5"],
+    "str-numpy": np.array(["0.5"]),
+    "complex": np.array([1j]),
+}
+
+
+@pytest.mark.parametrize("values", NOT_REAL_ARRAYS.values(), ids=NOT_REAL_ARRAYS.keys())
+def test_check_real_array_refuses_bools_and_text(values):
+    with pytest.raises(ArgumentTypeError, match="scores must hold real numbers"):
+        check_real_array(values, "scores")
+
+
+def test_check_real_array_bools_only_where_allowed():
+    np.testing.assert_array_equal(check_real_array(np.array([True, False]), "labels", allow_bool=True), [1.0, 0.0])
+
+
+@pytest.mark.parametrize("bad,label", [(NAN, "NaN"), (INF, "infinity"), (-INF, "infinity")], ids=["nan", "inf", "-inf"])
+def test_check_real_array_non_finite_raises_naming_the_position_unless_allowed(bad, label):
+    with pytest.raises(ValueError, match=rf"scores holds \[.*\] at positions \[\[0, 1\]\]; {label} is not allowed"):
+        check_real_array([[0.5, bad]], "scores")
+    assert check_real_array([[0.5, bad]], "scores", allow_nan=True, allow_inf=True).shape == (1, 2)
+
+
+# ---------------------------------------------------------------- one table over the public functions
+def _table():
+    """(id, call, name, bad): ``call(bad)`` passes ``bad`` as argument ``name`` of one public function."""
+    from matplotlib.figure import Figure
+
+    from prm_core import (
+        aggregation,
+        comparison,
+        data,
+        encoding,
+        evaluation,
+        labeling,
+        lm_policy,
+        losses,
+        metrics,
+        policy_runs,
+        published,
+        rl,
+        search,
+        verification,
+        viz,
+        viz_rl,
+        voting,
+    )
+    from prm_core.tasks import arithmetic, arithmetic_policy, error_kinds
+
+    problem = arithmetic.make_problems(1, seed=0)[0]
+    sample = data.StepSample("q", ["a", "b"], labels=[1.0, 0.0], meta={"problem_id": 0})
+    scored = verification.StepScores(torch.tensor([[0.9, 0.2]]), torch.ones(1, 2, dtype=torch.bool))
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    answers, correct, scores = np.array([[1, 2]]), np.array([[True, False]]), np.array([[0.9, 0.1]])
+    hits = [np.array([[True, False], [True, True]])]
+    z = torch.zeros(1, 2)
+    run = {"evals": [{"update": 0, "per_problem": [0.5, 1.0]}], "updates": []}
+
+    rows = [
+        # metrics
+        ("step_accuracy", lambda v: metrics.step_accuracy([0.9, 0.1], [1, 0], v), "threshold", [NAN, True, "0.5"]),
+        ("step_auroc", lambda v: metrics.step_auroc(v, [1, 0]), "scores", [np.array([True, False]), ["0.9", "0.1"]]),
+        ("reliability_bins", lambda v: metrics.reliability_bins([0.9], [1], v), "n_bins", [2.0, True, 0, "10"]),
+        ("expected_calibration_error", lambda v: metrics.expected_calibration_error([0.9], [1], v), "n_bins", [2.5]),
+        ("first_error_index", lambda v: metrics.first_error_index([0.9, 0.1], v), "threshold", [NAN, True, INF]),
+        ("first_error_index", lambda v: metrics.first_error_index(v), "step_scores", [[True, False], [0.9, NAN]]),
+        ("first_error_f1", lambda v: metrics.first_error_f1(v, [-1, 1]), "pred", [[False, True], [1.5, 1], [INF, 1]]),
+        ("first_error_f1", lambda v: metrics.first_error_f1([-1, 1], v), "true", [np.array([False, True])]),
+        ("threshold_sweep", lambda v: metrics.threshold_sweep([[0.9, 0.1]], [1], v), "thresholds", [[NAN], [True], 0.5]),
+        ("threshold_sweep", lambda v: metrics.threshold_sweep([[0.9, 0.1]], v, [0.5]), "true_first_errors", [[True]]),
+        ("best_threshold", lambda v: metrics.best_threshold([[0.9, 0.1]], [1], v), "thresholds", [[0.5, NAN]]),
+        ("detection_rate_by_kind", lambda v: metrics.detection_rate_by_kind([[0.9, 0.1]], [1], ["slip"], v),
+         "threshold", [NAN, True]),
+        ("bootstrap_ci", lambda v: metrics.bootstrap_ci(v), "per_problem", [[True, False], ["1"]]),
+        ("bootstrap_ci", lambda v: metrics.bootstrap_ci([1.0, 0.0], v), "n_bootstrap", [2.5, True, 0]),
+        ("bootstrap_ci", lambda v: metrics.bootstrap_ci([1.0, 0.0], 10, v), "seed", [-1, 0.5, True, "0"]),
+        ("bootstrap_statistic_ci", lambda v: metrics.bootstrap_statistic_ci(lambda i: 0.0, [0, 1], 10, v), "seed",
+         [-1, 1.5]),
+        ("bootstrap_statistic_ci", lambda v: metrics.bootstrap_statistic_ci(lambda i: 0.0, [0, 1], v), "n_bootstrap",
+         [1.0]),
+        ("best_of_n_curve", lambda v: metrics.best_of_n_curve(answers, correct, scores, "best_of_n", seed=v), "seed",
+         [-1, 0.5]),
+        ("best_of_n_curve", lambda v: metrics.best_of_n_curve(answers, correct, scores, "best_of_n", n_bootstrap=v),
+         "n_bootstrap", [True]),
+        ("best_of_n_curve", lambda v: metrics.best_of_n_curve(answers, correct, scores, "best_of_n", ns=v), "ns",
+         [[1.5], [True]]),
+        ("best_of_n_curve", lambda v: metrics.best_of_n_curve(answers, correct, scores, v), "method", [True, "max"]),
+        ("per_problem_accuracy", lambda v: metrics.per_problem_accuracy(answers, correct, v, "weighted"), "scores",
+         [np.array([[True, False]]), np.array([[INF, 0.1]]), np.array([[NAN, 0.1]])]),
+        ("paired_difference", lambda v: metrics.paired_difference([1.0], [0.0], 10, v), "seed", [-1]),
+        ("paired_difference", lambda v: metrics.paired_difference(v, [0.0]), "a", [[True]]),
+        # aggregation and voting
+        ("aggregate", lambda v: aggregation.aggregate(torch.rand(1, 2), mask, v), "rule", [True, "median"]),
+        ("aggregate", lambda v: aggregation.aggregate(v, mask, "min"), "step_scores",
+         [torch.tensor([[True, False]]), torch.tensor([[0.5, NAN]])]),
+        ("aggregate", lambda v: aggregation.aggregate(torch.rand(1, 2), v, "min"), "mask", [torch.ones(1, 2)]),
+        ("best_of_n", lambda v: voting.best_of_n(v), "scores", [[0.1, NAN], [INF, 0.2], [-INF, 0.2], [True, False]]),
+        ("weighted_vote", lambda v: voting.weighted_vote([1, 1, 2], v), "scores", [[INF, -INF, 0.5], [True, 1, 0]]),
+        ("select_many", lambda v: voting.select_many(answers, v, "weighted"), "scores", [np.array([[INF, 0.5]])]),
+        ("select_many", lambda v: voting.select_many(answers, scores, v), "method", [True, "oracle"]),
+        # verification and evaluation
+        ("StepScores.first_error_predictions", lambda v: scored.first_error_predictions(v), "threshold",
+         [NAN, True, 1.5, "0.5"]),
+        ("StepScores.solution_scores", lambda v: scored.solution_scores("min", v), "truncated", [True, "drop"]),
+        ("StepScores.solution_scores", lambda v: scored.solution_scores(v), "rule", [True]),
+        ("processbench_report", lambda v: evaluation.processbench_report(None, [sample], v), "threshold", [NAN, True]),
+        ("processbench_report", lambda v: evaluation.processbench_report(None, [sample], batch_size=v), "batch_size",
+         [0, 2.0, True]),
+        ("processbench_report", lambda v: evaluation.processbench_report(None, [sample], truncated=v), "truncated",
+         ["lowest", True]),
+        ("first_error_report", lambda v: evaluation.first_error_report(scored, [sample], v), "threshold", [NAN, True]),
+        ("answer_arrays", lambda v: evaluation.answer_arrays([sample], v), "n_candidates", [0, 1.0, True]),
+        ("padded_labels", lambda v: evaluation.padded_labels([sample], v), "n_steps", [1, 2.0, True]),
+        ("candidates_per_problem", lambda v: evaluation.candidates_per_problem(v), "bon",
+         [[sample, sample, data.StepSample("q", ["a"], meta={"problem_id": 1})], []]),
+        ("best_of_n_report", lambda v: evaluation.best_of_n_report(None, None, [], 1, n_bootstrap=v), "n_bootstrap",
+         [0, 1.5]),
+        ("best_of_n_report", lambda v: evaluation.best_of_n_report(None, None, [], 1, seed=v), "seed", [-1, 0.5]),
+        ("flag_rate_by_kind", lambda v: evaluation.flag_rate_by_kind(scored, [sample], ["min"], v), "threshold",
+         [NAN, True]),
+        ("search_vs_best_of_n", lambda v: evaluation.search_vs_best_of_n({}, scored, [], seed=v), "seed", [0.5]),
+        ("scoring_throughput", lambda v: evaluation.scoring_throughput(None, [], 8, v), "repeats", [0, 1.5]),
+        ("score_datasets", lambda v: evaluation.score_datasets({}, None, v), "batch_size", [0, True]),
+        ("comparison_metrics", lambda v: comparison.comparison_metrics(None, None, "prm", threshold=v), "threshold",
+         [NAN, True, 5.0]),
+        ("comparison_metrics", lambda v: comparison.comparison_metrics(None, None, v), "kind", [True, "both"]),
+        ("comparison_metrics", lambda v: comparison.comparison_metrics(None, None, "prm", n_bootstrap=v),
+         "n_bootstrap", [0, 2.0]),
+        ("prm_minus_orm", lambda v: comparison.prm_minus_orm(None, None, seed=v), "seed", [-1, 0.5]),
+        ("baselines_by_rows", lambda v: comparison.baselines_by_rows(None, None, n_bootstrap=v), "n_bootstrap", [True]),
+        ("by_n_operations", lambda v: comparison.by_n_operations(None, None, seed=v), "seed", [1.5]),
+        ("separation", lambda v: comparison.separation({"ci_low": v, "ci_high": 1.0}, {"ci_low": 0.0, "ci_high": 0.1}),
+         "ci_low", [NAN, True]),
+        # search, labeling, rl, losses, data, encoding
+        ("keep_top", lambda v: search.keep_top(["a", "b"], v, 1), "scores", [[0.2, NAN], [True, False]]),
+        ("keep_top", lambda v: search.keep_top(["a", "b"], [0.2, 0.9], v), "beam_width", [True, 2.0, 0]),
+        ("beam_search", lambda v: search.beam_search([problem], None, None, show_progress=v), "show_progress", ["no"]),
+        ("rollout_successes", lambda v: labeling.rollout_successes([], [], None, v), "n_rollouts", [0, True, 2.0]),
+        ("rollout_successes", lambda v: labeling.rollout_successes([], [], None, 2, seed=v), "seed", [0.5, -1, "a"]),
+        ("monte_carlo_labels", lambda v: labeling.monte_carlo_labels(hits, v, "soft"), "k", [True, 1.0, 3]),
+        ("monte_carlo_labels", lambda v: labeling.monte_carlo_labels(hits, 1, v), "kind", [True, "mean"]),
+        ("monte_carlo_labels", lambda v: labeling.monte_carlo_labels(v, 1, "soft"), "successes",
+         [[np.array([[0.3, 0.9]])]]),
+        ("label_agreement", lambda v: labeling.label_agreement(v, [[1.0]]), "labels", [[[NAN]], [[True]], [[1.5]]]),
+        ("group_advantages", lambda v: rl.group_advantages(v), "rewards", [[True, False], [1.0, NAN]]),
+        ("process_advantages", lambda v: rl.process_advantages(v), "step_rewards", [[[True]], [[INF]]]),
+        ("token_advantages", lambda v: rl.token_advantages([0.5], v, 3), "step_ends", [[1.0], [True], [-1]]),
+        ("token_advantages", lambda v: rl.token_advantages([0.5], [0], v), "n_tokens", [True, 2.0]),
+        ("token_advantages", lambda v: rl.token_advantages(v, [0], 2), "step_advantages", [[INF], [True]]),
+        ("batch_advantages", lambda v: rl.batch_advantages("outcome", rl.Rewards([]), [], v), "group_size",
+         [True, 0, 2.0]),
+        ("batch_advantages", lambda v: rl.batch_advantages(v, rl.Rewards([]), [], 1), "reward", ["score"]),
+        ("compute_rewards", lambda v: rl.compute_rewards(v, [], {}), "reward", [True, "score"]),
+        ("grpo_loss", lambda v: rl.grpo_loss(z, z, z, z, z, v, 0.04), "clip_eps", [NAN, 1.0, True]),
+        ("grpo_loss", lambda v: rl.grpo_loss(z, z, z, z, z, 0.2, v), "kl_coef", [NAN, -1.0, True]),
+        ("evaluate_policy", lambda v: rl.evaluate_policy(None, [problem], 0, v), "n_samples", [0, True]),
+        ("evaluate_policy", lambda v: rl.evaluate_policy(None, [problem], v), "seed", [-1, 0.5]),
+        ("train_rl", lambda v: rl.train_rl(None, [], [], rl.RLConfig(), eval_samples=v), "eval_samples", [0, 1.0]),
+        ("step_bce_loss", lambda v: losses.step_bce_loss(z, z, mask, pos_weight=v), "pos_weight", [NAN, True, 0.0, INF]),
+        ("step_bce_loss", lambda v: losses.step_bce_loss(z, v, mask), "labels",
+         [torch.tensor([[NAN, 1.0]]), torch.tensor([[1.5, 1.0]])]),
+        ("step_bce_loss", lambda v: losses.step_bce_loss(z, z, v), "label_mask", [torch.ones(1, 2)]),
+        ("step_bce_loss", lambda v: losses.step_bce_loss(z, z, mask, use_mask_after_first_error=v),
+         "use_mask_after_first_error", [1, "yes"]),
+        ("mask_after_first_error", lambda v: losses.mask_after_first_error(z, mask, v), "threshold", [NAN, True, 2.0]),
+        ("outcome_sample", lambda v: losses.outcome_sample(sample, v), "is_correct", [1.0, "yes"]),
+        ("StepSample.first_error_index", lambda v: sample.first_error_index(v), "threshold", [NAN, True, 1.5]),
+        ("bucket_batches", lambda v: encoding.bucket_batches([3, 1, 2], v), "batch_size", [True, 2.0, 0]),
+        ("bucket_batches", lambda v: encoding.bucket_batches([3, 1, 2], 2, seed=v), "seed", [-1, 0.5, True]),
+        ("bucket_batches", lambda v: encoding.bucket_batches([3, 1, 2], 2, seed=0, pool_batches=v), "pool_batches",
+         [0, 1.5]),
+        # tasks
+        ("make_problems", lambda v: arithmetic.make_problems(v, seed=0), "n", [True, 2.0, 0]),
+        ("make_problems", lambda v: arithmetic.make_problems(1, seed=v), "seed", [0.5, -1, "a", True]),
+        ("make_problems", lambda v: arithmetic.make_problems(1, seed=0, split=v), "split", [True, "val"]),
+        ("make_splits", lambda v: arithmetic.make_splits(v, 1, seed=0), "n_train", [True, 1.0]),
+        ("make_splits", lambda v: arithmetic.make_splits(1, 1, seed=v), "seed", [0.5]),
+        ("apply_op", lambda v: arithmetic.apply_op(12, "+", v), "operand", [0.5, True]),
+        ("apply_op", lambda v: arithmetic.apply_op(12, "÷", v), "operand", [0]),
+        ("apply_op", lambda v: arithmetic.apply_op(v, "+", 1), "value", [1.5, True]),
+        ("format_step", lambda v: arithmetic.format_step(v, "+", 2, 3), "a", [True, 1.0]),
+        ("NoisyPolicy.sample_many", lambda v: arithmetic_policy.NoisyPolicy().sample_many([problem], v, 0),
+         "n_samples", [True, 1.0]),
+        ("NoisyPolicy.sample_many", lambda v: arithmetic_policy.NoisyPolicy().sample_many([problem], 1, v), "seed",
+         [0.5, -1]),
+        ("NoisyPolicy.sample", lambda v: arithmetic_policy.NoisyPolicy().sample(problem, __import__("random").Random(0),
+                                                                               max_ops=v), "max_ops", [True, 1.5, 0]),
+        ("first_error_kind", lambda v: error_kinds.first_error_kind(problem, ["1 + 1 = 2."], v), "is_ended",
+         ["False", 1]),
+        # figures
+        ("plot_step_scores", lambda v: viz.plot_step_scores(["a"], [0.5], threshold=v, ax=Figure().subplots()),
+         "threshold", [NAN, True, 1.5]),
+        ("plot_step_scores", lambda v: viz.plot_step_scores(["a"], [0.5], max_chars=v, ax=Figure().subplots()),
+         "max_chars", [2.5, 1, True]),
+        ("plot_step_scores", lambda v: viz.plot_step_scores(["a", "b"], v, ax=Figure().subplots()), "scores",
+         [[True, False]]),
+        ("plot_detection_by_kind", lambda v: viz.plot_detection_by_kind({"slip": v}, ax=Figure().subplots()),
+         "count", [(0.5, 2.7), (0.5, True)]),
+        ("plot_detection_by_kind", lambda v: viz.plot_detection_by_kind({"slip": v}, ax=Figure().subplots()),
+         "rate", [(True, 3), ("0.5", 3)]),
+        ("plot_rl_curves", lambda v: viz_rl.plot_rl_curves({"prm": {"update": [0], "accuracy": [0.5]}}, baseline=v,
+                                                           ax=Figure().subplots()), "baseline", [NAN, True, INF]),
+        # the LM policy's functions, summaries of RL runs, a published PRM's batch size
+        ("labelled_sample", lambda v: lm_policy.labelled_sample(problem, ["1 + 1 = 2."], v), "is_ended", ["yes", 1]),
+        ("labelled_sample", lambda v: lm_policy.labelled_sample(problem, ["1 + 1 = 2."], True, v), "n_prefix_steps",
+         [-1, 1.0]),
+        ("sft_batch", lambda v: lm_policy.sft_batch([([7, 8], 1)], v), "pad_id", [True, -1, 0.0]),
+        ("split_completion", lambda v: lm_policy.split_completion([5, 9, 1], v, 1), "step_tag_id", [9.0, True]),
+        ("split_completion", lambda v: lm_policy.split_completion([5, 9, 1], 9, v), "eos_id", [1.0]),
+        ("sft_batch", lambda v: lm_policy.sft_batch([([7, 8], v)], 0), "solution_start", [3, 1.0]),
+        ("rl_gain", lambda v: policy_runs.rl_gain(v, "prm"), "results", [{}, []]),
+        ("rl_gain", lambda v: policy_runs.rl_gain({"outcome": [run]}, v), "reward", ["prm"]),
+        ("rl_gain", lambda v: policy_runs.rl_gain({"prm": [run]}, "prm", v), "key", ["accuracy"]),
+        ("rl_gain", lambda v: policy_runs.rl_gain({"prm": v}, "prm"), r"results\['prm'\]", [[], [{"evals": []}]]),
+        ("rl_difference", lambda v: policy_runs.rl_difference({"prm": [run]}, "prm", v), "reward", ["orm"]),
+        ("rl_curves", lambda v: policy_runs.rl_curves(v), "results", [{}, None]),
+        ("step_auroc_ci", lambda v: policy_runs.step_auroc_ci(scored, v), "samples", [[], [sample, sample]]),
+        ("step_auroc_ci", lambda v: policy_runs.step_auroc_ci(v, [sample]), "scores", [[[0.9, 0.2]]]),
+        ("PublishedPRM.score_steps", lambda v: published.PublishedPRM.score_steps(object(), [sample], batch_size=v),
+         "batch_size", [0, True, 8.0]),  # the check comes before the scorer (here a bare object) is used
+    ]
+    out = []
+    for function, call, name, bads in rows:
+        for bad in bads:
+            label = repr(bad) if not hasattr(bad, "shape") else f"{type(bad).__name__}-{bad.dtype}"
+            out.append(pytest.param(call, name, bad, id=f"{function}-{name}-{label}"[:80]))
+    return out
+
+
+@pytest.mark.parametrize("call,name,bad", _table())
+def test_public_function_bad_argument_raises_value_error_naming_it(call, name, bad):
+    with pytest.raises(ValueError, match=name):
+        call(bad)
