@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 
-from prm_core.files import atomic_folder
+from prm_core.checkpoints import require_float_tensors
+from prm_core.checks import check_fields, check_int, check_seed
+from prm_core.files import CorruptFileError, atomic_folder, cached, is_complete, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ COURSE_TINY = "course-tiny"
 STEP_TAG = "<|step|>"
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
+MARKER = "course_tiny.json"  # written last into a course-tiny folder: its presence means complete
 # Bump when the corpus text or the build recipe changes, so stale caches are not reused.
 BUILD_VERSION = 1
 # Qwen2's pre-tokenizer pattern: digits split one by one, and punctuation glued to the newlines
@@ -56,9 +59,8 @@ class CourseTinyConfig:
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                      "max_position_embeddings", "corpus_problems"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int.")
+            check_int(getattr(self, name), name, "[1, inf)")
+        check_seed(self.seed)
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}; "
@@ -68,7 +70,8 @@ class CourseTinyConfig:
             raise ValueError(
                 f"num_heads={self.num_heads} must be divisible by num_kv_heads={self.num_kv_heads}."
             )
-        if self.vocab_size < 300:
+        check_fields(self)
+        if check_int(self.vocab_size, "vocab_size") < 300:
             raise ValueError(
                 f"vocab_size={self.vocab_size} must be >= 300: 256 byte symbols plus special tokens "
                 "plus room for merges."
@@ -164,7 +167,16 @@ def train_course_tokenizer(config: CourseTinyConfig):
 
 
 def build_course_tiny(config: CourseTinyConfig, out_dir: str | os.PathLike) -> Path:
-    """Train the tokenizer, initialise the model (seeded) and ``save_pretrained`` both to ``out_dir``."""
+    """Train the tokenizer, initialise the model (seeded) and ``save_pretrained`` both to ``out_dir``.
+
+    The files are written beside ``out_dir`` and renamed in with the marker ``course_tiny.json``
+    last, so a failure part-way leaves an earlier build there as it was.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
     from transformers import Qwen2Config, Qwen2Model
 
     tokenizer = train_course_tokenizer(config)
@@ -185,28 +197,43 @@ def build_course_tiny(config: CourseTinyConfig, out_dir: str | os.PathLike) -> P
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = Qwen2Model(model_config)
-    out = Path(out_dir)
-    with quiet_hf_progress():
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    (out / "course_tiny.json").write_text(json.dumps({**asdict(config), "build_version": BUILD_VERSION}, indent=2))
-    return out
+    with atomic_folder(out_dir, MARKER, merge=True) as tmp:
+        with quiet_hf_progress():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        write_json(tmp / MARKER, {**asdict(config), "build_version": BUILD_VERSION}, indent=2)
+    return Path(out_dir)
+
+
+def _checked_course_tiny(folder: Path) -> Path:
+    """``folder`` once its marker, weights header (float tensors only) and tokenizer are found readable."""
+    read_json(folder / MARKER, "course-tiny marker")
+    require_float_tensors(folder / "model.safetensors", "course-tiny weights")
+    if not (folder / "tokenizer.json").is_file():
+        raise CorruptFileError(f"course-tiny backbone {folder} has no tokenizer.json; delete the folder to rebuild it.")
+    return folder
 
 
 def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cached folder for ``config``, built first if it is missing.
+    """The cached folder for ``config``, built first if it is missing (``files.cached``).
 
     The build goes to a temporary folder that is renamed into place, so two processes building at
-    once (parallel notebooks) never see a half-written backbone.
+    once (parallel notebooks) never see a half-written backbone. A folder without its marker
+    ``course_tiny.json`` (an interrupted build of older code, a file removed by hand) or with a
+    damaged marker or weights header is rebuilt once, with a warning, and the folder repaired.
+
+    Raises
+    ------
+    CorruptFileError
+        When even the fresh build cannot be read back.
     """
     final = course_tiny_dir(config, cache_dir)
-    if (final / "course_tiny.json").exists():
+    if is_complete(final, MARKER):
         logger.info("course-tiny: loading cached backbone from %s", final)
-        return final
-    logger.info("course-tiny: building backbone into %s", final)
-    with atomic_folder(final) as tmp:
-        build_course_tiny(config, tmp)
-    return final
+    else:
+        logger.info("course-tiny: building backbone into %s", final)
+    return cached(final, MARKER, lambda tmp: build_course_tiny(config, tmp), _checked_course_tiny,
+                  "course-tiny backbone")
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 from prm_core.exercise_checks import EXERCISES, ExerciseFailed, run_check
+from prm_core.files import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISE_LINE = re.compile(r"^# EXERCISE: (\w+)\s*$")
@@ -108,7 +109,7 @@ def make_exercises(out: Path = ROOT / "exercises", check_only: bool = False) -> 
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             stale.append(target)
             if not check_only:
-                target.write_text(text, encoding="utf-8")
+                write_text(target, text)  # atomic: a failure leaves the old exercise notebook intact
     return stale
 
 

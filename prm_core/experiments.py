@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.backbones import cache_root, load_backbone
+from prm_core.backbones import PROFILES, cache_root, load_backbone
+from prm_core.checkpoints import require_float_tensors
+from prm_core.checks import check_choice, check_fields, check_int, check_seed, config_from_mapping
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
-from prm_core.files import atomic_file, atomic_folder
+from prm_core.files import CorruptFileError, cached, cached_file, read_json, write_json, write_text
 from prm_core.model import HeadConfig, ProcessRewardModel
+from prm_core.score_files import load_scores, save_scores
 from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems, reference_solution
 from prm_core.tasks.arithmetic_policy import NoisyPolicy, PolicyConfig
 from prm_core.training import TrainConfig, TrainResult, train
@@ -55,7 +58,7 @@ class ExperimentConfig:
     n_bon_problems: int = 200  # test-side problems for best-of-N
     n_bon_samples: int = 64  # candidates per best-of-N problem
     pretrain_problems: int = 20000  # train-side problems whose correct solutions pretrain the backbone LM
-    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1500))  # 0 steps: skip
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1500))  # the course backbone only
     prm: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=500, lm_loss_weight=0.5))
     orm: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=500, lm_loss_weight=0.5))
     use_lm_features: bool = True  # the head also reads the backbone LM's surprise at each step
@@ -63,25 +66,21 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.startswith(("n_", "samples_", "pretrain_problems", "max_length")) and value < 1:
-                raise ValueError(f"{f.name}={value} must be >= 1.")
+            if f.name.startswith(("n_", "samples_", "pretrain_problems")):
+                check_int(getattr(self, f.name), f.name, "[1, inf)")
+        check_int(self.max_length, "max_length", "[2, inf)", "the longest benchmark solutions need about 300")
+        check_int(self.head_mlp_size, "head_mlp_size", "[0, inf)", "0 gives a linear head")
+        check_seed(self.seed)
+        check_choice(self.backbone_profile, "backbone_profile", sorted(PROFILES))
+        check_fields(self)
+        if not self.backbone.strip():
+            raise ValueError("backbone='' must name a backbone: 'course-tiny', a hub name or a local folder.")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
-        check_known_settings(cls, values, "experiment")
-        base = cls()
-        train_keys = {"pretrain", "prm", "orm"}
-        overrides = {k: replace(getattr(base, k), **v) if k in train_keys else v for k, v in values.items()}
-        return replace(base, **overrides)
-
-
-def check_known_settings(config_class: type, values: dict[str, Any], what: str) -> None:
-    """Raise naming any key of ``values`` that is not a field of the dataclass ``config_class``."""
-    known = {f.name for f in fields(config_class)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {what} settings {sorted(unknown)}; known ones are {sorted(known)}.")
+    def from_dict(cls, values: dict[str, Any], section: str = "experiment") -> ExperimentConfig:
+        """The config from a mapping such as a params file's ``experiment`` section (its ``pretrain``,
+        ``prm`` and ``orm`` are mappings of ``TrainConfig`` settings); errors name the section and key."""
+        return config_from_mapping(cls, values, section)
 
 
 def available_profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
@@ -89,13 +88,36 @@ def available_profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
 
 
 def profile_section(profile: str, section: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
-    """One section of ``params/<profile>.yaml`` ({} when it is absent)."""
+    """One section of ``params/<profile>.yaml`` ({} when it is absent).
+
+    Raises
+    ------
+    ValueError
+        When the file is missing, is not valid YAML, or its top level or the section is not a mapping.
+    """
     import yaml
 
+    if not isinstance(profile, str) or not profile or "/" in profile:
+        raise ValueError(f"profile={profile!r} must be the name of a file params/<profile>.yaml; use one of "
+                         f"{available_profiles(params_dir)}.")
     path = Path(params_dir) / f"{profile}.yaml"
     if not path.exists():
         raise ValueError(f"profile={profile!r} has no file {path}; use one of {available_profiles(params_dir)}.")
-    return (yaml.safe_load(path.read_text()) or {}).get(section) or {}
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid YAML ({err}); fix the file.") from err
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a YAML {type(content).__name__}; it must be a mapping of sections "
+                         "(experiment:, sweeps:, rl:).")
+    values = content.get(section)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: section {section}={values!r} must be a mapping of settings.")
+    return values
 
 
 def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfig:
@@ -182,11 +204,22 @@ def new_model(backbone_path: str, config: ExperimentConfig, kind: str, seed: int
         return ProcessRewardModel(backbone, encoder, kind=kind, head=head)
 
 
+TRAIN_INFO = "train_result.json"  # a model entry's marker: written last, so its presence means complete
+
+
 def _save(model: ProcessRewardModel, result: TrainResult, folder: Path) -> None:
-    """Save model and train info so that a reader never sees a half-written folder."""
-    with atomic_folder(folder) as tmp:
-        model.save_pretrained(tmp)
-        (tmp / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    """Save model and train info into ``folder`` (a cache entry's build folder), the train info last."""
+    model.save_pretrained(folder)
+    write_json(folder / TRAIN_INFO, asdict(result), indent=2, default=str)
+
+
+def _train_info(folder: Path) -> dict[str, Any]:
+    return read_json(folder / TRAIN_INFO, "train info")
+
+
+def _load_model(folder: Path) -> tuple[ProcessRewardModel, dict[str, Any]]:
+    """A cached model entry, verified (``ProcessRewardModel.from_pretrained``), and its train info."""
+    return ProcessRewardModel.from_pretrained(folder).to(default_device()).eval(), _train_info(folder)
 
 
 def _json_default(value: Any) -> Any:
@@ -196,15 +229,20 @@ def _json_default(value: Any) -> Any:
 
 def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike | None = None) -> tuple[str, dict]:
     """Path of the backbone after LM pretraining (built and cached on first use) and its train info."""
-    if config.pretrain.max_steps == 0 or config.backbone != "course-tiny":
+    if config.backbone != "course-tiny":
         return config.backbone, {}  # load_backbone builds or loads it by name
     folder = _experiment_dir(cache_dir) / f"pretrained-{_hash(_pretrain_key(config))}"
-    if not (folder / "train_result.json").exists():
+
+    def build(tmp: Path) -> None:
         model = new_model(config.backbone, config, "prm")
         result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=config.seed), kind="lm")
-        _save(model, result, folder)
-    info = json.loads((folder / "train_result.json").read_text())
-    return str(folder / "backbone"), info
+        _save(model, result, tmp)
+
+    def load(entry: Path) -> dict[str, Any]:  # cheap: the header alone (a cut file, a dtype that lies)
+        require_float_tensors(entry / "backbone" / "model.safetensors", "pretrained backbone weights")
+        return _train_info(entry)
+
+    return str(folder / "backbone"), cached(folder, TRAIN_INFO, build, load, "pretrained backbone")
 
 
 def _rollouts(config: ExperimentConfig, samples: list[StepSample], n_rollouts: int, show_progress: bool,
@@ -217,15 +255,33 @@ def _rollouts(config: ExperimentConfig, samples: list[StepSample], n_rollouts: i
     key = {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "seed": config.seed + 20, "k": n_rollouts,
            "samples": [[s.problem, s.steps] for s in samples]}
     path = _experiment_dir(cache_dir) / f"rollouts-{_hash(key)}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return np.split(stored["hits"], np.cumsum(stored["n_steps"])[:-1])
-    train_problems, val_problems = train_side_problems(config)
-    hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
-                                      seed=config.seed + 20, show_progress=show_progress)
-    with atomic_file(path) as tmp:  # a reader never sees half a file
+
+    def build(tmp: Path) -> None:
+        train_problems, val_problems = train_side_problems(config)
+        hits = labeling.rollout_successes(samples, train_problems + val_problems, NoisyPolicy(), n_rollouts,
+                                          seed=config.seed + 20, show_progress=show_progress)
         np.savez(tmp, hits=np.concatenate(hits), n_steps=np.array([h.shape[0] for h in hits]))
-    return hits
+
+    return cached_file(path, build, lambda p: _load_rollouts(p, samples, n_rollouts), "rollouts cache")
+
+
+def _load_rollouts(path: Path, samples: list[StepSample], n_rollouts: int) -> list[np.ndarray]:
+    """The saved rollout outcomes, split per sample, once they fit ``samples`` and ``n_rollouts``."""
+    import zipfile
+    import zlib
+
+    try:
+        with np.load(path) as stored:
+            hits, n_steps = stored["hits"], stored["n_steps"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise CorruptFileError(f"rollouts cache {path} cannot be read ({err}); delete it to draw them again.") from err
+    expected = [s.n_steps for s in samples]
+    if (hits.dtype != bool or hits.shape != (sum(expected), n_rollouts) or n_steps.dtype.kind not in "iu"
+            or n_steps.tolist() != expected):
+        raise CorruptFileError(f"rollouts cache {path} holds hits of dtype {hits.dtype} and shape {hits.shape} for "
+                               f"{n_steps.size} samples, but these {len(samples)} samples need bool hits of shape "
+                               f"({sum(expected)}, {n_rollouts}); delete it to draw them again.")
+    return np.split(hits, np.cumsum(n_steps)[:-1])
 
 
 def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str, n_rollouts: int = 8,
@@ -259,15 +315,16 @@ def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = N
     "mc_soft" with ``n_rollouts`` completions per step); validation keeps the exact labels.
     """
     folder = _model_folder(config, kind, labels, n_rollouts, cache_dir)
-    if not (folder / "train_result.json").exists():
-        data = data or make_datasets(config)
-        train_set = relabelled(config, data.train, labels, n_rollouts, cache_dir=cache_dir)
+
+    def build(tmp: Path) -> None:
+        sets = data or make_datasets(config)
+        train_set = relabelled(config, sets.train, labels, n_rollouts, cache_dir=cache_dir)
         backbone_path, _ = pretrained_backbone(config, cache_dir)
         model = new_model(backbone_path, config, kind)
-        result = train(model, train_set, data.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
-        _save(model, result, folder)
-    model = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
-    return model, json.loads((folder / "train_result.json").read_text())
+        result = train(model, train_set, sets.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
+        _save(model, result, tmp)
+
+    return cached(folder, TRAIN_INFO, build, _load_model, f"trained {kind}")
 
 
 def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir: str | os.PathLike | None = None,
@@ -277,11 +334,8 @@ def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir:
 
     model, _ = trained_model(config, kind, data, cache_dir, labels, n_rollouts)
     path = _model_folder(config, kind, labels, n_rollouts, cache_dir) / "scores.safetensors"
-    if not path.exists():
-        scores = score_datasets({kind: model}, data)
-        with atomic_file(path) as tmp:  # a reader never sees half a file
-            _save_scores(scores, tmp)
-    return _load_scores(path, _parts(data), model.encoder)[kind]
+    return cached_file(path, lambda tmp: save_scores(score_datasets({kind: model}, data), tmp),
+                       lambda p: load_scores(p, _parts(data), model.encoder, (kind,)), "step scores")[kind]
 
 
 METRICS_DIR = PARAMS_DIR.parent / "build" / "metrics"
@@ -292,9 +346,7 @@ def record_metrics(name: str, metrics: dict[str, Any], out_dir: str | os.PathLik
     collects them there). Returns nothing, so a notebook cell ending with it displays no
     machine-specific path."""
     folder = Path(out_dir) if out_dir is not None else METRICS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_json(folder / f"{name}.json", metrics, indent=2, default=_json_default)
 
 
 def _git(*args: str) -> str | None:
@@ -334,43 +386,20 @@ class StandardRun:
     train_info: dict[str, dict]  # "backbone_pretraining" / "prm" / "orm" -> TrainResult as a dict
 
 
-def _save_scores(scores: dict[str, dict[str, Any]], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"{m}.{part}.{k}": getattr(s, k).contiguous() for m, parts in scores.items()
-               for part, s in parts.items() for k in ("scores", "mask", "n_dropped_steps")}
-    save_file(tensors, str(path))
-
-
-def _load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
-                 encoder: StepEncoder | Callable[[], StepEncoder]) -> dict[str, dict[str, Any]]:
-    """The saved step scores; a file written before truncation was recorded gets its
-    ``n_dropped_steps`` counted again by encoding ``parts`` (part -> samples) with ``encoder``
-    (or the encoder a callable builds, only then)."""
-    from safetensors.torch import load_file
-
-    from prm_core.verification import StepScores
-
-    tensors, scores = load_file(str(path)), {}
-    for key in tensors:
-        model, part, _ = key.split(".")
-        dropped = tensors.get(f"{model}.{part}.n_dropped_steps")
-        if dropped is None:
-            encoder = encoder if isinstance(encoder, StepEncoder) else encoder()
-            dropped = torch.tensor([e.n_dropped_steps for e in encoder.encode_many(parts[part])], dtype=torch.long)
-        scores.setdefault(model, {})[part] = StepScores(tensors[f"{model}.{part}.scores"],
-                                                        tensors[f"{model}.{part}.mask"], dropped)
-    return scores
-
-
 def _parts(data: Datasets) -> dict[str, Sequence[StepSample]]:
     return {part: getattr(data, part) for part in ("val", "test", "bon")}
 
 
 def standard_run(config: ExperimentConfig, profile: str = "custom",
                  cache_dir: str | os.PathLike | None = None) -> StandardRun:
-    """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached."""
-    from prm_core.evaluation import build_report, score_datasets
+    """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached.
+
+    Raises
+    ------
+    CorruptFileError
+        When a cache entry is still unreadable after it was rebuilt once (``files.cached``).
+    """
+    from prm_core.evaluation import score_datasets
 
     data = make_datasets(config)
     _, pretrain_info = pretrained_backbone(config, cache_dir)
@@ -378,10 +407,25 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     orm, orm_info = trained_model(config, "orm", data, cache_dir)
     train_info = {"backbone_pretraining": pretrain_info, "prm": prm_info, "orm": orm_info}
     folder = _experiment_dir(cache_dir) / f"report-{_hash([_model_key(config, 'prm'), _model_key(config, 'orm'), asdict(config)])}"
-    if (folder / "report.json").exists():
-        return StandardRun(config, data, prm, orm, _load_scores(folder / "scores.safetensors", _parts(data), prm.encoder),
-                           json.loads((folder / "report.json").read_text()), train_info)
-    scores = score_datasets({"prm": prm, "orm": orm}, data)
+
+    def build(tmp: Path) -> None:
+        scores = score_datasets({"prm": prm, "orm": orm}, data)
+        save_scores(scores, tmp / "scores.safetensors")
+        write_json(tmp / "report.json", _report(scores, data, profile, config, train_info), indent=2)
+
+    def load(entry: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        return (load_scores(entry / "scores.safetensors", _parts(data), prm.encoder, ("prm", "orm")),
+                read_json(entry / "report.json", "report"))
+
+    scores, report = cached(folder, "report.json", build, load, "standard report")  # report.json: the marker
+    return StandardRun(config, data, prm, orm, scores, report, train_info)
+
+
+def _report(scores: dict[str, dict[str, Any]], data: Datasets, profile: str, config: ExperimentConfig,
+            train_info: dict[str, dict]) -> dict[str, Any]:
+    """The metrics JSON of ``standard_run``, with what produced it (host, config, training), as JSON values."""
+    from prm_core.evaluation import build_report
+
     report = build_report(scores, data)
     report["device"] = str(default_device())
     report["profile"] = profile
@@ -395,12 +439,7 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
                "device": info.get("device"), "max_steps": info.get("config", {}).get("max_steps")}
         for name, info in train_info.items() if info
     }
-    report = json.loads(json.dumps(report, default=_json_default))
-    folder.mkdir(parents=True, exist_ok=True)
-    _save_scores(scores, folder / "scores.safetensors")
-    with atomic_file(folder / "report.json") as tmp:  # its presence marks the run done, so never half of it
-        tmp.write_text(json.dumps(report, indent=2))
-    return StandardRun(config, data, prm, orm, scores, report, train_info)
+    return json.loads(json.dumps(report, default=_json_default))
 
 
 def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: str | os.PathLike | None = None,
@@ -411,6 +450,8 @@ def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: s
     ``ablations``; with a ``prm_core.policy_runs.PolicyRunConfig``, ``rl`` (``policy_runs.rl_summary``)."""
     from prm_core.evaluation import scoring_throughput, throughput_batch_size
 
+    if sweep is not None:
+        sweep.check_fits(config)  # now, not after the standard models have trained
     run = standard_run(config, profile, cache_dir)
     report = dict(run.report)
     # the cached report keeps the commit that first evaluated these models; say which code wrote this one
@@ -459,8 +500,7 @@ def emit_json(data: dict[str, Any], out: Path | None) -> None:
     """Print ``data`` as JSON, and write it to ``out`` too when given (a CLI's ``--out``)."""
     text = json.dumps(data, indent=2, default=_json_default)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        write_text(out, text)
     print(text)
 
 

@@ -11,8 +11,10 @@ two kinds:
   there. ``cached`` builds a missing entry, rebuilds once an incomplete or unreadable one (logging
   why) and puts the folder right, so a damaged cache never costs more than one rebuild.
 
-A file that is not what it claims (a cut JSON file, a safetensors header that lies) raises
-``CorruptFileError``, which names the path and the fix.
+Reads are checked before any value is used: ``read_json`` here (cut or undecodable JSON, missing
+keys), and weights in ``prm_core.checkpoints``. A file that is not what it claims raises
+``CorruptFileError`` (a ValueError), which names the path and the fix, and which ``cached`` answers
+with one rebuild.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,14 +35,36 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # mkstemp/mkdtemp create private (0600/0700) files; installed ones get the usual mode
+
+
 class CorruptFileError(ValueError):
     """A file or folder on disk is incomplete, unreadable or not what it claims to be."""
 
 
 @contextlib.contextmanager
 def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling of ``final`` to write into (same suffix: numpy's savez would add its own
-    otherwise), renamed over ``final`` when the block succeeds and removed when it fails."""
+    """A temporary sibling of ``final`` to write into, renamed over ``final`` when the block succeeds.
+
+    The temporary file has ``final``'s suffix (numpy's ``savez`` adds ``.npz`` to a path without
+    it) and, once installed, ``final``'s old permissions (or the usual ones for a new file). When
+    the block raises, the temporary file is removed and ``final`` is left exactly as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "note.txt"
+    >>> with atomic_file(path) as tmp:
+    ...     _ = tmp.write_text("whole")
+    >>> path.read_text()
+    'whole'
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=".writing-", suffix=final.suffix, dir=final.parent)
@@ -47,33 +72,90 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        mode = stat.S_IMODE(final.stat().st_mode) if final.is_file() else 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    """Write ``text`` (UTF-8) to ``path`` atomically: a failure part-way leaves the old file as it was.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_text(Path(tempfile.mkdtemp()) / "a.txt", "x = 1\\n")
+    >>> path.read_text()
+    'x = 1\\n'
+    """
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json(path: str | os.PathLike, data: Any, **dumps_kwargs: Any) -> Path:
-    """``json.dumps(data, **dumps_kwargs)`` written atomically: serialised in full before the file is touched."""
+    """``json.dumps(data, **dumps_kwargs)`` written atomically; it is serialised in full before any
+    file is touched, so a value JSON cannot hold raises with the old file intact.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_json(Path(tempfile.mkdtemp()) / "a.json", {"n": 1})
+    >>> read_json(path)
+    {'n': 1}
+    """
     return write_text(path, json.dumps(data, **dumps_kwargs))
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """The JSON in ``path``; a missing, cut or undecodable file raises ``CorruptFileError`` naming it."""
+def read_json(path: str | os.PathLike, what: str = "file", required: Iterable[str] = ()) -> Any:
+    """The JSON in ``path``, checked to be readable (and, with ``required``, a dict holding those keys).
+
+    Parameters
+    ----------
+    path : path
+    what : str, default "file"
+        What the file is, for the error message (e.g. "train info").
+    required : iterable of str, default ()
+        Keys the file must hold; when given, the JSON must be an object.
+
+    Raises
+    ------
+    CorruptFileError
+        When the file is missing, cut short, not UTF-8 JSON, or lacks a required key.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "cut.json"
+    >>> _ = path.write_text('{"n": 1')
+    >>> read_json(path, "train info")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    prm_core.files.CorruptFileError: train info .../cut.json is not valid UTF-8 JSON ...
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as err:
-        raise CorruptFileError(f"{what} {path} is missing.") from err
+        raise CorruptFileError(f"{what} {path} is missing; write it again (delete its folder if it is a cache "
+                               "entry, and it is rebuilt).") from err
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptFileError(f"{what} {path} is not valid UTF-8 JSON ({err}); it was cut short or overwritten: "
                                "write it again (delete it if it is a cache file, and it is rebuilt).") from err
+    required = list(required)
+    if required:
+        missing = [key for key in required if not isinstance(data, dict) or key not in data]
+        if missing:
+            found = sorted(data) if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            raise CorruptFileError(f"{what} {path} lacks the keys {missing} (it holds {found}); it was written by "
+                                   "something else or edited: write it again.")
+    return data
 
 
 def is_complete(folder: str | os.PathLike, marker: str) -> bool:
@@ -100,8 +182,22 @@ def atomic_folder(final: str | os.PathLike, marker: str | None = None, *, merge:
     ------
     RuntimeError
         When the block wrote no ``marker`` (nothing is installed).
+    NotADirectoryError
+        When ``final`` is a file (checked before the block runs).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> final = Path(tempfile.mkdtemp()) / "entry"
+    >>> with atomic_folder(final, "done.json") as tmp:
+    ...     _ = (tmp / "weights.bin").write_bytes(b"...")
+    ...     _ = (tmp / "done.json").write_text("{}")
+    >>> sorted(p.name for p in final.iterdir()), is_complete(final, "done.json")
+    (['done.json', 'weights.bin'], True)
     """
     final = Path(final)
+    if final.exists() and not final.is_dir():
+        raise NotADirectoryError(f"{final} is a file; pass a folder path to save into.")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
     try:
@@ -111,32 +207,47 @@ def atomic_folder(final: str | os.PathLike, marker: str | None = None, *, merge:
         if merge:
             _merge_into(tmp, final, marker)
         else:
+            os.chmod(tmp, 0o777 & ~_UMASK)
             _install(tmp, final, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _install(tmp: Path, final: Path, marker: str | None) -> None:
-    try:
-        os.replace(tmp, final)  # an absent or empty final is replaced at once
-        return
-    except OSError:
-        if not final.exists():
-            raise
-    if marker is None or is_complete(final, marker):
-        return  # another process installed a complete copy first
-    stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=final.parent))
-    os.replace(final, stale / final.name)
-    os.replace(tmp, final)
-    shutil.rmtree(stale, ignore_errors=True)
-    logger.warning("repaired the incomplete folder %s (it had no %s)", final, marker)
+    """Rename ``tmp`` to ``final``; a complete ``final`` installed meanwhile wins, an incomplete one is swapped out."""
+    for attempt in range(5):  # each retry means another process moved ``final`` meanwhile
+        try:
+            os.replace(tmp, final)  # an absent or empty final is replaced at once
+            return
+        except OSError:
+            if not final.exists():
+                if attempt == 4:
+                    raise
+                continue  # it was swapped out between our rename and this check: rename again
+        if marker is None or is_complete(final, marker):
+            return  # another process installed a complete copy first: ours came from the same recipe
+        stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=final.parent))
+        try:
+            os.replace(final, stale / final.name)
+            if is_complete(stale / final.name, marker):  # completed by another process since our check: put it back
+                with contextlib.suppress(OSError):
+                    os.replace(stale / final.name, final)
+                    return
+        except FileNotFoundError:
+            pass  # another process swapped it out first
+        finally:
+            shutil.rmtree(stale, ignore_errors=True)
+        logger.info("swapped out the incomplete folder %s (it had no %s)", final, marker)
+    raise RuntimeError(f"could not install {final}: other processes kept replacing it; run again.")
 
 
 def _merge_into(tmp: Path, final: Path, marker: str | None) -> None:
+    """Rename every file of ``tmp`` into ``final``; the old marker goes first and the new one last, so a
+    crash part-way leaves a folder that says it is incomplete, never a mix that claims to be whole."""
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.relative_to(tmp).as_posix() == marker)  # the marker last: complete means complete
-    if final.exists() and not final.is_dir():
-        raise NotADirectoryError(f"{final} is a file; pass a folder path to save into.")
+    files.sort(key=lambda p: p.relative_to(tmp).as_posix() == marker)
+    if marker is not None:
+        (final / marker).unlink(missing_ok=True)
     for path in files:
         target = final / path.relative_to(tmp)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +259,34 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
     """``load(folder)`` of a cache entry, built first by ``build(tmp)`` when it is missing.
 
     An entry without its marker (an interrupted build, files removed by hand), or one whose ``load``
-    raises ``CorruptFileError``, is rebuilt once and the folder put right; a second failure raises.
+    raises ``CorruptFileError``, is rebuilt once (with a warning) and installed over the damaged
+    folder, so the next call loads it; a second failure raises.
+
+    Parameters
+    ----------
+    folder : path
+        The entry's folder; its name is the cache key.
+    marker : str
+        The file ``build`` writes that marks the entry complete (e.g. ``"train_result.json"``).
+    build : callable
+        ``build(tmp)`` writes the entry into the empty folder ``tmp``.
+    load : callable
+        ``load(folder)`` reads it back; it raises ``CorruptFileError`` when it finds it damaged.
+    what : str, default "cache entry"
+        What the entry is, for the log.
+
+    Raises
+    ------
+    CorruptFileError
+        When the freshly built entry cannot be loaded either.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "entry-1a2b"
+    >>> build = lambda tmp: (tmp / "done.json").write_text('{"n": 3}')
+    >>> cached(folder, "done.json", build, lambda f: read_json(f / "done.json"))
+    {'n': 3}
     """
     folder = Path(folder)
     if is_complete(folder, marker):
@@ -166,8 +304,21 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
 
 def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Callable[[Path], T],
                 what: str = "cache file") -> T:
-    """``cached`` for one file: ``build(tmp)`` writes it, ``load(path)`` reads it; an unreadable file
-    (``load`` raises ``CorruptFileError``) is rebuilt once."""
+    """``cached`` for one file: ``build(tmp)`` writes it, ``load(path)`` reads it; a file that ``load``
+    finds damaged (it raises ``CorruptFileError``) is rebuilt once, with a warning.
+
+    Raises
+    ------
+    CorruptFileError
+        When the freshly built file cannot be loaded either.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "eval-1a2b.json"
+    >>> cached_file(path, lambda tmp: write_json(tmp, {"accuracy": 0.5}), read_json)
+    {'accuracy': 0.5}
+    """
     path = Path(path)
     if path.is_file():
         try:
@@ -177,39 +328,3 @@ def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Ca
     with atomic_file(path) as tmp:
         build(tmp)
     return load(path)
-
-
-def load_tensors(path: str | os.PathLike, expected: dict[str, Any], what: str = "tensor file") -> dict[str, Any]:
-    """The tensors of a safetensors file, checked against ``expected`` (name -> the tensor each
-    must fit) before any value is used: the same names, the same shapes, and a float dtype where a
-    float is expected (a header that says I32 over float bytes is refused, not cast).
-
-    Raises
-    ------
-    CorruptFileError
-        When the file is missing, its header cannot be read, or a tensor is missing, extra, of
-        another shape or of an integer dtype where a float one is expected.
-    """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise CorruptFileError(f"{what} {path} is missing; save the checkpoint again (save_pretrained writes it).")
-    try:
-        tensors = load_file(str(path))
-    except Exception as err:  # safetensors raises its own SafetensorError for a bad header
-        raise CorruptFileError(f"{what} {path} cannot be read as safetensors ({err}); it is cut short or not a "
-                               "safetensors file: save it again.") from err
-    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise CorruptFileError(f"{what} {path} does not hold the expected tensors (missing {missing}, unexpected "
-                               f"{extra}); it was written for another model: load the matching checkpoint.")
-    for name, target in expected.items():
-        found = tensors[name]
-        if tuple(found.shape) != tuple(target.shape):
-            raise CorruptFileError(f"{what} {path}: tensor {name!r} has shape {tuple(found.shape)} but the model "
-                                   f"needs {tuple(target.shape)}; load the checkpoint saved for this model.")
-        if found.dtype.is_floating_point != target.dtype.is_floating_point:
-            raise CorruptFileError(f"{what} {path}: tensor {name!r} is stored as {found.dtype} but the model needs "
-                                   f"{target.dtype}; the file's header is wrong: save the checkpoint again.")
-    return tensors

@@ -1,7 +1,9 @@
 """Plumbing shared by the dataset-format readers and writers in ``prm_core.formats``.
 
 Rows in (a path, JSON lines or dicts), samples out, with every row accounted for in a
-``ReadResult``; samples in, JSONL out, with every sample checked before anything is written.
+``ReadResult`` (a line that is not UTF-8 is a malformed row like one that is not JSON); samples
+in, JSONL out, with every sample checked and serialised before anything is written, and a path
+written atomically (``prm_core.files``), so a failure leaves its old contents intact.
 Import the readers and writers from ``prm_core.formats``; the ``_`` helpers here serve only the
 ``formats_*`` modules.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from prm_core.data import StepSample
+from prm_core.files import write_text
 
 FIXTURE_NAMES: tuple[str, ...] = ("prm800k", "math_shepherd", "trl_stepwise", "processbench")
 ON_ERROR = ("raise", "skip")
@@ -153,8 +156,42 @@ def _extras(row: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in known}
 
 
+_REENCODE = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8` for Latin-1 text)"
+
+
+def _undecodable(err: UnicodeDecodeError) -> str:
+    return f"byte 0x{err.object[err.start]:02x} at byte {err.start + 1}"
+
+
+def _byte_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a binary file split as text mode splits them: at \\n, \\r\\n and a lone \\r."""
+    for raw in stream:
+        yield from raw.splitlines() if b"\r" in raw else (raw,)
+
+
+def _json_list(path: Path) -> list[Any]:
+    data = path.read_bytes()
+    try:
+        items = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: {_undecodable(err)} of the file is not valid UTF-8; {_REENCODE}.") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); a .json "
+                         "file must hold one list of rows (use .jsonl for one row per line).") from err
+    if not isinstance(items, list):
+        raise ValueError(f"{path} holds a JSON {type(items).__name__}; a .json file must hold a list "
+                         "of rows (use .jsonl for one row per line).")
+    return items
+
+
 def _rows(source: Source) -> Iterator[tuple[int, str, Any]]:
-    """Yield ``(number, "line" | "row", parsed row or _RowError)``; blank lines are passed over."""
+    """Yield ``(number, "line" | "row", parsed row or _RowError)``; blank lines are passed over.
+
+    A path is read as bytes and decoded line by line, so a line that is not UTF-8 is a malformed row
+    like any other (named, and skipped under ``on_error="skip"``). An open text stream decodes
+    itself: a bad byte there can only be reported after the last line it gave.
+    """
     if isinstance(source, Mapping):
         raise ValueError("source is a single dict; wrap it in a list: read_...([row]).")
     if isinstance(source, str) and source.lstrip()[:1] in ("{", "[") and not Path(source).exists():
@@ -163,24 +200,32 @@ def _rows(source: Source) -> Iterator[tuple[int, str, Any]]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix == ".json":
-            items = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(items, list):
-                raise ValueError(f"{path} holds a JSON {type(items).__name__}; a .json file must hold a list "
-                                 "of rows (use .jsonl for one row per line).")
-            yield from ((i, "row", item) for i, item in enumerate(items, 1))
+            yield from ((i, "row", item) for i, item in enumerate(_json_list(path), 1))
         else:
-            with path.open(encoding="utf-8") as lines:
-                yield from _rows(lines)
+            with path.open("rb") as lines:
+                yield from _rows(_byte_lines(lines))
         return
-    for i, item in enumerate(source, 1):
-        if not isinstance(item, str):
-            yield i, "row", item
-        elif item.strip():
-            try:
-                yield i, "line", json.loads(item)
-            except json.JSONDecodeError as err:
-                yield i, "line", _RowError(f"is not valid JSON ({err.msg} at column {err.colno}); "
-                                           "each line must hold one JSON object.")
+    i = 0
+    try:
+        for i, item in enumerate(source, 1):
+            if isinstance(item, bytes):
+                try:
+                    item = item.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield i, "line", _RowError(f"is not valid UTF-8 ({_undecodable(err)} of the line); {_REENCODE}.")
+                    continue
+            if not isinstance(item, str):
+                yield i, "row", item
+            elif item.strip():
+                try:
+                    yield i, "line", json.loads(item)
+                except json.JSONDecodeError as err:
+                    yield i, "line", _RowError(f"is not valid JSON ({err.msg} at column {err.colno}); "
+                                               "each line must hold one JSON object.")
+    except UnicodeDecodeError as err:  # raised by a text stream's own decoder, between two lines
+        raise ValueError(f"the text stream cannot be decoded at line {i + 1} or a later one ({err.reason}: "
+                         f"{_undecodable(err)} of its read-ahead buffer); {_REENCODE}, or pass the file's path to "
+                         "have the bad line named and skippable.") from err
 
 
 def _read(source: Source, parse: Callable[[Mapping[str, Any]], StepSample | str], on_error: str,
@@ -239,13 +284,62 @@ def _labelled_prefix(sample: StepSample, unlabelled: str) -> tuple[StepSample | 
     return kept, sample.n_steps - n_keep
 
 
+def _first_unwritable(value: Any, where: str, seen: frozenset[int] = frozenset()) -> tuple[str, Any] | None:
+    """(path, value) of the first value inside ``value`` that JSON cannot hold, None when all can."""
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return None
+    if id(value) in seen:
+        return where, value  # a container that holds itself
+    if isinstance(value, (list, tuple)):
+        items = [(f"{where}[{k}]", v) for k, v in enumerate(value)]
+    elif isinstance(value, dict):
+        bad_key = next((k for k in value if k is not None and not isinstance(k, (str, int, float))), None)
+        if bad_key is not None:
+            return f"{where} key {_short(bad_key)}", bad_key
+        items = [(f"{where}[{k!r}]", v) for k, v in value.items()]
+    else:
+        return where, value
+    for path, item in items:
+        found = _first_unwritable(item, path, seen | {id(value)})
+        if found is not None:
+            return found
+    return None
+
+
+def _find(container: Any, target: Any, where: str, depth: int = 0) -> str | None:
+    """The path of the very object ``target`` inside ``container`` (None when it is not there)."""
+    if container is target:
+        return where
+    if depth > 20:  # deeper than any row, or a container that holds itself
+        return None
+    if isinstance(container, dict):
+        items = [(f"{where}[{k!r}]", v) for k, v in container.items()]
+    elif isinstance(container, (list, tuple)):
+        items = [(f"{where}[{k}]", v) for k, v in enumerate(container)]
+    else:
+        return None
+    return next((p for p in (_find(v, target, path, depth + 1) for path, v in items) if p is not None), None)
+
+
+def _unwritable(sample: StepSample, row: dict[str, Any], index: int) -> str:
+    """Why ``row`` (written from ``samples[index]``) cannot be JSON, naming the sample's own field."""
+    found = _first_unwritable(row, "row")
+    if found is None:
+        return f"samples[{index}] cannot be written as JSON"
+    path, value = found
+    field = _find(sample.meta, value, f"samples[{index}].meta") or f"samples[{index}] ({path})"
+    fix = ("convert numpy scalars with int()/float() or .item(), and arrays with .tolist()"
+           if type(value).__module__ == "numpy" else "store only str, int, float, bool, None, lists and dicts")
+    return f"{field}={_short(value)} has type {type(value).__name__}, which JSON cannot hold; {fix}"
+
+
 def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[StepSample, int], dict],
            writer: str, unlabelled: str = "raise") -> WriteResult:
     """Convert every sample first (so a bad one writes nothing), then write JSONL or a JSON list."""
     if unlabelled not in UNLABELLED:  # checked once, before any sample (an empty list included)
         raise ValueError(f"unlabelled={unlabelled!r} must be one of {list(UNLABELLED)}: 'prefix' writes each "
                          "sample up to its first unlabelled step and counts the rest.")
-    rows, n_cut, left_out = [], 0, []
+    rows, lines, n_cut, left_out = [], [], 0, []
     for i, sample in enumerate(samples):
         if not isinstance(sample, StepSample):
             raise ValueError(f"{writer}: samples[{i}] has type {type(sample).__name__}; pass StepSample "
@@ -259,14 +353,17 @@ def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[S
             rows.append(to_row(kept, i))
         except ValueError as err:
             raise ValueError(f"{writer}: samples[{i}]: {err}") from err
-    if isinstance(dest, (str, os.PathLike)):
-        with Path(dest).open("w", encoding="utf-8") as out:
-            if Path(dest).suffix == ".json":
-                json.dump(rows, out, ensure_ascii=False, indent=1)
-            else:
-                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        try:  # every row becomes text before the destination is touched
+            lines.append(json.dumps(rows[-1], ensure_ascii=False) + "\n")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{writer}: {_unwritable(sample, rows[-1], i)}; nothing was written.") from err
+    is_path = isinstance(dest, (str, os.PathLike))
+    if is_path and Path(dest).suffix == ".json":
+        write_text(dest, json.dumps(rows, ensure_ascii=False, indent=1))
+    elif is_path:
+        write_text(dest, "".join(lines))
     else:
-        dest.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        dest.write("".join(lines))
     if n_cut:
         warnings.warn(f"{writer} wrote {len(rows)} rows up to their first unlabelled step: {n_cut} unlabelled steps "
                       f"not written, {len(left_out)} samples left out (no labelled first step). The returned "

@@ -289,6 +289,12 @@ def write_prm800k(samples: Iterable[StepSample], path_or_file: Destination, *,
     int
         Rows written.
 
+    Raises
+    ------
+    ValueError
+        When a sample cannot be written: the format cannot hold it, or a value in it (e.g. a numpy
+        scalar in ``meta``) is not JSON. Nothing is written then; a path keeps its old contents.
+
     Examples
     --------
     >>> import io, json

@@ -157,6 +157,12 @@ def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination
     WriteResult
         Rows written (an int), with ``n_cut_steps`` and ``left_out``.
 
+    Raises
+    ------
+    ValueError
+        When a sample cannot be written: the format cannot hold it, or a value in it (e.g. a numpy
+        scalar in ``meta``) is not JSON. Nothing is written then; a path keeps its old contents.
+
     Examples
     --------
     >>> import io, json
@@ -238,6 +244,12 @@ def write_trl_stepwise(samples: Iterable[StepSample], path_or_file: Destination,
     -------
     WriteResult
         Rows written (an int), with ``n_cut_steps`` and ``left_out``.
+
+    Raises
+    ------
+    ValueError
+        When a sample cannot be written: the format cannot hold it, or a value in it (e.g. a numpy
+        scalar in ``meta``) is not JSON. Nothing is written then; a path keeps its old contents.
 
     Examples
     --------
@@ -333,6 +345,12 @@ def write_processbench(samples: Iterable[StepSample], path_or_file: Destination,
     -------
     int
         Rows written.
+
+    Raises
+    ------
+    ValueError
+        When a sample cannot be written: the format cannot hold it, or a value in it (e.g. a numpy
+        scalar in ``meta``) is not JSON. Nothing is written then; a path keeps its old contents.
 
     Examples
     --------

@@ -14,7 +14,6 @@ parse, is *malformed*: it is kept, labelled (its bad steps get 0.0), graded wron
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,21 +23,15 @@ from typing import Any
 import torch
 
 from prm_core.backbones import EOS_TOKEN, STEP_TAG, quiet_hf_progress
+from prm_core.checkpoints import load_pretrained, load_tokenizer
+from prm_core.checks import check_bool, check_fields, check_int, check_probability, check_real, check_seed
 from prm_core.data import StepSample
+from prm_core.files import atomic_folder
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
 
+CONTROL_STANDIN = "\ufffd"  # stands for a control token the model generated inside a step (not a digit, not ".")
 EMPTY_STEP = "(empty step)"  # stands for a step the model ended without writing anything (labelled 0.0)
 SFT_FILE = "sft_result.json"
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an int >= 1.")
-
-
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed={seed!r} must be an int in [0, 2**63), e.g. seed=0.")
 
 
 def _check_problems(problems: Any) -> None:
@@ -61,14 +54,12 @@ class SamplingConfig:
     batch_size: int = 256  # prompts per ``generate`` call; part of the seed: another size draws other samples
 
     def __post_init__(self) -> None:
-        if (isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float)
-                or not 1e-3 <= self.temperature < math.inf):
-            raise ValueError(f"temperature={self.temperature!r} must be a finite number >= 0.001; pass greedy=True "
-                             "to sample_many for greedy decoding.")
-        if isinstance(self.top_p, bool) or not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p={self.top_p!r} must be in (0, 1]; 1.0 turns nucleus sampling off.")
+        check_real(self.temperature, "temperature", "[0.001, inf)", "pass greedy=True to sample_many for greedy "
+                   "decoding")
+        check_real(self.top_p, "top_p", "(0, 1]", "1.0 turns nucleus sampling off")
         for name in ("max_new_tokens", "max_step_tokens", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
+            check_int(getattr(self, name), name, "[1, inf)")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -102,6 +93,8 @@ def split_completion(ids: Sequence[int], step_tag_id: int, eos_id: int) -> tuple
     >>> split_completion([1], step_tag_id=9, eos_id=1)
     ([[]], [0], True)
     """
+    check_int(step_tag_id, "step_tag_id", "[0, inf)")  # a float id would match no token and split nothing
+    check_int(eos_id, "eos_id", "[0, inf)")
     steps: list[list[int]] = []
     ends: list[int] = []
     current: list[int] = []
@@ -129,6 +122,8 @@ def labelled_sample(problem: ArithmeticProblem, steps: Sequence[str], is_ended: 
                     **meta: Any) -> StepSample:
     """A policy sample labelled by ``track_steps`` and graded by ``graded_answer``; malformed is wrong.
 
+    ``is_ended`` is a bool and ``n_prefix_steps`` an int >= 0 (ValueError otherwise).
+
     Examples
     --------
     >>> from prm_core.tasks.arithmetic import Operation
@@ -137,6 +132,8 @@ def labelled_sample(problem: ArithmeticProblem, steps: Sequence[str], is_ended: 
     >>> s.labels, s.answer, s.meta["is_correct_answer"], s.meta["is_well_formed"]
     ((1.0,), None, False, False)
     """
+    check_bool(is_ended, "is_ended")
+    check_int(n_prefix_steps, "n_prefix_steps", "[0, inf)")
     steps = [step if step.strip() else EMPTY_STEP for step in steps] or [EMPTY_STEP]
     is_parsed = all(parse_step(step) is not None for step in steps)
     is_well_formed = is_ended and is_parsed
@@ -171,7 +168,7 @@ class LMPolicy:
 
     def __init__(self, model: Any, tokenizer: Any, sampling: SamplingConfig = SamplingConfig(),
                  device: str | torch.device | None = None) -> None:
-        from prm_core.encoding import StepEncoder
+        from prm_core.encoding import StepEncoder, control_tokens
 
         if not isinstance(sampling, SamplingConfig):
             raise TypeError(f"sampling has type {type(sampling).__name__}; pass a SamplingConfig.")
@@ -191,17 +188,28 @@ class LMPolicy:
         self.step_tag_id = self.encoder.step_tag_id
         self.eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
         self.pad_id = tokenizer.pad_token_id
+        self.control_texts = tuple(control_tokens(tokenizer))  # what a decoded step must not spell
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, sampling: SamplingConfig = SamplingConfig(),
                         device: str | torch.device | None = None) -> LMPolicy:
         """Load a causal LM and its tokenizer from a ``save_pretrained`` folder (a pretrained course
-        backbone saved as a base model gets its tied LM head from its input embeddings)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        backbone saved as a base model gets its tied LM head from its input embeddings).
+
+        Raises
+        ------
+        CorruptFileError
+            (a ValueError) naming the folder, when the tokenizer is missing or cannot be read, or the model's
+            weights are damaged, missing, unexpected or stored with a dtype their header lies about
+            (``checkpoints.load_pretrained``).
+        ValueError
+            When the model does not tie its LM head to its input embeddings.
+        """
+        from transformers import AutoModelForCausalLM
 
         with quiet_hf_progress():
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder)
+            tokenizer = load_tokenizer(folder, "LM policy")
+            model, _ = load_pretrained(AutoModelForCausalLM, folder, "LM policy")
         if not getattr(model.config, "tie_word_embeddings", False):
             raise ValueError(f"the model in {folder} does not tie its LM head to its input embeddings, so a base "
                              "model saved there would get an untrained head; save a *ForCausalLM instead.")
@@ -210,11 +218,20 @@ class LMPolicy:
         return cls(model.eval(), tokenizer, sampling, device)
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        out = Path(folder)
-        with quiet_hf_progress():
-            self.model.save_pretrained(out)
-            self.tokenizer.save_pretrained(out)
-        return out
+        """Save the model and tokenizer to ``folder`` (``from_pretrained`` reads it back).
+
+        Both are written beside ``folder`` first and renamed in with ``config.json`` last, so a
+        failure part-way leaves an earlier save there as it was.
+
+        Returns
+        -------
+        pathlib.Path
+            ``folder``.
+        """
+        with atomic_folder(folder, "config.json", merge=True) as tmp, quiet_hf_progress():
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return Path(folder)
 
     # -- prompts and decoding -------------------------------------------------------------------
     def prompt_ids(self, problem: ArithmeticProblem, prefix: Sequence[str] = ()) -> list[int]:
@@ -226,7 +243,16 @@ class LMPolicy:
         return encoded.input_ids if prefix else encoded.input_ids[: encoded.steps_start]
 
     def _steps_text(self, step_ids: list[list[int]]) -> list[str]:
-        return [self.tokenizer.decode(ids, skip_special_tokens=False).strip() for ids in step_ids]
+        """Each step's text; a control token the model wrote inside a step (padding, say) stands as
+        U+FFFD, which is neither a digit nor a full stop, so the step parses (or not) as the token's
+        own text would, stays visibly odd, and never spells a control token for the PRM to read."""
+        texts = []
+        for ids in step_ids:
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+            for control in self.control_texts:
+                text = text.replace(control, CONTROL_STANDIN)
+            texts.append(text.strip())
+        return texts
 
     @torch.no_grad()
     def generate_ids(self, prompts: Sequence[list[int]], seed: int, *, greedy: bool = False,
@@ -237,13 +263,21 @@ class LMPolicy:
         ``generate`` with its KV cache, left padding, temperature and top-p; stops at EOS (and at the
         step tag when ``stop_at_step``). ``seed`` seeds torch's generator for the whole call, so equal
         seeds and prompts give equal samples on CPU.
+
+        Raises
+        ------
+        ValueError
+            For a ``seed`` outside [0, 2**63), ``max_new_tokens`` that is not None or an int >= 1,
+            ``greedy`` or ``stop_at_step`` that is not a bool, or an empty prompt.
         """
         from tqdm.auto import tqdm
 
         cfg = self.sampling
         if max_new_tokens is not None:
-            _check_positive_int("max_new_tokens", max_new_tokens)
-        _check_seed(seed)
+            check_int(max_new_tokens, "max_new_tokens", "[1, inf)", "or None for the sampling config's budget")
+        check_seed(seed)
+        check_bool(greedy, "greedy")
+        check_bool(stop_at_step, "stop_at_step")
         if any(len(p) == 0 for p in prompts):
             raise ValueError("prompts holds an empty id list; build every prompt with prompt_ids.")
         budget = max_new_tokens or (cfg.max_step_tokens if stop_at_step else cfg.max_new_tokens)
@@ -273,7 +307,8 @@ class LMPolicy:
     def complete(self, problems: Sequence[ArithmeticProblem], n_samples: int, seed: int, *, greedy: bool = False,
                  show_progress: bool = False) -> list[Completion]:
         """``n_samples`` whole solutions per problem (problem-major) with their token ids, for RL."""
-        _check_positive_int("n_samples", n_samples)
+        check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
+        check_bool(greedy, "greedy")
         _check_problems(problems)
         prompts = [self.prompt_ids(p) for p in problems]
         repeated = [prompts[i] for i in range(len(problems)) for _ in range(n_samples)]
@@ -347,7 +382,7 @@ class LMPolicy:
                max_ops: int | None = None) -> StepSample:
         """One solution (``max_ops=None``) or one more step (``max_ops=1``) after ``prefix``; as
         ``NoisyPolicy.sample``, seeded from ``rng``. ``meta["is_finished"]`` says whether it ended."""
-        if max_ops not in (None, 1):
+        if max_ops is not None and (isinstance(max_ops, bool) or max_ops != 1 or not isinstance(max_ops, int)):
             raise ValueError(f"max_ops={max_ops!r} must be None (a whole solution) or 1 (one step).")
         if not isinstance(rng, random.Random):
             raise ValueError(f"rng is a {type(rng).__name__}; pass a random.Random, e.g. random.Random(0).")
@@ -386,23 +421,20 @@ class SFTConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.noisy_share, bool) or not isinstance(self.noisy_share, int | float) or not 0 <= self.noisy_share <= 1:
-            raise ValueError(f"noisy_share={self.noisy_share!r} must be in [0, 1]; 0 trains on error-free "
-                             "solutions only.")
+        check_probability(self.noisy_share, "noisy_share", "0 trains on error-free solutions only")
         for name in ("n_problems", "max_steps", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an int in [0, max_steps={self.max_steps}].")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r} must be an int, e.g. seed=0.")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, int | float) or not 0 < self.learning_rate < math.inf:
-            raise ValueError(f"learning_rate={self.learning_rate!r} must be a finite number > 0, e.g. 3e-3.")
+            check_int(getattr(self, name), name, "[1, inf)")
+        check_int(self.warmup_steps, "warmup_steps", f"[0, {self.max_steps}]", "at most max_steps")
+        check_seed(self.seed)
+        check_real(self.learning_rate, "learning_rate", "(0, inf)", "e.g. 3e-3")
+        check_fields(self)
 
 
 def sft_batch(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on the problem and padding).
 
-    ``rows`` are ``(ids, solution_start)``: the loss starts at the first solution token.
+    ``rows`` are ``(ids, solution_start)``: the loss starts at the first solution token, an int in
+    [0, len(ids)]; ``pad_id`` is an int >= 0 (ValueError otherwise).
 
     Examples
     --------
@@ -410,6 +442,11 @@ def sft_batch(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, t
     >>> b["labels"].tolist()
     [[-100, -100, 9, 1]]
     """
+    check_int(pad_id, "pad_id", "[0, inf)", "pass the tokenizer's pad_token_id")
+    if not rows:
+        raise ValueError("rows is empty; pass at least one (ids, solution_start) pair.")
+    for r, (ids, start) in enumerate(rows):
+        check_int(start, f"rows[{r}] solution_start", f"[0, {len(ids)}]", "the first solution token's index")
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)

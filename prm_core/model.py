@@ -8,7 +8,6 @@ so scoring encodes exactly as training did.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,10 @@ import torch
 from torch import nn
 
 from prm_core.backbones import quiet_hf_progress
+from prm_core.checkpoints import load_pretrained, load_tensors, load_tokenizer
+from prm_core.checks import check_fields, check_int, check_real
 from prm_core.encoding import StepEncoder
+from prm_core.files import CorruptFileError, atomic_folder, read_json, write_json
 
 CONFIG_FILE = "prm_config.json"
 HEAD_FILE = "head.safetensors"
@@ -37,10 +39,10 @@ class HeadConfig:
     use_lm_features: bool = False  # also feed the head how surprised the backbone's LM is by each step
 
     def __post_init__(self) -> None:
-        if self.hidden_size < 1 or self.mlp_size < 0:
-            raise ValueError(f"hidden_size={self.hidden_size} must be >= 1 and mlp_size={self.mlp_size} >= 0.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1).")
+        check_int(self.hidden_size, "hidden_size", "[1, inf)", "use backbone.config.hidden_size")
+        check_int(self.mlp_size, "mlp_size", "[0, inf)", "0 gives a linear head")
+        check_real(self.dropout, "dropout", "[0, 1)", "0.0 turns it off")
+        check_fields(self)
 
 
 @dataclass
@@ -173,44 +175,76 @@ class ProcessRewardModel(nn.Module):
         return step_surprise(lm_logits, input_ids, step_positions, steps_start)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write backbone + tokenizer (``save_pretrained``), head (safetensors) and a JSON config."""
+        """Write backbone + tokenizer (``save_pretrained``), head (safetensors) and a JSON config.
+
+        Everything is written beside ``directory`` first, then renamed in with ``prm_config.json``
+        last, so a failure part-way leaves an earlier checkpoint there as it was, and a folder
+        without its config is never taken for a whole one.
+
+        Returns
+        -------
+        pathlib.Path
+            ``directory``, for ``from_pretrained``.
+        """
         from safetensors.torch import save_file
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        with quiet_hf_progress():
-            self.backbone.save_pretrained(out / BACKBONE_DIR)
-            self.encoder.tokenizer.save_pretrained(out / BACKBONE_DIR)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        save_file(state, str(out / HEAD_FILE))
         config = {"kind": self.kind, "head": asdict(self.head_config), "encoder": self.encoder.config(),
                   "backbone": _backbone_fingerprint(self.backbone)}
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        return out
+        with atomic_folder(directory, CONFIG_FILE, merge=True) as tmp:
+            with quiet_hf_progress():
+                self.backbone.save_pretrained(tmp / BACKBONE_DIR)
+                self.encoder.tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+            state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+            save_file(state, str(tmp / HEAD_FILE))
+            write_json(tmp / CONFIG_FILE, config, indent=2)
+        return Path(directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **from_pretrained_kwargs: Any) -> ProcessRewardModel:
-        """Load a checkpoint written by ``save_pretrained``; refuses mismatched parts instead of guessing."""
-        from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
+        """Load a checkpoint written by ``save_pretrained``, every part verified before it is used.
+
+        The config must hold each key ``save_pretrained`` writes; the backbone must load with no
+        missing, unexpected or mismatched weight and tensors of the dtypes its header claims
+        (``checkpoints.load_pretrained``); the head must hold exactly the new head's tensors, of their
+        shapes and float dtype (``checkpoints.load_tensors``). ``from_pretrained_kwargs`` go to
+        ``AutoModel.from_pretrained`` (e.g. ``dtype``).
+
+        Raises
+        ------
+        CorruptFileError
+            (a ValueError) naming the folder and the fix, when the config is missing, not JSON or
+            lacks a key; the tokenizer cannot be read or lacks the step tag; the backbone is damaged
+            or is not the one the head was trained on; or the head file is missing or damaged.
+        """
+        from transformers import AutoModel
 
         src = Path(directory)
-        if not (src / CONFIG_FILE).exists():
-            raise ValueError(f"directory={str(src)!r} has no {CONFIG_FILE}; pass a folder written by "
-                             "ProcessRewardModel.save_pretrained.")
-        config = json.loads((src / CONFIG_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(src / BACKBONE_DIR)
+        if not (src / CONFIG_FILE).is_file():
+            raise CorruptFileError(f"directory={str(src)!r} has no {CONFIG_FILE}; pass a folder written by "
+                                   "ProcessRewardModel.save_pretrained (an interrupted save leaves none: save again).")
+        config = read_json(src / CONFIG_FILE, "PRM checkpoint config", required=("kind", "head", "encoder", "backbone"))
+        fix = f"{src} is damaged or was edited: save the checkpoint again (a cache entry is rebuilt when deleted)."
+        if not isinstance(config["encoder"], dict) or not isinstance(config["encoder"].get("step_tag"), str):
+            raise CorruptFileError(f"{src / CONFIG_FILE}: encoder={config['encoder']!r} must be a dict with a "
+                                   f"step_tag; {fix}")
+        if not (src / BACKBONE_DIR).is_dir():
+            raise CorruptFileError(f"PRM checkpoint {src} has no {BACKBONE_DIR}/ folder; {fix}")
+        tokenizer = load_tokenizer(src / BACKBONE_DIR, "PRM checkpoint backbone")
         tag = config["encoder"]["step_tag"]
         if tag not in tokenizer.get_vocab():
-            raise ValueError(f"the checkpoint's tokenizer lacks its step tag {tag!r}: it was saved without the "
-                             "tag or replaced; save the tokenizer the model was trained with.")
+            raise CorruptFileError(f"the checkpoint's tokenizer lacks its step tag {tag!r}: it was saved without the "
+                                   f"tag or replaced; save the tokenizer the model was trained with ({src}).")
         with quiet_hf_progress():
-            backbone = AutoModel.from_pretrained(src / BACKBONE_DIR, **from_pretrained_kwargs)
+            backbone, _ = load_pretrained(AutoModel, src / BACKBONE_DIR, "PRM checkpoint backbone",
+                                          **from_pretrained_kwargs)
         found = _backbone_fingerprint(backbone)
         if found != config["backbone"]:
-            raise ValueError(f"the backbone in {src / BACKBONE_DIR} ({found}) is not the one this head was trained "
-                             f"on ({config['backbone']}); load the matching backbone folder.")
-        encoder = StepEncoder(tokenizer, **config["encoder"])
-        model = cls(backbone, encoder, kind=config["kind"], head=HeadConfig(**config["head"]))
-        model.head.load_state_dict(load_file(str(src / HEAD_FILE)))
+            raise CorruptFileError(f"the backbone in {src / BACKBONE_DIR} ({found}) is not the one this head was "
+                                   f"trained on ({config['backbone']}); load the matching backbone folder.")
+        try:
+            encoder = StepEncoder(tokenizer, **config["encoder"])
+            model = cls(backbone, encoder, kind=config["kind"], head=HeadConfig(**config["head"]))
+        except (TypeError, ValueError) as err:
+            raise CorruptFileError(f"{src / CONFIG_FILE} holds settings this code cannot build ({err}); {fix}") from err
+        model.head.load_state_dict(load_tensors(src / HEAD_FILE, model.head.state_dict(), "PRM checkpoint head"))
         return model

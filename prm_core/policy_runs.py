@@ -7,7 +7,6 @@ the GPU check share them and each still runs on its own.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
@@ -17,6 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from prm_core.checks import (
+    check_choice,
+    check_fields,
+    check_int,
+    check_real_array,
+    check_seed,
+    config_from_mapping,
+)
 from prm_core.experiments import (
     CACHE_VERSION,
     CLEAN_POLICY,
@@ -26,13 +33,12 @@ from prm_core.experiments import (
     _hash,
     _model_key,
     _pretrain_key,
-    check_known_settings,
     default_device,
     pretrained_backbone,
     profile_section,
     trained_model,
 )
-from prm_core.files import atomic_folder
+from prm_core.files import cached, cached_file, read_json, write_json
 from prm_core.lm_policy import LMPolicy, SamplingConfig, SFTConfig, sft
 from prm_core.rl import REWARDS, RLConfig, evaluate_policy, train_rl
 from prm_core.tasks.arithmetic import ArithmeticProblem, ProblemConfig, make_problems
@@ -59,55 +65,37 @@ class PolicyRunConfig:
     reward_max_steps: int = 250  # optimizer steps of each (the standard models' other settings)
 
     def __post_init__(self) -> None:
-        for name in ("min_ops", "max_ops"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name}={value!r} must be an int.")
-        for name, kind in (("sft", SFTConfig), ("sampling", SamplingConfig), ("rl", RLConfig)):
-            if not isinstance(getattr(self, name), kind):
-                raise ValueError(f"{name} has type {type(getattr(self, name)).__name__}; pass a {kind.__name__} "
-                                 "(PolicyRunConfig.from_dict builds one from a mapping).")
+        for name in ("min_ops", "max_ops", "n_rl_problems", "n_eval_problems", "eval_samples", "n_reward_problems",
+                     "reward_samples_per_problem", "reward_max_steps"):
+            check_int(getattr(self, name), name, "[1, inf)")
+        if isinstance(self.seeds, int | str) or isinstance(self.rewards, int | str):
+            raise ValueError(f"seeds={self.seeds!r} and rewards={self.rewards!r} must be lists, e.g. seeds=[0, 1, 2].")
+        for i, seed in enumerate(self.seeds):
+            check_seed(seed, f"seeds[{i}]")
+        check_fields(self)  # sft, sampling and rl are configs (from_dict builds them from mappings)
         if len(set(self.rewards)) != len(self.rewards) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"rewards={list(self.rewards)!r} and seeds={list(self.seeds)!r} must not repeat.")
-        if not 1 <= self.min_ops <= self.max_ops:
+        if not self.min_ops <= self.max_ops:
             raise ValueError(f"min_ops={self.min_ops!r} and max_ops={self.max_ops!r} must satisfy 1 <= min_ops <= max_ops.")
         unknown = set(self.rewards) - set(REWARDS)
         if unknown or not self.rewards:
             raise ValueError(f"rewards={list(self.rewards)!r} must be a non-empty subset of {REWARDS}.")
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise ValueError(f"seeds={list(self.seeds)!r} must be a non-empty list of ints, e.g. [0, 1, 2].")
-        for name in ("n_rl_problems", "n_eval_problems", "eval_samples", "n_reward_problems",
-                     "reward_samples_per_problem", "reward_max_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+        if not self.seeds:
+            raise ValueError("seeds=() must hold at least one seed, e.g. [0, 1, 2].")
 
     @property
     def problem_config(self) -> ProblemConfig:
         return ProblemConfig(min_ops=self.min_ops, max_ops=self.max_ops)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PolicyRunConfig:
-        check_known_settings(cls, values, "rl")
-        base = cls()
-        nested = {"sft": SFTConfig, "sampling": SamplingConfig, "rl": RLConfig}
-        overrides = {}
-        for key, value in values.items():
-            if key in nested:
-                if not isinstance(value, dict):
-                    raise ValueError(f"rl.{key}={value!r} must be a mapping of settings, e.g. {{max_steps: 600}}.")
-                if key == "rl" and {"reward", "seed"} & set(value):
-                    raise ValueError("rl.rl sets reward or seed, which every run overrides; list them in rl.rewards "
-                                     "and rl.seeds instead.")
-                check_known_settings(nested[key], value, f"rl.{key}")
-                overrides[key] = replace(getattr(base, key), **value)
-            elif key in ("rewards", "seeds"):
-                if isinstance(value, (str, int)) or not hasattr(value, "__iter__"):
-                    raise ValueError(f"rl.{key}={value!r} must be a list, e.g. [0, 1, 2].")
-                overrides[key] = tuple(value)
-            else:
-                overrides[key] = value
-        return replace(base, **overrides)
+    def from_dict(cls, values: dict[str, Any], section: str = "rl") -> PolicyRunConfig:
+        """The config from a params file's ``rl`` section (``sft``, ``sampling`` and ``rl`` are mappings
+        of their configs' settings; ``rewards`` and ``seeds`` lists); errors name the section and key."""
+        inner = values.get("rl") if isinstance(values, dict) else None
+        if isinstance(inner, dict) and {"reward", "seed"} & set(inner):
+            raise ValueError(f"{section}.rl sets reward or seed, which every run overrides; list them in "
+                             f"{section}.rewards and {section}.seeds instead.")
+        return config_from_mapping(cls, values, section)
 
 
 def load_policy_runs(profile: str, params_dir: Path = PARAMS_DIR) -> PolicyRunConfig:
@@ -156,28 +144,30 @@ def on_policy_models(experiment: ExperimentConfig, runs: PolicyRunConfig,
     """A PRM and an ORM trained like the standard ones (same pretrained backbone, head and loss), but on
     the SFT policy's own exactly labelled solutions of train-side problems, for ``reward_max_steps``
     steps; validated on its solutions of other train-side problems. Cached like every model."""
-    from prm_core.experiments import _save, new_model
-    from prm_core.model import ProcessRewardModel
+    from prm_core.experiments import TRAIN_INFO, _load_model, _save, new_model
     from prm_core.training import train
 
     key = {"policy": _policy_key(experiment, runs), "n": runs.n_reward_problems, "k": runs.reward_samples_per_problem,
            "steps": runs.reward_max_steps, "sampling": asdict(runs.sampling)}
     models = {}
-    data = None
+    data = []  # the policy's (train, validation) samples, drawn once for both kinds, only when one is built
+
+    def build(tmp: Path, kind: str) -> None:
+        if not data:
+            policy, _ = sft_policy(experiment, runs, cache_dir)
+            problems = make_problems(runs.n_reward_problems + 200, seed=experiment.seed + 203,
+                                     config=runs.problem_config, split="train")
+            data.extend([policy.sample_many(problems[:-200], runs.reward_samples_per_problem, seed=experiment.seed + 204),
+                         policy.sample_many(problems[-200:], 2, seed=experiment.seed + 205)])
+        backbone_path, _ = pretrained_backbone(experiment, cache_dir)
+        model = new_model(backbone_path, experiment, kind)
+        config = replace(getattr(experiment, kind), max_steps=runs.reward_max_steps, seed=experiment.seed)
+        _save(model, train(model, data[0], data[1], config, kind=kind), tmp)
+
     for kind in ("prm", "orm"):
         folder = _experiment_dir(cache_dir) / f"onpolicy-{kind}-{_hash(key | {'train': _model_key(experiment, kind)})}"
-        if not (folder / "train_result.json").exists():
-            if data is None:
-                policy, _ = sft_policy(experiment, runs, cache_dir)
-                problems = make_problems(runs.n_reward_problems + 200, seed=experiment.seed + 203,
-                                         config=runs.problem_config, split="train")
-                data = (policy.sample_many(problems[:-200], runs.reward_samples_per_problem, seed=experiment.seed + 204),
-                        policy.sample_many(problems[-200:], 2, seed=experiment.seed + 205))
-            backbone_path, _ = pretrained_backbone(experiment, cache_dir)
-            model = new_model(backbone_path, experiment, kind)
-            config = replace(getattr(experiment, kind), max_steps=runs.reward_max_steps, seed=experiment.seed)
-            _save(model, train(model, data[0], data[1], config, kind=kind), folder)
-        models[kind] = ProcessRewardModel.from_pretrained(folder).to(default_device()).eval()
+        models[kind] = cached(folder, TRAIN_INFO, lambda tmp, kind=kind: build(tmp, kind), _load_model,
+                              f"on-policy {kind}")[0]
     return models
 
 
@@ -192,17 +182,28 @@ def _policy_folder(experiment: ExperimentConfig, runs: PolicyRunConfig, cache_di
 
 def sft_policy(experiment: ExperimentConfig, runs: PolicyRunConfig,
                cache_dir: str | os.PathLike | None = None) -> tuple[LMPolicy, dict[str, Any]]:
-    """The SFT policy of a profile (trained and cached on first use) and its training info."""
-    folder = _policy_folder(experiment, runs, cache_dir)
-    if not (folder / "sft_result.json").exists():
+    """The SFT policy of a profile (trained and cached on first use) and its training info.
+
+    An entry that is incomplete, or whose policy or ``sft_result.json`` cannot be read back, is
+    trained again once (``files.cached``).
+    """
+
+    def build(tmp: Path) -> None:
         backbone_path, _ = pretrained_backbone(experiment, cache_dir)
         policy = LMPolicy.from_pretrained(backbone_path, runs.sampling, default_device())
         info = sft(policy, sft_samples(experiment, runs), runs.sft)
-        with atomic_folder(folder) as tmp:
-            policy.save_pretrained(tmp)
-            (tmp / "sft_result.json").write_text(json.dumps(info, indent=2))
+        policy.save_pretrained(tmp)
+        write_json(tmp / "sft_result.json", info, indent=2)
+
+    return cached(_policy_folder(experiment, runs, cache_dir), "sft_result.json", build,
+                  lambda entry: _load_policy(entry, runs, "sft_result.json", ("train_seconds",)), "SFT policy")
+
+
+def _load_policy(folder: Path, runs: PolicyRunConfig, info_file: str,
+                 required: Sequence[str] = ()) -> tuple[LMPolicy, dict[str, Any]]:
+    """A cached policy entry, verified (``LMPolicy.from_pretrained``), and its result JSON."""
     return (LMPolicy.from_pretrained(folder, runs.sampling, default_device()),
-            json.loads((folder / "sft_result.json").read_text()))
+            read_json(folder / info_file, "policy result", required))
 
 
 def policy_profile(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: int = 0,
@@ -210,11 +211,13 @@ def policy_profile(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: in
     """The SFT policy's held-out accuracy and well-formed share (cached with the policy)."""
     policy, info = sft_policy(experiment, runs, cache_dir)
     path = _policy_folder(experiment, runs, cache_dir) / f"eval-{_hash([_eval_key(runs), seed])}.json"
-    if not path.exists():
-        result = evaluate_policy(policy, eval_problems(experiment, runs), seed=_eval_seed(seed),
-                                 n_samples=runs.eval_samples)
-        path.write_text(json.dumps(result))
-    return json.loads(path.read_text()) | {"sft_seconds": info["train_seconds"]}
+
+    def build(tmp: Path) -> None:
+        write_json(tmp, evaluate_policy(policy, eval_problems(experiment, runs), seed=_eval_seed(seed),
+                                        n_samples=runs.eval_samples))
+
+    return cached_file(path, build, lambda p: read_json(p, "policy evaluation"), "policy evaluation") | {
+        "sft_seconds": info["train_seconds"]}
 
 
 def _eval_seed(seed: int) -> int:
@@ -233,7 +236,8 @@ def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, see
     if reward != "outcome":
         key["verifier"] = _model_key(experiment, "orm" if reward == "orm" else "prm")
     folder = _experiment_dir(cache_dir) / f"rl-{reward}-{_hash(key)}"
-    if not (folder / "rl_result.json").exists():
+
+    def build(tmp: Path) -> None:
         from prm_core.verification import Verifier
 
         policy, _ = sft_policy(experiment, runs, cache_dir)
@@ -245,11 +249,11 @@ def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, see
         result = train_rl(policy, rl_problems(experiment, runs), eval_problems(experiment, runs), config, verifiers,
                           eval_samples=runs.eval_samples,
                           initial_eval={k: v for k, v in start.items() if k != "sft_seconds"})
-        with atomic_folder(folder) as tmp:
-            policy.save_pretrained(tmp)
-            (tmp / "rl_result.json").write_text(json.dumps(asdict(result)))
-    return (LMPolicy.from_pretrained(folder, runs.sampling, default_device()),
-            json.loads((folder / "rl_result.json").read_text()))
+        policy.save_pretrained(tmp)
+        write_json(tmp / "rl_result.json", asdict(result))
+
+    return cached(folder, "rl_result.json", build, lambda entry: _load_policy(entry, runs, "rl_result.json"),
+                  f"RL run ({reward}, seed {seed})")
 
 
 def rl_summary(experiment: ExperimentConfig, runs: PolicyRunConfig,
@@ -284,19 +288,60 @@ def rl_results(experiment: ExperimentConfig, runs: PolicyRunConfig,
             for reward in runs.rewards}
 
 
+_PER_PROBLEM_KEYS = ("per_problem", "greedy_per_problem")
+
+
+def _check_results(results: Any) -> None:
+    if not isinstance(results, dict) or not results:
+        raise ValueError(f"results={results!r} must be rl_results' non-empty dict of reward -> RLResult dicts.")
+
+
+def _runs_of(results: dict[str, list[dict[str, Any]]], reward: str) -> list[dict[str, Any]]:
+    """``results[reward]``: a non-empty list of ``RLResult`` dicts with evals, or a ValueError naming what is missing."""
+    _check_results(results)
+    if reward not in results:
+        raise ValueError(f"reward={reward!r} has no runs in results; it has {sorted(results)}.")
+    runs = results[reward]
+    if isinstance(runs, dict) or not isinstance(runs, Sequence) or not runs:
+        raise ValueError(f"results[{reward!r}] must be a non-empty list of RLResult dicts (one per seed).")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or not run.get("evals") or "updates" not in run:
+            raise ValueError(f"results[{reward!r}][{i}] must be an RLResult dict with 'evals' (at least one row) "
+                             "and 'updates'; pass asdict(train_rl(...)) or rl_results(...).")
+        if len(run["evals"]) != len(runs[0]["evals"]):
+            raise ValueError(f"results[{reward!r}] holds runs with {len(runs[0]['evals'])} and {len(run['evals'])} "
+                             "eval rows; average seeds of one schedule only.")
+    return list(runs)
+
+
 def _seed_mean(results: list[dict[str, Any]], row: int, key: str) -> np.ndarray:
     """(P,): per held-out problem, the accuracy at eval row ``row`` averaged over seeds."""
-    return np.mean([np.asarray(r["evals"][row][key]) for r in results], axis=0)
+    check_choice(key, "key", _PER_PROBLEM_KEYS)
+    rows = [check_real_array(r["evals"][row].get(key, []), f"evals[{row}][{key!r}]",
+                             fix="pass evaluate_policy's per-problem accuracies") for r in results]
+    if any(r.ndim != 1 or r.size == 0 or r.shape != rows[0].shape for r in rows):
+        raise ValueError(f"evals[{row}][{key!r}] must hold one accuracy per held-out problem, the same problems for "
+                         f"every seed; got shapes {[r.shape for r in rows]}.")
+    return np.mean(rows, axis=0)
 
 
 def rl_curves(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per reward: held-out accuracy and greedy accuracy against updates, the mean over seeds with a 95%
     bootstrap interval over problems; the training reward, training-batch accuracy and KL per update
-    (mean over seeds)."""
+    (mean over seeds).
+
+    Raises
+    ------
+    ValueError
+        For results that are not a non-empty dict of reward -> non-empty list of ``RLResult`` dicts
+        with the same eval schedule and finite per-problem accuracies.
+    """
     from prm_core.metrics import bootstrap_ci
 
+    _check_results(results)
     out = {}
-    for reward, per_seed in results.items():
+    for reward in results:
+        per_seed = _runs_of(results, reward)
         curve: dict[str, Any] = {"update": [row["update"] for row in per_seed[0]["evals"]]}
         for name, key in (("accuracy", "per_problem"), ("greedy_accuracy", "greedy_per_problem")):
             points = []
@@ -316,24 +361,43 @@ def rl_curves(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
 
 def rl_gain(results: dict[str, list[dict[str, Any]]], reward: str, key: str = "per_problem") -> dict[str, float]:
     """Held-out accuracy after the last update minus before the first, per problem (mean over seeds),
-    with its paired 95% bootstrap interval. ``key``: "per_problem" (one sample) or "greedy_per_problem"."""
+    with its paired 95% bootstrap interval. ``key``: "per_problem" (one sample) or "greedy_per_problem".
+    A ValueError names a reward without runs, a bad key, or runs whose evals do not line up."""
     from prm_core.metrics import paired_difference
 
-    return paired_difference(_seed_mean(results[reward], -1, key), _seed_mean(results[reward], 0, key))
+    runs = _runs_of(results, reward)
+    return paired_difference(_seed_mean(runs, -1, key), _seed_mean(runs, 0, key))
 
 
 def rl_difference(results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str = "per_problem") -> dict[str, float]:
-    """Final held-out accuracy of reward ``a``'s runs minus ``b``'s, paired by problem (means over seeds)."""
+    """Final held-out accuracy of reward ``a``'s runs minus ``b``'s, paired by problem (means over seeds).
+    A ValueError names a reward without runs, a bad key, or held-out problems that differ."""
     from prm_core.metrics import paired_difference
 
-    return paired_difference(_seed_mean(results[a], -1, key), _seed_mean(results[b], -1, key))
+    return paired_difference(_seed_mean(_runs_of(results, a), -1, key), _seed_mean(_runs_of(results, b), -1, key))
 
 
 def step_auroc_ci(scores: Any, samples: Sequence[Any]) -> dict[str, float]:
     """Step AUROC of ``scores`` (a ``StepScores``) against the samples' exact labels, with a 95%
-    bootstrap interval that resamples whole problems (``meta["problem_id"]``)."""
-    from prm_core.metrics import bootstrap_statistic_ci, step_auroc
+    bootstrap interval that resamples whole problems (``meta["problem_id"]``).
 
+    Raises
+    ------
+    ValueError
+        When ``scores`` is not a ``StepScores`` with one row per sample, or a sample lacks labels or
+        ``meta["problem_id"]``.
+    """
+    from prm_core.metrics import bootstrap_statistic_ci, step_auroc
+    from prm_core.verification import StepScores
+
+    if not isinstance(scores, StepScores):
+        raise ValueError(f"scores is a {type(scores).__name__}; pass the StepScores of Verifier.score_steps(samples).")
+    if isinstance(samples, str) or not isinstance(samples, Sequence) or len(samples) != len(scores.scores):
+        raise ValueError(f"samples has {len(samples) if isinstance(samples, Sequence) else 'no'} entries for "
+                         f"{len(scores.scores)} scored solutions; pass the samples that were scored, in order.")
+    for i, s in enumerate(samples):
+        if getattr(s, "labels", None) is None or "problem_id" not in getattr(s, "meta", {}):
+            raise ValueError(f"samples[{i}] has no labels or no meta['problem_id']; pass labelled policy samples.")
     per_sample = scores.per_sample()
     flat = np.concatenate([np.asarray(row) for row in per_sample])
     labels = np.concatenate([np.asarray(s.labels[: len(row)], dtype=float) for s, row in zip(samples, per_sample, strict=True)])

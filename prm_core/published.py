@@ -39,7 +39,11 @@ from typing import Any
 
 import torch
 
+from prm_core.checkpoints import load_pretrained
+from prm_core.checks import check_int
 from prm_core.data import StepSample
+from prm_core.encoding import check_text_has_no_control_tokens, control_tokens
+from prm_core.files import atomic_folder, read_json, write_json
 from prm_core.verification import StepScores
 
 CONVENTIONS: tuple[str, ...] = ("token_logits", "token_classification", "qwen_prm")
@@ -136,17 +140,6 @@ class PublishedPRM:
                                  f"num_labels={labels}.")
 
     # -- encoding --------------------------------------------------------------------------------
-    def _check_text(self, sample: StepSample) -> None:
-        if self.convention == "token_classification":
-            return
-        tag = self.options["step_tag"]
-        for k, step in enumerate(sample.steps):
-            if tag in step:
-                raise ValueError(f"steps[{k}] contains the step tag {tag!r}, which would add a step the solution "
-                                 "does not have; remove it from the text.")
-        if tag in sample.problem:
-            raise ValueError(f"the problem contains the step tag {tag!r}; remove it from the text.")
-
     def _text(self, sample: StepSample) -> tuple[str, list[int]]:
         """The whole text the model reads and the character index just past each step's tag."""
         steps = [s.strip() for s in sample.steps]
@@ -210,11 +203,13 @@ class PublishedPRM:
         """Token ids and the position of each step's score; steps whose position is past
         ``max_length`` are dropped and counted (the model is causal: the kept scores do not change).
 
-        Raises ``ValueError`` when not even the first step fits, a text holds the tag, or a tag does
-        not come out as its own token."""
+        Raises ``ValueError`` when not even the first step fits, a text holds the tag or another
+        control token of the tokenizer (``prm_core.encoding``'s policy), or a tag does not come out as
+        its own token."""
         if not isinstance(sample, StepSample):
             raise ValueError(f"sample is a {type(sample).__name__}; pass a StepSample.")
-        self._check_text(sample)
+        # the course's one policy for control-token text (prm_core.encoding): refused, tag included
+        check_text_has_no_control_tokens(sample, control_tokens(self.tokenizer, self.options.get("step_tag")))
         if self.convention == "token_classification":
             ids, positions = self._encode_pieces(sample)
         else:
@@ -261,8 +256,7 @@ class PublishedPRM:
         """
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one solution to score.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be an int >= 1.")
+        check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
         device = torch.device(device) if device is not None else next(self.model.parameters()).device
         encoded = [self.encode(s) for s in samples]
         width = max(len(e.positions) for e in encoded)
@@ -337,6 +331,9 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     ValueError
         An unknown convention or option, a tag or label token that is not one token, a model whose
         head does not fit the convention, or remote code not allowed.
+    CorruptFileError
+        (a ValueError) naming the folder, when a local folder's weights are cut short, have the wrong
+        shape, or are stored with a dtype their header lies about.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention={convention!r} must be one of {list(CONVENTIONS)}.")
@@ -368,10 +365,11 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
                          "next-token logits; for a classifier use 'token_classification' or 'qwen_prm'.")
     from prm_core.backbones import quiet_hf_progress
 
-    # A local folder loads in a blink; a hub download keeps transformers' progress bar.
+    # A local folder loads in a blink; a hub download keeps transformers' progress bar. A local
+    # folder's weight headers are checked too (a cut file, a dtype that lies: checkpoints.load_pretrained).
     with quiet_hf_progress() if Path(name_or_path).is_dir() else contextlib.nullcontext():
-        model, info = _model_class(convention, config, trust).from_pretrained(name_or_path, output_loading_info=True,
-                                                                              **kwargs)
+        model, info = load_pretrained(_model_class(convention, config, trust), name_or_path,
+                                      f"published PRM (convention={convention!r})", strict=False, **kwargs)
     missing = [k for k in info.get("missing_keys", ()) if "rotary" not in k]
     if missing:  # e.g. a base LM read as a classifier: its head would be random, every score noise
         raise ValueError(f"{name_or_path} has no weights for {sorted(missing)[:4]}, which convention={convention!r} "
@@ -405,7 +403,6 @@ def save_tiny_published_prm(folder: str | Path, convention: str, tokenizer: Any,
         The folder, for ``load_published_prm(folder, convention)``.
     """
     import copy
-    import json
 
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2ForTokenClassification
 
@@ -427,17 +424,17 @@ def save_tiny_published_prm(folder: str | Path, convention: str, tokenizer: Any,
         model = (Qwen2ForCausalLM if convention == "token_logits" else Qwen2ForTokenClassification)(config)
     from prm_core.backbones import quiet_hf_progress
 
-    folder = Path(folder)
-    with quiet_hf_progress():
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-    if remote_code:
-        (folder / "modeling_tiny_prm.py").write_text(_TINY_REMOTE_CODE)
-        saved = json.loads((folder / "config.json").read_text())
-        saved.update(auto_map={"AutoModel": "modeling_tiny_prm.TinyProcessRewardModel"},
-                     architectures=["TinyProcessRewardModel"])
-        (folder / "config.json").write_text(json.dumps(saved, indent=2))
-    return folder
+    with atomic_folder(folder, "config.json", merge=True) as tmp:  # config.json last: a failure keeps the old one
+        with quiet_hf_progress():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        if remote_code:
+            (tmp / "modeling_tiny_prm.py").write_text(_TINY_REMOTE_CODE)
+            saved = read_json(tmp / "config.json", "model config")
+            saved.update(auto_map={"AutoModel": "modeling_tiny_prm.TinyProcessRewardModel"},
+                         architectures=["TinyProcessRewardModel"])
+            write_json(tmp / "config.json", saved, indent=2)
+    return Path(folder)
 
 
 _TINY_CHAT_TEMPLATE = (

@@ -11,7 +11,6 @@ everything that made it. The ``gpu`` profile runs the same sweeps at the standar
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from prm_core.checks import check_int, check_seed, config_from_mapping
 from prm_core.data import StepSample
 from prm_core.experiments import (
     PARAMS_DIR,
@@ -27,16 +27,14 @@ from prm_core.experiments import (
     ExperimentConfig,
     _experiment_dir,
     _hash,
-    _load_scores,
     _pretrain_key,
-    _save_scores,
-    check_known_settings,
     new_model,
     pretrained_backbone,
     profile_section,
     relabelled,
 )
-from prm_core.files import atomic_folder
+from prm_core.files import cached, read_json, write_json
+from prm_core.score_files import load_scores, save_scores
 
 # name -> (side of the standard setting, side of the change, the change). A change names a field of
 # ExperimentConfig (the head) or of TrainConfig (the loss).
@@ -74,19 +72,28 @@ class SweepConfig:
         if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
             raise ValueError(f"train_sizes={sizes!r} must be distinct positive ints, smallest first, "
                              "e.g. (200, 500, 1000, 2000).")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r} must be distinct ints >= 0, at least one, e.g. (0, 1).")
-        for name, lowest in (("max_steps", 1), ("batch_size", 1), ("n_bon_problems", 1), ("ablation_train_size", 1),
-                             ("ablation_seed", 0)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < lowest:
-                raise ValueError(f"{name}={value!r} must be an int >= {lowest}.")
-            object.__setattr__(self, name, int(value))
+        for i, seed in enumerate((*self.seeds, self.ablation_seed)):
+            check_seed(seed, f"seeds[{i}]" if i < len(self.seeds) else "ablation_seed")
+        for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size", "ablation_seed"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, "[0, inf)" if name == "ablation_seed"
+                                                     else "[1, inf)"))
+
+    def check_fits(self, config: ExperimentConfig) -> None:
+        """Raise now, not after the standard models have trained, when the sweep asks for more training
+        solutions than the profile samples (``n_train_problems * samples_per_train_problem``)."""
+        available = config.n_train_problems * config.samples_per_train_problem
+        for name, size in (("train_sizes", max(self.train_sizes)), ("ablation_train_size", self.ablation_train_size)):
+            if size > available:
+                raise ValueError(f"sweeps.{name} asks for {size} training solutions but the experiment samples "
+                                 f"{available} (n_train_problems={config.n_train_problems} x samples_per_train_problem="
+                                 f"{config.samples_per_train_problem}); lower {name} or sample more.")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SweepConfig:
-        check_known_settings(cls, values, "sweep")
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any], section: str = "sweeps") -> SweepConfig:
+        """The config from a params file's ``sweeps`` section; errors name the section and key."""
+        return config_from_mapping(cls, values, section)
 
 
 def _is_int(value: Any) -> bool:
@@ -150,7 +157,15 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
     the model's ``TrainConfig`` (``pos_weight``, ``lm_loss_weight``, ...). ``labels`` relabels the
     training subset (``experiments.relabelled``: "outcome", "mc_hard", "mc_soft" with ``n_rollouts``);
     validation and test keep the exact labels. Only the scores and the train info are kept, not
-    the weights.
+    the weights. An entry that is incomplete, or whose files cannot be read back, is trained again
+    once (``files.cached``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind`` or ``change`` field.
+    CorruptFileError
+        When the entry is still unreadable after it was rebuilt once.
     """
     from prm_core.training import TrainConfig, train
     from prm_core.verification import Verifier
@@ -169,7 +184,10 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
     if "use_lm_features" in head_change and not isinstance(head_change["use_lm_features"], bool):
         raise ValueError(f"change['use_lm_features']={head_change['use_lm_features']!r} must be True or False.")
     folder = _sweep_dir(config, sweep, kind, n_train, seed, change, labels, n_rollouts, data, cache_dir)
-    if not (folder / "train_result.json").exists():
+    n_bon = min(sweep.n_bon_problems, config.n_bon_problems) * config.n_bon_samples
+    parts = {"val": data.val, "test": data.test, "bon": data.bon[:n_bon]}
+
+    def build(tmp: Path) -> None:
         # the sweep's own loop shows the progress; one bar per short run would bury it
         train_config = replace(getattr(config, kind), max_steps=sweep.max_steps, batch_size=sweep.batch_size,
                                eval_every=0, checkpoint_dir=None, seed=seed, show_progress=False, **train_change)
@@ -178,19 +196,20 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
         subset = relabelled(config, train_subset(data.train, n_train, seed), labels, n_rollouts, show_progress=False,
                             cache_dir=cache_dir)
         result = train(model, subset, config=train_config, kind=kind)
-        n_bon = min(sweep.n_bon_problems, config.n_bon_problems) * config.n_bon_samples
         verifier = Verifier(model)
-        scores = {kind: {part: verifier.score_steps(samples) for part, samples in
-                         (("val", data.val), ("test", data.test), ("bon", data.bon[:n_bon]))}}
-        with atomic_folder(folder) as tmp:
-            _save_scores(scores, tmp / "scores.safetensors")
-            info = {k: v for k, v in asdict(result).items() if k not in ("history", "eval_history")}
-            (tmp / "train_result.json").write_text(json.dumps(info, indent=2, default=str))
-    info = json.loads((folder / "train_result.json").read_text())
-    parts = {"val": data.val, "test": data.test, "bon": data.bon[: min(sweep.n_bon_problems, config.n_bon_problems)
-                                                                   * config.n_bon_samples]}
-    saved = folder / "scores.safetensors"
-    return _load_scores(saved, parts, lambda: new_model(pretrained_backbone(config, cache_dir)[0], config, kind).encoder)[kind], info
+        save_scores({kind: {part: verifier.score_steps(samples) for part, samples in parts.items()}},
+                     tmp / "scores.safetensors")
+        info = {k: v for k, v in asdict(result).items() if k not in ("history", "eval_history")}
+        write_json(tmp / "train_result.json", info, indent=2, default=str)
+
+    def encoder() -> Any:  # only for a scores file from before truncation was recorded
+        return new_model(pretrained_backbone(config, cache_dir)[0], config, kind).encoder
+
+    def load(entry: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (load_scores(entry / "scores.safetensors", parts, encoder, (kind,))[kind],
+                read_json(entry / "train_result.json", "sweep train info"))
+
+    return cached(folder, "train_result.json", build, load, f"sweep {kind} (n={n_train}, seed {seed})")
 
 
 def data_efficiency(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,

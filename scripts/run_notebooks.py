@@ -11,15 +11,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _strip_run_metadata(path: Path) -> None:
-    """Drop papermill's paths and timings, so committed notebooks hold no machine-specific metadata."""
+    """Drop papermill's paths and timings, so committed notebooks hold no machine-specific metadata.
+
+    The notebook is rewritten atomically (``prm_core.files.write_text``), as ``nbformat.write``
+    would write it, so a failure leaves the executed notebook as it was.
+    """
     import nbformat
+
+    from prm_core.files import write_text
 
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-    nbformat.write(nb, path)
+    text = nbformat.writes(nb)
+    write_text(path, text if text.endswith("\n") else text + "\n")  # nbformat.write ends the file with a newline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     import papermill as pm
     import yaml
 
+    from prm_core.files import atomic_file
+
     # Only the upper-case keys are notebook parameters; the rest of the file configures experiments.
     parameters = {k: v for k, v in (yaml.safe_load(params_file.read_text()) or {}).items() if k.isupper()}
     if args.in_place:
@@ -54,14 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         target = path if args.in_place else args.out / path.name
         print(f"running {path.name} (profile {args.profile}) ...", flush=True)
         try:
-            pm.execute_notebook(str(path), str(target), parameters=parameters,
-                                cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+            if args.in_place:  # a committed notebook is replaced only by a whole, successful run
+                with atomic_file(path) as tmp:
+                    pm.execute_notebook(str(path), str(tmp), parameters=parameters,
+                                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+                    _strip_run_metadata(tmp)
+            else:  # a build copy: a failed run stays there, to show where it stopped
+                pm.execute_notebook(str(path), str(target), parameters=parameters,
+                                    cwd=str(path.parent), kernel_name="python3", progress_bar=False)
         except pm.PapermillExecutionError as err:
             print(f"FAILED: {path} in cell {err.cell_index} (execution count {err.exec_count}): "
                   f"{err.ename}: {err.evalue}", file=sys.stderr)
             return 1
-        if args.in_place:
-            _strip_run_metadata(target)
         print(f"  ok in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
     return 0
 

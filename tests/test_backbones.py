@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from prm_core import backbones
-from prm_core.backbones import PROFILES, CourseTinyConfig, course_tiny_dir, load_backbone
+from prm_core.backbones import MARKER, PROFILES, CourseTinyConfig, course_tiny_dir, load_backbone
 
 
 def test_course_tiny_is_a_qwen2_model_of_the_cpu_profile_size(course_backbone):
@@ -88,19 +90,77 @@ def test_course_tiny_config_bad_values_raise(kwargs, match):
         CourseTinyConfig(**kwargs)
 
 
-def test_atomic_file_appears_whole_or_not_at_all(tmp_path):
-    import numpy as np
+# ---------------------------------------------------------------- the course-tiny cache entry
 
-    from prm_core.files import atomic_file
 
-    final = tmp_path / "sub" / "hits.npz"
-    with atomic_file(final) as tmp:
-        np.savez(tmp, x=np.arange(3))  # numpy keeps a path that already ends in .npz
-        assert not final.exists()
-    assert np.load(final)["x"].tolist() == [0, 1, 2]
-    broken = tmp_path / "sub" / "broken.npz"
-    with pytest.raises(RuntimeError, match="interrupted"), atomic_file(broken) as tmp:
-        tmp.write_bytes(b"half")
-        raise RuntimeError("interrupted")
-    assert not broken.exists()
-    assert sorted(p.name for p in final.parent.iterdir()) == ["hits.npz"]  # no temporary left behind
+@pytest.fixture
+def tiny_cache(tiny_backbone, tmp_path):
+    """(config, cache_dir, folder): a private copy of the session's tiny course backbone cache entry."""
+    import shutil
+
+    from tests.conftest import TINY_PROFILE_KWARGS
+
+    config = CourseTinyConfig(**TINY_PROFILE_KWARGS)
+    folder = course_tiny_dir(config, tmp_path)
+    shutil.copytree(course_tiny_dir(config, tiny_backbone[2]), folder)
+    return config, tmp_path, folder
+
+
+@pytest.fixture
+def count_builds(monkeypatch):
+    """The list of folders ``build_course_tiny`` was called on from now on (it still builds)."""
+    calls, real = [], backbones.build_course_tiny
+    monkeypatch.setattr(backbones, "build_course_tiny", lambda config, out: (calls.append(out), real(config, out))[1])
+    return calls
+
+
+def test_load_backbone_cached_folder_without_marker_is_rebuilt_once_and_repaired(tiny_cache, count_builds, caplog):
+    import logging
+
+    config, cache, folder = tiny_cache
+    (folder / MARKER).unlink()  # what an older, non-atomic build left when interrupted
+    with caplog.at_level(logging.WARNING, logger="prm_core.files"):
+        load_backbone("course-tiny", profile=config, cache_dir=cache)
+    assert len(count_builds) == 1 and f"incomplete (no {MARKER})" in caplog.text
+    assert (folder / MARKER).is_file()  # repaired, not dropped
+    load_backbone("course-tiny", profile=config, cache_dir=cache)
+    assert len(count_builds) == 1  # the second call loads without building
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no temporary left
+
+
+def test_ensure_course_tiny_cut_weights_are_rebuilt_once(tiny_cache, count_builds):
+    config, cache, folder = tiny_cache
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    assert backbones.ensure_course_tiny(config, cache) == folder
+    assert len(count_builds) == 1 and weights.read_bytes() == good  # the seeded build gives the same bytes
+    backbones.ensure_course_tiny(config, cache)
+    assert len(count_builds) == 1
+
+
+def test_build_course_tiny_failure_part_way_keeps_the_old_folder(tiny_cache, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.test_files import leftovers, snapshot
+
+    config, _, folder = tiny_cache
+    before = snapshot(folder)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", fail)  # after the model is written
+    with pytest.raises(OSError, match="No space"):
+        backbones.build_course_tiny(replace(config, seed=1), folder)
+    assert snapshot(folder) == before and leftovers(folder.parent) == []
+
+
+def test_ensure_course_tiny_weights_header_claiming_i32_are_rebuilt_once(tiny_cache, count_builds):
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    config, cache, folder = tiny_cache
+    rewrite_header(folder / "model.safetensors", lie_about_dtype("norm.weight"))
+    backbones.ensure_course_tiny(config, cache)
+    backbones.ensure_course_tiny(config, cache)
+    assert len(count_builds) == 1

@@ -167,3 +167,16 @@ def test_tag_position_reference_agrees_with_the_step_encoder(tiny_backbone):
         encoded = encoder.encode(sample)
         counts = [len(tokenizer(step, add_special_tokens=False)["input_ids"]) for step in sample.steps]
         assert reference(encoded.steps_start, counts) == encoded.step_positions
+
+
+def test_make_exercises_full_disk_half_way_keeps_the_old_exercise_notebook(tmp_path, monkeypatch):
+    from prm_core.classroom import instructor_notebooks
+    from tests.test_files import fill_disk_half_way, leftovers
+
+    first = tmp_path / instructor_notebooks()[0].name  # the first exercise notebook make_exercises writes
+    first.write_text("an old student copy\n", encoding="utf-8")  # stale, so it is written again
+    fill_disk_half_way(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        make_exercises(tmp_path)
+    monkeypatch.undo()
+    assert first.read_text(encoding="utf-8") == "an old student copy\n" and leftovers(tmp_path) == []

@@ -1,9 +1,10 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from prm_core import experiments
+from prm_core import experiments, score_files
 from prm_core.evaluation import answer_arrays, first_errors, padded_labels, summarize_best_of_n
 from prm_core.experiments import (
     ExperimentConfig,
@@ -43,8 +44,8 @@ def test_load_profile_reads_the_params_file(profile):
     assert config.n_test_problems * config.samples_per_test_problem == 2000
 
 
-def test_experiment_config_unknown_setting_raises():
-    with pytest.raises(ValueError, match="unknown experiment settings"):
+def test_experiment_config_unknown_setting_raises_naming_it_and_the_closest_field():
+    with pytest.raises(ValueError, match=r"experiment: unknown setting 'n_train_problem' \(did you mean 'n_train_problems'"):
         ExperimentConfig.from_dict({"n_train_problem": 3})
 
 
@@ -285,3 +286,236 @@ def test_gpu_profile_runs_end_to_end_on_cpu_at_smoke_size(tmp_path, monkeypatch)
     assert report["training"]["prm"]["max_steps"] == 3
     assert 0.0 <= report["step_auroc"] <= 1.0
     assert report["throughput"]["bare_forward_solutions_per_second"] > 0
+
+
+# ---------------------------------------------------------------- cache entries: rebuilt once when damaged; files whole
+
+
+@pytest.fixture
+def fast_models(tiny_backbone, monkeypatch):
+    """Experiments on private copies of the tiny backbone, with a training loop that does nothing, so
+    cache tests train nothing; the list it returns records each ``train`` call's kind."""
+    from prm_core.training import TrainResult
+    from tests.conftest import build_tiny_prm
+
+    calls = []
+
+    def new_model(backbone_path, config, kind, seed=None):
+        return build_tiny_prm(tiny_backbone, kind=kind, seed=config.seed if seed is None else seed)
+
+    def train(model, samples, *args, kind="prm", **kwargs):
+        calls.append(kind)
+        return TrainResult(train_seconds=0.01, tokens_per_second=1.0)
+
+    monkeypatch.setattr(experiments, "new_model", new_model)
+    monkeypatch.setattr(experiments, "train", train)
+    return calls
+
+
+@pytest.fixture
+def count_scoring(monkeypatch):
+    """The number of ``evaluation.score_datasets`` calls from now on (it still scores)."""
+    import prm_core.evaluation as evaluation
+
+    calls, real = [], evaluation.score_datasets
+    monkeypatch.setattr(evaluation, "score_datasets", lambda *args, **kwargs: (calls.append(1), real(*args, **kwargs))[1])
+    return calls
+
+
+def test_trained_model_incomplete_entry_is_rebuilt_once_and_repaired(fast_models, tmp_path, caplog):
+    import logging
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    experiments.trained_model(config, "prm", data, tmp_path)
+    assert fast_models == ["lm", "prm"]
+    folder = experiments._model_folder(config, "prm", "exact", 8, tmp_path)
+    (folder / experiments.TRAIN_INFO).unlink()  # an entry cut before its marker
+    with caplog.at_level(logging.WARNING, logger="prm_core.files"):
+        model, info = experiments.trained_model(config, "prm", data, tmp_path)
+    assert fast_models == ["lm", "prm", "prm"] and "incomplete" in caplog.text
+    assert (folder / experiments.TRAIN_INFO).is_file() and info["train_seconds"] == 0.01
+    experiments.trained_model(config, "prm", data, tmp_path)
+    assert fast_models == ["lm", "prm", "prm"]  # repaired: loaded, not trained again
+
+
+def test_trained_model_head_header_claiming_i32_is_rebuilt_once(fast_models, tmp_path):
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    experiments.trained_model(config, "orm", data, tmp_path)
+    folder = experiments._model_folder(config, "orm", "exact", 8, tmp_path)
+    rewrite_header(folder / "head.safetensors", lie_about_dtype("1.weight"))
+    experiments.trained_model(config, "orm", data, tmp_path)
+    experiments.trained_model(config, "orm", data, tmp_path)
+    assert fast_models == ["lm", "orm", "orm"]
+
+
+def test_trained_model_failure_while_saving_installs_no_entry(fast_models, tmp_path, monkeypatch):
+    from tests.test_files import leftovers
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    experiments.pretrained_backbone(config, tmp_path)  # built before the disk fills
+
+    def fail(*args, **kwargs):  # the train info is written last, after the checkpoint
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(experiments, "write_json", fail)
+    with pytest.raises(OSError, match="No space"):
+        experiments.trained_model(config, "prm", make_datasets(config), tmp_path)
+    assert not experiments._model_folder(config, "prm", "exact", 8, tmp_path).exists()
+    assert leftovers(tmp_path / "experiments") == []
+
+
+def test_model_scores_damaged_file_is_rebuilt_once(fast_models, count_scoring, tmp_path):
+    import torch
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    first = experiments.model_scores(config, "prm", data, tmp_path)
+    path = experiments._model_folder(config, "prm", "exact", 8, tmp_path) / "scores.safetensors"
+    cut = path.read_bytes()[:100]
+    path.unlink()  # a new file: ``first`` still maps the old one's bytes
+    path.write_bytes(cut)
+    again = experiments.model_scores(config, "prm", data, tmp_path)
+    experiments.model_scores(config, "prm", data, tmp_path)
+    assert len(count_scoring) == 2
+    assert all(torch.equal(first[part].scores, again[part].scores) for part in first)
+
+
+def _score_parts():
+    from prm_core.data import StepSample
+
+    sample = StepSample("q", ["a", "b"], labels=[1.0, 0.0])
+    return {"val": [sample] * 2, "test": [sample] * 3, "bon": [sample] * 2}
+
+
+def _saved_scores(path, edit=None):
+    import torch
+
+    from prm_core.verification import StepScores
+
+    scores = {"prm": {part: StepScores(torch.rand(len(s), 2), torch.ones(len(s), 2, dtype=torch.bool))
+                      for part, s in _score_parts().items()}}
+    score_files.save_scores(scores, path)
+    if edit is not None:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(path))
+        edit(tensors)
+        save_file(tensors, str(path))
+    return path
+
+
+SCORE_FAULTS = {
+    "float-mask": (lambda t: t.update({"prm.val.mask": t["prm.val.mask"].float()}), "prm.val.mask is torch.float32"),
+    "rows-of-other-data": (lambda t: t.update({"prm.test.scores": t["prm.test.scores"][:2],
+                                               "prm.test.mask": t["prm.test.mask"][:2]}),
+                           r"one row per sample \(3\)"),
+    "missing-part": (lambda t: [t.pop(k) for k in list(t) if k.startswith("prm.bon.")], r"no prm scores for \['bon'\]"),
+    "missing-mask": (lambda t: t.pop("prm.val.mask"), "prm.val lacks its scores or mask"),
+    "bad-key": (lambda t: t.update({"prm.val": t["prm.val.scores"].clone()}), "key 'prm.val' is not"),
+    "float-counts": (lambda t: t.update({"prm.val.n_dropped_steps": t["prm.val.n_dropped_steps"].float()}),
+                     "must hold one int count per row"),
+    "int-scores": (lambda t: t.update({"prm.val.scores": t["prm.val.scores"].int()}), "must be a float matrix"),
+}
+
+
+@pytest.mark.parametrize(("edit", "match"), SCORE_FAULTS.values(), ids=SCORE_FAULTS.keys())
+def test_load_scores_damaged_file_raises_corrupt_file_error_naming_it(tmp_path, edit, match):
+    from prm_core.files import CorruptFileError
+
+    path = _saved_scores(tmp_path / "scores.safetensors", edit)
+    with pytest.raises(CorruptFileError, match=match) as info:
+        score_files.load_scores(path, _score_parts(), encoder=None, models=("prm",))
+    assert str(path) in str(info.value)
+
+
+def test_load_scores_valid_file_gives_the_saved_scores(tmp_path):
+    path = _saved_scores(tmp_path / "scores.safetensors")
+    loaded = score_files.load_scores(path, _score_parts(), encoder=None, models=("prm",))
+    assert {part: tuple(s.scores.shape) for part, s in loaded["prm"].items()} == {"val": (2, 2), "test": (3, 2),
+                                                                               "bon": (2, 2)}
+
+
+def test_rollouts_damaged_cache_file_is_rebuilt_once(tmp_path, monkeypatch):
+    from prm_core import labeling
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    samples = make_datasets(config).train[:6]
+    first = experiments.relabelled(config, samples, "mc_soft", n_rollouts=2, show_progress=False, cache_dir=tmp_path)
+    (path,) = (tmp_path / "experiments").glob("rollouts-*.npz")
+    path.write_bytes(b"PK\x03\x04 cut")
+    calls, real = [], labeling.rollout_successes
+    monkeypatch.setattr(labeling, "rollout_successes", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    again = experiments.relabelled(config, samples, "mc_soft", n_rollouts=2, show_progress=False, cache_dir=tmp_path)
+    experiments.relabelled(config, samples, "mc_soft", n_rollouts=2, show_progress=False, cache_dir=tmp_path)
+    assert len(calls) == 1 and [s.labels for s in again] == [s.labels for s in first]
+
+
+def test_load_rollouts_file_for_other_samples_raises_corrupt_file_error(tmp_path):
+    from prm_core.files import CorruptFileError
+
+    samples = make_datasets(ExperimentConfig.from_dict(SMOKE)).train[:3]
+    path = tmp_path / "rollouts.npz"
+    np.savez(path, hits=np.zeros((2, 2), dtype=bool), n_steps=np.array([1, 1]))
+    with pytest.raises(CorruptFileError, match=rf"rollouts cache {path} holds hits .* for 2 samples"):
+        experiments._load_rollouts(path, samples, 2)
+
+
+def test_standard_run_incomplete_report_entry_is_rebuilt_once_and_repaired(fast_models, count_scoring, tmp_path):
+    config = ExperimentConfig.from_dict(SMOKE)
+    first = experiments.standard_run(config, "smoke", tmp_path)
+    (folder,) = (tmp_path / "experiments").glob("report-*")
+    (folder / "report.json").unlink()  # before: the scores were written there first, non-atomically
+    again = experiments.standard_run(config, "smoke", tmp_path)
+    experiments.standard_run(config, "smoke", tmp_path)
+    assert len(count_scoring) == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json", "scores.safetensors"]
+    assert again.report["best_of_n"] == first.report["best_of_n"]
+
+
+def test_standard_run_failure_while_reporting_keeps_the_old_entry(fast_models, tmp_path, monkeypatch):
+    from tests.test_files import leftovers, snapshot
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    experiments.standard_run(config, "smoke", tmp_path)
+    (folder,) = (tmp_path / "experiments").glob("report-*")
+    (folder / "report.json").unlink()
+    before = snapshot(folder)
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "_report", fail)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.standard_run(config, "smoke", tmp_path)
+    assert snapshot(folder) == before and leftovers(tmp_path / "experiments") == []
+
+
+@pytest.mark.parametrize("writer", ["record_metrics", "emit_json"])
+def test_metrics_writer_full_disk_half_way_keeps_the_old_file(writer, tmp_path, monkeypatch, capsys):
+    from tests.test_files import fill_disk_half_way, leftovers
+
+    path = tmp_path / "nb01.json"
+    write = {"record_metrics": lambda m: experiments.record_metrics("nb01", m, tmp_path),
+             "emit_json": lambda m: experiments.emit_json(m, path)}[writer]
+    write({"auroc": 0.5})
+    before = path.read_bytes()
+    fill_disk_half_way(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        write({"auroc": 0.75, "f1": np.float32(0.5)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and json.loads(before) == {"auroc": 0.5} and leftovers(tmp_path) == []
+
+
+def test_pretrained_backbone_weights_header_claiming_i32_are_rebuilt_once(fast_models, tmp_path):
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    path, _ = experiments.pretrained_backbone(config, tmp_path)
+    rewrite_header(Path(path) / "model.safetensors", lie_about_dtype("norm.weight"))
+    experiments.pretrained_backbone(config, tmp_path)
+    experiments.pretrained_backbone(config, tmp_path)
+    assert fast_models == ["lm", "lm"]

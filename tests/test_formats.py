@@ -701,3 +701,141 @@ def test_writers_take_the_labelled_prefix_of_a_phase_2_row_and_count_the_rest():
 def test_a_bad_unlabelled_value_raises_even_with_nothing_to_write():
     with pytest.raises(ValueError, match="unlabelled='bogus' must be one of"):
         write_trl_stepwise([], io.StringIO(), unlabelled="bogus")
+
+
+# ---------------------------------------------------------------- writes are whole or nothing; bytes decoded per line
+
+WRITERS = {"prm800k": write_prm800k, "math_shepherd": write_math_shepherd, "trl_stepwise": write_trl_stepwise,
+           "processbench": write_processbench}
+
+
+def test_write_processbench_numpy_integer_in_meta_raises_naming_the_field_and_keeps_the_old_file(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "processbench.jsonl"
+    old = [StepSample("3 + 4?", ["3 + 4 = 7."], labels=[1.0], meta={"id": "old-0"})]
+    write_processbench(old, path)
+    before = path.read_bytes()
+    samples = [StepSample("1 + 2?", ["1 + 2 = 3."], labels=[1.0], meta={"id": "a"}),
+               StepSample("2 + 2?", ["2 + 2 = 4."], labels=[1.0], meta={"id": np.int64(1)})]
+    with pytest.raises(ValueError, match=r"write_processbench: samples\[1\]\.meta\['id'\]=np\.int64\(1\) has type "
+                                         r"int64.*convert numpy scalars with int\(\)/float\(\) or \.item\(\)"):
+        write_processbench(samples, path)
+    assert path.read_bytes() == before  # before: only the first new row, the old contents gone
+
+
+META_FIELD = {"prm800k": "labeler", "math_shepherd": "task", "processbench": "final_answer_correct"}
+
+
+@pytest.mark.parametrize("name", sorted(META_FIELD))
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_writer_unserialisable_meta_value_raises_naming_it_and_keeps_the_old_file(name, suffix, tmp_path):
+    import numpy as np
+
+    samples = READERS[name](fixture_path(name))
+    path = tmp_path / f"out{suffix}"
+    WRITERS[name](samples, path)
+    before = path.read_bytes()
+    samples[1].meta[META_FIELD[name]] = np.bool_(True)
+    with pytest.raises(ValueError, match=rf"samples\[1\]\.meta\['{META_FIELD[name]}'\]=np\.True_ has type bool"):
+        WRITERS[name](samples, path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_writer_full_disk_half_way_keeps_the_old_file_byte_identical(name, tmp_path, monkeypatch):
+    from tests.test_files import fill_disk_half_way, leftovers
+
+    samples = READERS[name](fixture_path(name))
+    path = tmp_path / "out.jsonl"
+    WRITERS[name](samples[:1], path)
+    before = path.read_bytes()
+    fill_disk_half_way(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        WRITERS[name](samples, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and leftovers(tmp_path) == []
+    assert len(READERS[name](path)) == 1  # and it still reads
+
+
+def test_writer_text_stream_gets_one_write_of_every_row():
+    class Recorder(io.StringIO):
+        calls = 0
+
+        def write(self, text):
+            Recorder.calls += 1
+            return super().write(text)
+
+    out = Recorder()
+    samples = read_trl_stepwise(fixture_path("trl_stepwise"))
+    assert write_trl_stepwise(samples, out) == 4
+    assert Recorder.calls == 1 and len(out.getvalue().splitlines()) == 4
+
+
+def test_writer_value_json_cannot_hold_outside_meta_names_the_row_field():
+    from prm_core.formats_io import _unwritable
+
+    sample = StepSample("Q?", ["a"], labels=[1.0])
+    message = _unwritable(sample, {"label": {"steps": [{"rating": {1, 2}}]}}, 3)
+    assert message.startswith("samples[3] (row['label']['steps'][0]['rating'])={1, 2} has type set")
+
+
+def _with_latin1_line(name, tmp_path, suffix=".jsonl"):
+    lines = fixture_path(name).read_bytes().splitlines(keepends=True)
+    path = tmp_path / f"latin1{suffix}"
+    assert b'": "' in lines[1]
+    path.write_bytes(lines[0] + lines[1].replace(b'": "', b'": "caf\xe9 ', 1) + b"".join(lines[2:]))  # Latin-1 é
+    return path
+
+
+def test_read_jsonl_latin1_byte_raises_naming_the_line_and_the_byte(tmp_path):
+    path = _with_latin1_line("math_shepherd", tmp_path)
+    with pytest.raises(ValueError, match=r"read_math_shepherd: line 2: is not valid UTF-8 \(byte 0xe9 at byte \d+ "
+                                         r"of the line\); save the file as UTF-8"):
+        read_math_shepherd(path)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_read_jsonl_latin1_byte_on_error_skip_skips_and_counts_that_line(name, tmp_path):
+    path = _with_latin1_line(name, tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1 malformed row"):
+        result = READERS[name](path, on_error="skip")
+    assert [n for n, _ in result.skipped] == [2] and "not valid UTF-8" in result.skipped[0][1]
+    clean = READERS[name](fixture_path(name), on_error="skip")
+    assert result.n_excluded + len(result) + 1 == clean.n_excluded + len(clean)  # only that line is lost
+
+
+def test_read_json_list_with_bad_bytes_raises_naming_the_file_and_line(tmp_path):
+    rows = [json.loads(line) for line in fixture_path("processbench").read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "rows.json"
+    path.write_bytes(json.dumps(rows, indent=1).encode().replace(b'"problem"', b'"probl\xe9m"', 1))
+    with pytest.raises(ValueError, match=rf"{path}: line \d+: byte 0xe9 at byte \d+ of the file is not valid UTF-8"):
+        read_processbench(path)
+
+
+def test_read_json_list_invalid_json_raises_naming_the_file_and_position(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('[{"prompt": "Q?",\n ]', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path} is not valid JSON \(.* at line 2, column 2\)"):
+        read_trl_stepwise(path)
+
+
+def test_read_text_stream_with_bad_bytes_raises_value_error_naming_where_it_stopped(tmp_path):
+    path = _with_latin1_line("math_shepherd", tmp_path)
+    with path.open(encoding="utf-8") as handle, pytest.raises(ValueError, match=r"cannot be decoded at line 1 or "
+                                                                                r"a later one.*pass the file's path"):
+        read_math_shepherd(handle)
+
+
+def test_read_binary_lines_decode_like_text_lines():
+    lines = fixture_path("trl_stepwise").read_bytes().splitlines(keepends=True)
+    assert [_core(s) for s in read_trl_stepwise(lines)] == [_core(s) for s in read_trl_stepwise(fixture_path("trl_stepwise"))]
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+def test_read_path_splits_lines_as_text_mode_does(newline, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(newline.join(fixture_path("processbench").read_bytes().splitlines()) + newline)
+    with path.open(encoding="utf-8") as handle:
+        as_text = [_core(s) for s in read_processbench(handle)]
+    assert [_core(s) for s in read_processbench(path)] == as_text and len(as_text) == 4

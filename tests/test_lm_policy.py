@@ -258,3 +258,35 @@ def test_search_grades_an_unparseable_or_cut_off_solution_wrong_as_the_lm_policy
 def test_sft_config_more_bad_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SFTConfig(**{field: value})
+
+
+def test_a_control_token_generated_inside_a_step_stands_as_the_replacement_character(tiny_policy):
+    from prm_core.lm_policy import CONTROL_STANDIN
+
+    tok = tiny_policy.tokenizer
+    ids = tok("12 + 2 = 1", add_special_tokens=False)["input_ids"] + [tok.pad_token_id] + \
+        tok("4.", add_special_tokens=False)["input_ids"]
+    (text,) = tiny_policy._steps_text([ids])
+    assert text == f"12 + 2 = 1{CONTROL_STANDIN}4." and "<|pad|>" not in text
+    tiny_policy.encoder.encode(labelled_sample(_problem(), [text], is_ended=True))  # a PRM can read it
+
+
+LM_POLICY_BAD_ARGUMENTS = {
+    "generate-greedy-str": (lambda pol, ps: pol.generate_ids([pol.prompt_ids(ps[0])], 0, greedy="no"), "greedy"),
+    "generate-stop-at-step-int": (lambda pol, ps: pol.generate_ids([[1]], 0, stop_at_step=1), "stop_at_step"),
+    "generate-negative-seed": (lambda pol, ps: pol.generate_ids([[1]], -1), "seed"),
+    "generate-float-budget": (lambda pol, ps: pol.generate_ids([[1]], 0, max_new_tokens=8.0), "max_new_tokens"),
+    "complete-float-n-samples": (lambda pol, ps: pol.complete(ps, 1.0, 0), "n_samples"),
+    "complete-greedy-int": (lambda pol, ps: pol.complete(ps, 1, 0, greedy=1), "greedy"),
+    "sample-many-bool-n-samples": (lambda pol, ps: pol.sample_many(ps, True, 0), "n_samples"),
+    "extend-many-float-seed": (lambda pol, ps: pol.extend_many(ps[:1], [()], 0.5), "seed"),
+    "sample-bool-max-ops": (lambda pol, ps: pol.sample(ps[0], random.Random(0), max_ops=True), "max_ops"),
+    "sample-float-max-ops": (lambda pol, ps: pol.sample(ps[0], random.Random(0), max_ops=1.0), "max_ops"),
+}
+
+
+@pytest.mark.parametrize("call,name", LM_POLICY_BAD_ARGUMENTS.values(), ids=LM_POLICY_BAD_ARGUMENTS.keys())
+def test_lm_policy_methods_refuse_bad_numbers_and_flags_before_generating(tiny_policy, problems, call, name):
+    # True == 1 made max_ops=True one step, and greedy="no" (truthy) decoded greedily
+    with pytest.raises(ValueError, match=name):
+        call(tiny_policy, problems)

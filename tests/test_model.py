@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from prm_core.data import StepSample
+from prm_core.files import CorruptFileError
 from prm_core.model import BACKBONE_DIR, CONFIG_FILE, HEAD_FILE, HeadConfig, ProcessRewardModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -111,10 +112,10 @@ def test_model_encoder_of_wrong_type_raises(tiny_backbone):
 
 
 HEAD_CONFIG_ERRORS = {
-    "zero-hidden": (dict(hidden_size=0), "hidden_size=0 must be >= 1"),
-    "negative-mlp": (dict(hidden_size=8, mlp_size=-1), "mlp_size=-1 >= 0"),
-    "dropout-one": (dict(hidden_size=8, dropout=1.0), r"dropout=1.0 must be in \[0, 1\)"),
-    "dropout-negative": (dict(hidden_size=8, dropout=-0.1), r"dropout=-0.1 must be in \[0, 1\)"),
+    "zero-hidden": (dict(hidden_size=0), r"hidden_size=0 must be an int in \[1, inf\)"),
+    "negative-mlp": (dict(hidden_size=8, mlp_size=-1), r"mlp_size=-1 must be an int in \[0, inf\)"),
+    "dropout-one": (dict(hidden_size=8, dropout=1.0), r"dropout=1.0 must be a finite number in \[0, 1\)"),
+    "dropout-negative": (dict(hidden_size=8, dropout=-0.1), r"dropout=-0.1 must be a finite number in \[0, 1\)"),
 }
 
 
@@ -257,3 +258,133 @@ def test_lm_features_on_an_untied_backbone_raise_naming_the_fix(tiny_backbone):
     assert plain(**batch).logits.shape[0] == 3
     with pytest.raises(ValueError, match="does not tie"):
         plain(**batch, return_lm_logits=True)
+
+
+# ---------------------------------------------------------------- checkpoints written whole, verified on load
+
+
+def _logits_of(folder):
+    return _step_logits(ProcessRewardModel.from_pretrained(folder), _samples())
+
+
+def test_save_pretrained_failure_part_way_keeps_the_old_checkpoint(saved, make_tiny_prm, monkeypatch):
+    from tests.test_files import fail_safetensors_save, leftovers, snapshot
+
+    model, folder = saved
+    before = snapshot(folder)
+    fail_safetensors_save(monkeypatch)  # the head write fails after the backbone was written
+    with pytest.raises(OSError, match="No space"):
+        make_tiny_prm(kind="prm", seed=7, head=HeadConfig(hidden_size=32, mlp_size=8)).save_pretrained(folder)
+    monkeypatch.undo()
+    assert snapshot(folder) == before and leftovers(folder.parent) == []
+    torch.testing.assert_close(_logits_of(folder), _step_logits(model, _samples()), rtol=0, atol=0)
+
+
+def test_save_pretrained_over_an_old_checkpoint_replaces_it(saved, make_tiny_prm):
+    _, folder = saved
+    newer = make_tiny_prm(kind="prm", seed=7)
+    newer.save_pretrained(folder)
+    assert ProcessRewardModel.from_pretrained(folder).kind == "prm"
+    torch.testing.assert_close(_logits_of(folder), _step_logits(newer, _samples()), rtol=0, atol=0)
+
+
+def test_from_pretrained_head_header_claiming_i32_raises_naming_the_folder_and_tensor(saved):
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    _, folder = saved
+    rewrite_header(folder / HEAD_FILE, lie_about_dtype("1.weight"))  # same bytes, read as ints: every score 0.0
+    with pytest.raises(CorruptFileError, match=rf"{folder}.*tensor '1.weight' is stored as I32"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_missing_head_raises_corrupt_file_error_naming_the_folder_and_fix(saved):
+    _, folder = saved
+    (folder / HEAD_FILE).unlink()
+    with pytest.raises(CorruptFileError, match=rf"{folder}/{HEAD_FILE} is missing; save it again"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_invalid_config_raises_corrupt_file_error_naming_the_folder_and_fix(saved):
+    _, folder = saved
+    (folder / CONFIG_FILE).write_text('{"kind": "orm", "head": {')
+    with pytest.raises(CorruptFileError, match=rf"{folder}/{CONFIG_FILE} is not valid UTF-8 JSON.*write it again"):
+        ProcessRewardModel.from_pretrained(folder)
+
+
+def _edit_config(folder, edit):
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    edit(config)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def _resave_head(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / HEAD_FILE))
+    edit(tensors)
+    save_file(tensors, str(folder / HEAD_FILE))
+
+
+def _drop_backbone_weight(folder):
+    from safetensors.torch import load_file, save_file
+
+    path = folder / BACKBONE_DIR / "model.safetensors"
+    tensors = load_file(str(path))
+    del tensors["layers.0.mlp.up_proj.weight"]
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-9])
+
+
+def _lie(path, name):
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    rewrite_header(path, lie_about_dtype(name))
+
+
+CHECKPOINT_FAULTS = {
+    "truncated-head": (lambda f: _truncate(f / HEAD_FILE), "cut short"),
+    "lying-head-dtype": (lambda f: _lie(f / HEAD_FILE, "3.bias"), "'3.bias' is stored as I32"),
+    "wrong-head-shape": (lambda f: _resave_head(f, lambda t: t.update({"1.weight": torch.zeros(8, 31)})),
+                         r"'1.weight' has shape \(8, 31\)"),
+    "missing-head-tensor": (lambda f: _resave_head(f, lambda t: t.pop("3.bias")), r"missing \['3.bias'\]"),
+    "extra-head-tensor": (lambda f: _resave_head(f, lambda t: t.update(extra=torch.zeros(1))), r"unexpected \['extra'\]"),
+    "invalid-config-json": (lambda f: (f / CONFIG_FILE).write_bytes(b"\xff{"), "not valid UTF-8 JSON"),
+    "missing-config-key": (lambda f: _edit_config(f, lambda c: c.pop("head")), r"lacks the keys \['head'\]"),
+    "bad-head-setting": (lambda f: _edit_config(f, lambda c: c["head"].update(mlp_size=-1)), "cannot build"),
+    "missing-backbone-weight": (_drop_backbone_weight, r"missing keys \['layers.0.mlp.up_proj.weight'\]"),
+    "truncated-backbone": (lambda f: _truncate(f / BACKBONE_DIR / "model.safetensors"), "cut short"),
+    "lying-backbone-dtype": (lambda f: _lie(f / BACKBONE_DIR / "model.safetensors", "norm.weight"),
+                             "'norm.weight' is stored as I32"),
+    "missing-tokenizer": (lambda f: [p.unlink() for p in (f / BACKBONE_DIR).glob("tokenizer*")], "holds no tokenizer"),
+    "missing-backbone": (lambda f: shutil.rmtree(f / BACKBONE_DIR), f"has no {BACKBONE_DIR}/ folder"),
+}
+
+
+@pytest.mark.parametrize(("damage", "match"), CHECKPOINT_FAULTS.values(), ids=CHECKPOINT_FAULTS.keys())
+def test_from_pretrained_damaged_checkpoint_raises_corrupt_file_error_naming_the_folder(saved, damage, match):
+    _, folder = saved
+    damage(folder)
+    with pytest.raises(CorruptFileError, match=match) as info:
+        ProcessRewardModel.from_pretrained(folder)
+    assert str(folder) in str(info.value)
+
+
+def test_training_checkpoint_failure_part_way_keeps_the_previous_checkpoint(make_tiny_prm, tmp_path, monkeypatch):
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+    from prm_core.training import TrainConfig, train
+    from tests.test_files import fail_safetensors_save, leftovers, snapshot
+
+    samples = NoisyPolicy().sample_many(make_problems(4, seed=0), 2, seed=0)
+    config = TrainConfig(max_steps=1, batch_size=4, warmup_steps=0, show_progress=False, checkpoint_dir=str(tmp_path))
+    train(make_tiny_prm(), samples, config=config)
+    before = snapshot(tmp_path / "step-1")
+    fail_safetensors_save(monkeypatch)  # the rerun's checkpoint fails while its head is written
+    with pytest.raises(OSError, match="No space"):
+        train(make_tiny_prm(seed=3), samples, config=config)
+    monkeypatch.undo()
+    assert snapshot(tmp_path / "step-1") == before and leftovers(tmp_path) == []
+    ProcessRewardModel.from_pretrained(tmp_path / "step-1")

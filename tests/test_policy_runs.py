@@ -82,3 +82,141 @@ def test_plot_rl_curves_malformed_curve_raises_naming_what_is_missing(curve, mat
     key = "kl" if "kl" in curve else "accuracy"
     with pytest.raises(ValueError, match=match):
         plot_rl_curves({"prm": curve}, key)
+
+
+# ---------------------------------------------------------------- cache entries: rebuilt once when damaged
+
+
+@pytest.fixture
+def fast_policies(tiny_backbone, monkeypatch):
+    """Policy runs on the tiny course backbone with SFT, RL and evaluation that do nothing; returns the
+    list of steps run ("sft", "rl", "eval")."""
+    from prm_core import policy_runs
+    from prm_core.backbones import CourseTinyConfig, course_tiny_dir
+    from prm_core.rl import RLResult
+    from tests.conftest import TINY_PROFILE_KWARGS
+
+    calls, folder = [], course_tiny_dir(CourseTinyConfig(**TINY_PROFILE_KWARGS), tiny_backbone[2])
+    monkeypatch.setattr(policy_runs, "pretrained_backbone", lambda experiment, cache_dir=None: (str(folder), {}))
+    monkeypatch.setattr(policy_runs, "sft", lambda policy, samples, config: (calls.append("sft"),
+                                                                              {"train_seconds": 0.5})[1])
+    monkeypatch.setattr(policy_runs, "sft_samples", lambda experiment, runs: [])
+    monkeypatch.setattr(policy_runs, "train_rl", lambda *args, **kwargs: (calls.append("rl"), RLResult(seconds=1.0))[1])
+    monkeypatch.setattr(policy_runs, "evaluate_policy", lambda *args, **kwargs: (calls.append("eval"),
+                                                                                 {"accuracy": 0.25})[1])
+    monkeypatch.setattr(policy_runs, "rl_problems", lambda experiment, runs: [])
+    monkeypatch.setattr(policy_runs, "eval_problems", lambda experiment, runs: [])
+    return calls
+
+
+def _configs():
+    from prm_core.experiments import ExperimentConfig
+
+    return ExperimentConfig(), PolicyRunConfig()
+
+
+def test_sft_policy_incomplete_entry_is_rebuilt_once_and_repaired(fast_policies, tmp_path):
+    from prm_core.policy_runs import _policy_folder, sft_policy
+
+    experiment, runs = _configs()
+    sft_policy(experiment, runs, tmp_path)
+    folder = _policy_folder(experiment, runs, tmp_path)
+    (folder / "sft_result.json").unlink()
+    _, info = sft_policy(experiment, runs, tmp_path)
+    sft_policy(experiment, runs, tmp_path)
+    assert fast_policies == ["sft", "sft"] and info == {"train_seconds": 0.5}
+
+
+def test_sft_policy_weights_header_claiming_i32_are_rebuilt_once(fast_policies, tmp_path):
+    from prm_core.policy_runs import _policy_folder, sft_policy
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    experiment, runs = _configs()
+    sft_policy(experiment, runs, tmp_path)
+    rewrite_header(_policy_folder(experiment, runs, tmp_path) / "model.safetensors",
+                   lie_about_dtype("model.norm.weight"))
+    sft_policy(experiment, runs, tmp_path)
+    sft_policy(experiment, runs, tmp_path)
+    assert fast_policies == ["sft", "sft"]
+
+
+def test_policy_profile_cut_eval_file_is_rebuilt_once(fast_policies, tmp_path):
+    from prm_core.policy_runs import _policy_folder, policy_profile
+
+    experiment, runs = _configs()
+    assert policy_profile(experiment, runs, 0, tmp_path) == {"accuracy": 0.25, "sft_seconds": 0.5}
+    (path,) = _policy_folder(experiment, runs, tmp_path).glob("eval-*.json")
+    path.write_text('{"accuracy": 0.2')
+    assert policy_profile(experiment, runs, 0, tmp_path) == {"accuracy": 0.25, "sft_seconds": 0.5}
+    policy_profile(experiment, runs, 0, tmp_path)
+    assert fast_policies == ["sft", "eval", "eval"]
+
+
+def test_rl_run_incomplete_entry_is_rebuilt_once_and_repaired(fast_policies, tmp_path):
+    from prm_core.policy_runs import rl_run
+
+    experiment, runs = _configs()
+    rl_run(experiment, runs, "outcome", 0, tmp_path)
+    (folder,) = (tmp_path / "experiments").glob("rl-outcome-*")
+    (folder / "rl_result.json").unlink()
+    _, result = rl_run(experiment, runs, "outcome", 0, tmp_path)
+    rl_run(experiment, runs, "outcome", 0, tmp_path)
+    assert fast_policies == ["sft", "eval", "rl", "rl"] and result["seconds"] == 1.0
+    assert (folder / "rl_result.json").is_file()
+
+
+def test_on_policy_models_incomplete_entry_is_rebuilt_once_and_repaired(fast_policies, tiny_backbone, tmp_path,
+                                                                         monkeypatch):
+    from prm_core import experiments, policy_runs
+    from prm_core.lm_policy import LMPolicy
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+    from prm_core.training import TrainResult
+    from tests.conftest import build_tiny_prm
+
+    trained = []
+    monkeypatch.setattr(experiments, "new_model", lambda path, config, kind, seed=None: build_tiny_prm(
+        tiny_backbone, kind=kind))
+    monkeypatch.setattr("prm_core.training.train", lambda model, *args, kind="prm", **kwargs: (
+        trained.append(kind), TrainResult())[1])
+    monkeypatch.setattr(LMPolicy, "sample_many", lambda self, problems, n, seed=0: NoisyPolicy().sample_many(
+        problems, n, seed=seed))
+    experiment, runs = _configs()
+    runs = PolicyRunConfig(n_reward_problems=4, reward_samples_per_problem=1)
+    policy_runs.on_policy_models(experiment, runs, tmp_path)
+    (folder,) = (tmp_path / "experiments").glob("onpolicy-orm-*")
+    (folder / "train_result.json").unlink()
+    models = policy_runs.on_policy_models(experiment, runs, tmp_path)
+    policy_runs.on_policy_models(experiment, runs, tmp_path)
+    assert trained == ["prm", "orm", "orm"] and models["orm"].kind == "orm"
+
+
+# ---------------------------------------------------------------- issue 13: summaries name what is missing
+def test_rl_gain_of_no_results_raises_value_error_instead_of_key_error():
+    with pytest.raises(ValueError, match=r"results=\{\} must be rl_results' non-empty dict"):
+        rl_gain({}, "prm")
+
+
+def test_rl_gain_of_a_reward_without_runs_names_the_rewards_there_are():
+    with pytest.raises(ValueError, match=r"reward='prm' has no runs in results; it has \['outcome'\]"):
+        rl_gain({"outcome": [_result([0.5], [1.0], [0], [1])]}, "prm")
+
+
+def test_rl_curves_seeds_with_different_problem_counts_raise():
+    results = {"prm": [_result([0, 0], [1.0, 0.5], [0, 0], [0, 0]), _result([0], [1.0], [0], [0])]}
+    with pytest.raises(ValueError, match="the same problems for every seed"):
+        rl_curves(results)
+
+
+def test_step_auroc_ci_samples_that_do_not_match_the_scores_raise_value_error_not_a_zip_error():
+    import torch
+
+    from prm_core.data import StepSample
+    from prm_core.policy_runs import step_auroc_ci
+    from prm_core.verification import StepScores
+
+    scores = StepScores(torch.tensor([[0.9, 0.2], [0.8, 0.7]]), torch.ones(2, 2, dtype=torch.bool))
+    sample = StepSample("q", ["a", "b"], labels=[1.0, 0.0], meta={"problem_id": 0})
+    with pytest.raises(ValueError, match="samples has 1 entries for 2 scored solutions"):
+        step_auroc_ci(scores, [sample])
+    with pytest.raises(ValueError, match=r"samples\[1\] has no labels"):
+        step_auroc_ci(scores, [sample, StepSample("q", ["a", "b"], meta={"problem_id": 1})])

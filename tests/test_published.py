@@ -95,8 +95,18 @@ def test_a_step_holding_the_tag_raises(published):
     if published.convention == "token_classification":
         pytest.skip("the separator is ordinary text in TRL's convention")
     tag = published.options["step_tag"]
-    with pytest.raises(ValueError, match=r"steps\[1\] contains the step tag"):
+    with pytest.raises(ValueError, match=r"sample.steps\[1\] contains '.*', the step tag"):
         published.encode(StepSample("q", ["a.", f"b {tag} c."]))
+
+
+@pytest.mark.parametrize("field", ["problem", "step"])
+def test_text_spelling_a_control_token_raises_in_every_convention(published, field):
+    # one policy with the course's StepEncoder: text that the tokenizer reads as EOS or padding is refused
+    eos = published.tokenizer.eos_token or published.tokenizer.pad_token
+    sample = StepSample(f"q {eos}", ["a."]) if field == "problem" else StepSample("q", ["a.", f"b {eos} c."])
+    where = "problem" if field == "problem" else r"steps\[1\]"
+    with pytest.raises(ValueError, match=rf"sample\.{where} contains .*a control token of this tokenizer"):
+        published.encode(sample)
 
 
 def test_unknown_convention_and_options_raise_naming_what_is_allowed(tmp_path, tiny_backbone):
@@ -189,3 +199,61 @@ def test_a_classifier_read_as_token_logits_raises_even_with_tied_embeddings(tmp_
     (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
     with pytest.raises(ValueError, match="is a Qwen2ForTokenClassification, but convention='token_logits'"):
         load_published_prm(folder, "token_logits")
+
+
+# ---------------------------------------------------------------- loading verified, saving whole
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_load_published_prm_weights_header_claiming_i32_raises_naming_the_folder(tmp_path, tiny_backbone, convention):
+    from prm_core.files import CorruptFileError
+    from tests.test_files import lie_about_dtype, rewrite_header
+
+    folder = _save(tmp_path, tiny_backbone, convention)
+    rewrite_header(folder / "model.safetensors", lie_about_dtype("model.norm.weight"))
+    with pytest.raises(CorruptFileError, match=rf"{folder}.*'model.norm.weight' is stored as I32"):
+        load_published_prm(folder, convention)
+
+
+def test_load_published_prm_cut_weights_raise_corrupt_file_error_naming_the_folder(tmp_path, tiny_backbone):
+    from prm_core.files import CorruptFileError
+
+    folder = _save(tmp_path, tiny_backbone, "token_classification")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-11])
+    with pytest.raises(CorruptFileError, match=rf"{weights} is cut short"):
+        load_published_prm(folder, "token_classification")
+
+
+def test_load_published_prm_weight_of_another_shape_raises_corrupt_file_error(tmp_path, tiny_backbone):
+    from safetensors.torch import load_file, save_file
+
+    from prm_core.files import CorruptFileError
+
+    folder = _save(tmp_path, tiny_backbone, "token_classification")
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["score.weight"] = torch.zeros(3, 32)  # a 3-way head where the config says 2 labels
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CorruptFileError, match=rf"{folder} cannot be loaded"):
+        load_published_prm(folder, "token_classification")
+
+
+@pytest.mark.parametrize("remote_code", [False, True], ids=["plain", "remote-code"])
+def test_save_tiny_published_prm_failure_part_way_keeps_the_old_folder(tmp_path, tiny_backbone, monkeypatch,
+                                                                       remote_code):
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.test_files import leftovers, snapshot
+
+    folder = save_tiny_published_prm(tmp_path / "qwen", "qwen_prm", tiny_backbone[1], remote_code=remote_code)
+    before = snapshot(folder)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", fail)  # after the model is written
+    with pytest.raises(OSError, match="No space"):
+        save_tiny_published_prm(folder, "qwen_prm", tiny_backbone[1], seed=1, remote_code=remote_code)
+    monkeypatch.undo()
+    assert snapshot(folder) == before and leftovers(tmp_path) == []
+    load_published_prm(folder, "qwen_prm", trust_remote_code=remote_code)

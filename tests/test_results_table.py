@@ -72,3 +72,29 @@ def test_results_table_cli_missing_file_exits_with_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--results", str(tmp_path / "none.json"), "--readme", str(tmp_path / "README.md")])
     assert exit_info.value.code == 2 and "make results" in capsys.readouterr().err
+
+
+def test_results_table_cli_cut_results_file_exits_naming_it(tmp_path, capsys):
+    from prm_core.results_table import main
+
+    cut = tmp_path / "cpu-2core.json"
+    cut.write_text('{"best_of_n": {')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--results", str(cut), "--readme", str(tmp_path / "README.md")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{cut} is not valid UTF-8 JSON" in err and "make results" in err
+
+
+def test_results_table_cli_full_disk_half_way_keeps_the_old_readme(tmp_path, monkeypatch, capsys):
+    from prm_core.results_table import main
+    from tests.test_files import fill_disk_half_way, leftovers
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Course\n\n{BEGIN}\nold tables\n{END}\n\nMore prose.\n", encoding="utf-8")
+    before = readme.read_bytes()
+    fill_disk_half_way(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        main(["--results", str(RESULTS), "--readme", str(readme)])
+    monkeypatch.undo()
+    assert readme.read_bytes() == before and leftovers(tmp_path) == []
+    assert main(["--results", str(RESULTS), "--readme", str(readme)]) == 0 and "old tables" not in readme.read_text()

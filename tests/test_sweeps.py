@@ -45,8 +45,8 @@ def test_sweep_config_bad_values_raise_naming_the_field(kwargs, match):
         SweepConfig(**kwargs)
 
 
-def test_sweep_config_unknown_setting_raises():
-    with pytest.raises(ValueError, match="unknown sweep settings"):
+def test_sweep_config_unknown_setting_raises_naming_the_section():
+    with pytest.raises(ValueError, match="sweeps: unknown setting 'train_size'"):
         SweepConfig.from_dict({"train_size": [1]})
 
 
@@ -185,3 +185,61 @@ def test_sweep_config_and_train_subset_accept_numpy_ints():
 def test_load_sweep_empty_section_gives_the_defaults(tmp_path):
     (tmp_path / "tiny.yaml").write_text("PROFILE: tiny\nsweeps:\n")
     assert load_sweep("tiny", params_dir=tmp_path) == SweepConfig()
+
+
+def test_sweep_larger_than_the_training_set_raises_before_anything_trains():
+    config = ExperimentConfig(n_train_problems=10, samples_per_train_problem=4)
+    SweepConfig(train_sizes=(20, 40), ablation_train_size=40).check_fits(config)  # 40 = 10 x 4 fits
+    with pytest.raises(ValueError, match=r"sweeps\.train_sizes asks for 41 training solutions but the experiment "
+                                         r"samples 40"):
+        SweepConfig(train_sizes=(20, 41), ablation_train_size=40).check_fits(config)
+    with pytest.raises(ValueError, match=r"sweeps\.ablation_train_size asks for 50"):
+        SweepConfig(train_sizes=(20,), ablation_train_size=50).check_fits(config)
+
+
+# ---------------------------------------------------------------- cache entries: rebuilt once when damaged
+
+
+@pytest.fixture
+def fast_sweeps(tiny_backbone, monkeypatch):
+    """Sweep models on the tiny backbone with a training loop that does nothing; returns the kinds trained."""
+    import prm_core.training
+    from prm_core.training import TrainResult
+    from tests.conftest import build_tiny_prm
+
+    calls = []
+    monkeypatch.setattr(sweeps, "new_model", lambda path, config, kind, seed=None: build_tiny_prm(
+        tiny_backbone, kind=kind, seed=seed or 0))
+    monkeypatch.setattr(sweeps, "pretrained_backbone", lambda config, cache_dir=None: ("tiny", {}))
+    monkeypatch.setattr(prm_core.training, "train", lambda model, samples, *args, kind="prm", **kwargs: (
+        calls.append(kind), TrainResult(train_seconds=0.01))[1])
+    return calls
+
+
+def _entry(config, data, cache):
+    return sweeps._sweep_dir(config, SMOKE_SWEEP, "prm", 8, 0, {}, "exact", 8, data, cache)
+
+
+def test_sweep_scores_incomplete_entry_is_rebuilt_once_and_repaired(fast_sweeps, tmp_path):
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    folder = _entry(config, data, tmp_path)
+    (folder / "train_result.json").unlink()  # the scores are there, the marker is not
+    sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    assert fast_sweeps == ["prm", "prm"]
+    assert sorted(p.name for p in folder.iterdir()) == ["scores.safetensors", "train_result.json"]
+
+
+def test_sweep_scores_damaged_scores_are_rebuilt_once(fast_sweeps, tmp_path):
+    config = ExperimentConfig.from_dict(SMOKE)
+    data = make_datasets(config)
+    sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    scores = _entry(config, data, tmp_path) / "scores.safetensors"
+    cut = scores.read_bytes()[:64]
+    scores.unlink()
+    scores.write_bytes(cut)
+    again, info = sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    sweep_scores(config, SMOKE_SWEEP, "prm", data, 8, 0, cache_dir=tmp_path)
+    assert fast_sweeps == ["prm", "prm"] and len(again["test"].scores) == len(data.test)

@@ -1,0 +1,87 @@
+"""Step scores on disk: the cache format the standard experiment and the sweeps share.
+
+One safetensors file holds, per model and held-out part, ``<model>.<part>.scores`` (float, one row
+per sample), ``.mask`` (bool, the same shape) and ``.n_dropped_steps`` (int, one per row). A file is
+checked whole before any score is used, so a cut or mismatched file is refused (and, in a cache,
+rebuilt once) instead of scoring the wrong samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prm_core.checkpoints import read_tensors
+from prm_core.data import StepSample
+from prm_core.encoding import StepEncoder
+from prm_core.files import CorruptFileError
+
+
+def save_scores(scores: dict[str, dict[str, Any]], path: Path) -> None:
+    """Write ``scores`` (model -> part -> StepScores) to the safetensors file ``path``, one tensor per
+    ``<model>.<part>.<field>`` (scores, mask, n_dropped_steps). Write into a temporary path
+    (``files.cached_file``/``cached`` do) so that a failure leaves no half file."""
+    from safetensors.torch import save_file
+
+    tensors = {f"{m}.{part}.{k}": getattr(s, k).contiguous() for m, parts in scores.items()
+               for part, s in parts.items() for k in ("scores", "mask", "n_dropped_steps")}
+    save_file(tensors, str(path))
+
+
+def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
+                 encoder: StepEncoder | Callable[[], StepEncoder],
+                 models: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The saved step scores (model -> part -> StepScores), checked before use; a file written before
+    truncation was recorded gets its ``n_dropped_steps`` counted again by encoding ``parts`` (part ->
+    samples) with ``encoder`` (or the encoder a callable builds, only then).
+
+    Raises
+    ------
+    CorruptFileError
+        When the file is missing or damaged, a key is not ``<model>.<part>.<field>``, a part lacks
+        its scores or mask, the scores are not a float matrix with one row per sample of the part,
+        the mask is not bool of the same shape, the counts are not one int per row, or one of
+        ``models`` lacks a part of ``parts``.
+    """
+    from prm_core.verification import StepScores
+
+    tensors, scores = read_tensors(path, "step scores"), {}
+
+    def corrupt(problem: str) -> CorruptFileError:
+        return CorruptFileError(f"step scores {path}: {problem}; the file is damaged or from other data: delete it "
+                                "and the scores are computed again.")
+
+    groups = {}
+    for key in tensors:
+        pieces = key.split(".")
+        if len(pieces) != 3 or pieces[1] not in parts or pieces[2] not in ("scores", "mask", "n_dropped_steps"):
+            raise corrupt(f"key {key!r} is not <model>.<part>.scores, .mask or .n_dropped_steps for a part in "
+                          f"{sorted(parts)}")
+        groups.setdefault((pieces[0], pieces[1]), {})[pieces[2]] = tensors[key]
+    for (model, part), group in groups.items():
+        values, mask, dropped = group.get("scores"), group.get("mask"), group.get("n_dropped_steps")
+        if values is None or mask is None:
+            raise corrupt(f"{model}.{part} lacks its scores or mask (it holds {sorted(group)})")
+        rows = len(parts[part])
+        if not values.is_floating_point() or values.dim() != 2 or values.shape[0] != rows:
+            raise corrupt(f"{model}.{part}.scores is {values.dtype} of shape {tuple(values.shape)}; it must be a float "
+                          f"matrix with one row per sample ({rows})")
+        if mask.dtype != torch.bool or mask.shape != values.shape:
+            raise corrupt(f"{model}.{part}.mask is {mask.dtype} of shape {tuple(mask.shape)}; it must be bool of shape "
+                          f"{tuple(values.shape)}")
+        if dropped is not None and (dropped.is_floating_point() or dropped.dtype == torch.bool
+                                    or dropped.shape != (rows,)):
+            raise corrupt(f"{model}.{part}.n_dropped_steps is {dropped.dtype} of shape {tuple(dropped.shape)}; it must "
+                          f"hold one int count per row ({rows})")
+        if dropped is None:
+            encoder = encoder if isinstance(encoder, StepEncoder) else encoder()
+            dropped = torch.tensor([e.n_dropped_steps for e in encoder.encode_many(parts[part])], dtype=torch.long)
+        scores.setdefault(model, {})[part] = StepScores(values, mask, dropped)
+    for model in models:
+        missing = sorted(set(parts) - set(scores.get(model, {})))
+        if missing:
+            raise corrupt(f"it holds no {model} scores for {missing}")
+    return scores
