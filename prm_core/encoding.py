@@ -5,6 +5,15 @@ Why a step tag and not the newline: BPE tokenizers glue punctuation to the newli
 and yields one score per solution (see ``naive_newline_step_ends``). Instead the encoder tokenizes
 each step on its own and appends a dedicated special token after it; the tag's position is where
 the model's step score is read. The number of tags always equals the number of steps, or it raises.
+
+Text is text. A tokenizer turns the literal text of its special tokens (``<|endoftext|>``,
+``<|pad|>``, the step tag, a chat marker) into those control tokens wherever it meets them, so a
+problem or step that contains one could end its solution early, fake a step end, or read as
+padding. The course's one policy: such text is **refused**, with a ``ValueError`` naming the
+sample, the field and the token (``check_text_has_no_control_tokens``), by every encoder that turns a
+``StepSample`` into ids (this one, and the published PRMs'); ``LMPolicy`` decodes what it generates
+without control tokens, so its own samples never hold one. Unknown-character tokens (``<unk>``)
+are not control tokens and are not refused.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import numpy as np
 import torch
 
 from prm_core.backbones import STEP_TAG
+from prm_core.checks import check_bool, check_choice, check_int, check_seed
 from prm_core.data import StepSample
 
 logger = logging.getLogger(__name__)
@@ -85,12 +95,13 @@ class StepEncoder:
         add_bos: bool = True,
         model: Any = None,
     ) -> None:
-        if not isinstance(max_length, int) or max_length < 2:
-            raise ValueError(f"max_length={max_length!r} must be an int >= 2 (a step and its tag at least).")
-        if truncation not in TRUNCATION_POLICIES:
-            raise ValueError(f"truncation={truncation!r} must be one of {TRUNCATION_POLICIES}.")
+        check_int(max_length, "max_length", "[2, inf)", "a step and its tag need 2 tokens at least")
+        check_choice(truncation, "truncation", TRUNCATION_POLICIES)
+        check_bool(add_bos, "add_bos")
         if not isinstance(step_tag, str) or not step_tag.strip():
             raise ValueError(f"step_tag={step_tag!r} must be a non-blank str such as {STEP_TAG!r}.")
+        if not isinstance(problem_separator, str):
+            raise ValueError(f"problem_separator={problem_separator!r} must be a str, e.g. '\\n'.")
         if tokenizer.pad_token_id is None:
             raise ValueError(
                 "tokenizer.pad_token is None, so batches cannot be padded; set one before building the "
@@ -131,29 +142,26 @@ class StepEncoder:
             "add_bos": self.add_bos,
         }
 
-    def _check_text(self, sample: StepSample) -> None:
-        if not isinstance(sample, StepSample):
-            raise TypeError(f"sample has type {type(sample).__name__}; pass a prm_core.StepSample.")
-        if self.step_tag in sample.problem:
-            raise ValueError(
-                f"problem contains the step tag {self.step_tag!r}, which would fake a step end; "
-                "remove it from the text or choose another step_tag."
-            )
-        for i, step in enumerate(sample.steps):
-            if self.step_tag in step:
-                raise ValueError(
-                    f"steps[{i}] contains the step tag {self.step_tag!r}, which would fake a step end; "
-                    "remove it from the text or choose another step_tag."
-                )
-
     def encode(self, sample: StepSample) -> EncodedSample:
-        """Encode one sample; raises rather than guess when steps and tags could disagree."""
+        """Encode one sample; raises rather than guess when steps and tags could disagree.
+
+        Raises
+        ------
+        ValueError
+            When the problem or a step holds the text of a control token (the step tag, EOS, padding,
+            ...: see the module docstring), a step encodes to no token, or the sample cannot fit
+            ``max_length`` under the truncation policy.
+        """
         return self.encode_many([sample])[0]
 
     def encode_many(self, samples: Sequence[StepSample]) -> list[EncodedSample]:
-        """Encode many samples with one batched tokenizer call (the same ids as ``encode`` one by one)."""
-        for sample in samples:
-            self._check_text(sample)
+        """Encode many samples with one batched tokenizer call (the same ids as ``encode`` one by one).
+        Raises as ``encode``, naming the sample (``samples[i]``)."""
+        controls = control_tokens(self.tokenizer, self.step_tag)
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, StepSample):
+                raise TypeError(f"samples[{i}] has type {type(sample).__name__}; pass a prm_core.StepSample.")
+            check_text_has_no_control_tokens(sample, controls, f"samples[{i}]")
         # Each text is tokenized on its own, so equal texts get equal ids: tokenize each distinct one
         # once (candidates of one problem share its text and many of their steps).
         texts = dict.fromkeys(s.problem + self.problem_separator for s in samples)
@@ -280,7 +288,8 @@ class StepEncoder:
     def iter_batches(self, encoded: Sequence[EncodedSample], batch_size: int, *, seed: int | None = None,
                      device: torch.device | str | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
         """Length-bucketed batches (see ``bucket_batches``): yields each batch's sample indices and
-        its collated tensors, moved to ``device`` when one is given."""
+        its collated tensors, moved to ``device`` when one is given. A bad ``batch_size`` or ``seed``
+        raises ValueError (as ``bucket_batches``) when iteration starts."""
         for idx in bucket_batches([len(e.input_ids) for e in encoded], batch_size, seed=seed):
             batch = self.collate([encoded[i] for i in idx])
             if device is not None:
@@ -292,6 +301,44 @@ class StepEncoder:
         if not samples:
             raise ValueError("samples is empty; pass at least one StepSample.")
         return self.collate(self.encode_many(samples))
+
+
+def control_tokens(tokenizer: Any, step_tag: str | None = None) -> dict[str, str]:
+    """The texts a tokenizer turns into control tokens, each with what it would do.
+
+    Every special added token (EOS, padding, the step tag, chat markers) and every named special
+    token but ``<unk>`` (which stands for unknown characters, not an action). Returns a dict
+    ``text -> role`` ("the step tag" for ``step_tag``, else "a control token").
+    """
+    texts = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    texts.update(getattr(tokenizer, "all_special_tokens", ()))
+    acting = {getattr(tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad", "sep", "cls", "mask")}
+    unk = getattr(tokenizer, "unk_token", None)
+    if unk not in acting:  # transformers may name EOS as the unknown token too: then it stays a control token
+        texts.discard(unk)
+    roles = {text: "a control token" for text in texts if text}
+    if step_tag:
+        roles[step_tag] = "the step tag"
+    return roles
+
+
+def check_text_has_no_control_tokens(sample: StepSample, controls: dict[str, str], where: str = "sample") -> None:
+    """Refuse a sample whose problem or steps hold the text of a control token (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` (e.g. ``samples[3]``), the field (``problem`` or ``steps[i]``) and the token.
+    """
+    for field_name, text in (("problem", sample.problem), *((f"steps[{i}]", s) for i, s in enumerate(sample.steps))):
+        for token, role in controls.items():
+            if token in text:
+                effect = ("would fake a step end" if role == "the step tag" else
+                          "would act as that token (end the solution, or read as padding) instead of as text")
+                raise ValueError(
+                    f"{where}.{field_name} contains {token!r}, {role} of this tokenizer, which {effect}. The course "
+                    f"refuses such text: remove it from the {field_name.split('[')[0]} (e.g. "
+                    f"text.replace({token!r}, '')) or rewrite it so that it no longer spells the token.")
 
 
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -377,13 +424,18 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int | None 
     (training) they are shuffled, then sorted by length only within pools of ``pool_batches``
     batches, and the batch order is shuffled: batches stay random but each is tightly padded.
 
+    ``batch_size`` and ``pool_batches`` are ints >= 1 and ``seed`` None or an int in [0, 2**63)
+    (ValueError otherwise: ``batch_size=2.0`` cannot slice, and ``True`` would make batches of one).
+
     Examples
     --------
     >>> bucket_batches([5, 1, 4, 2], batch_size=2)
     [[1, 3], [2, 0]]
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=32")
+    check_int(pool_batches, "pool_batches", "[1, inf)", "pass e.g. pool_batches=50")
+    if seed is not None:
+        check_seed(seed)
     order = list(range(len(lengths)))
     if seed is None:
         order.sort(key=lambda i: lengths[i])

@@ -19,7 +19,6 @@ every source (for ``prm``: its last step's reward is 0), so no reward pays for r
 from __future__ import annotations
 
 import copy
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prm_core.checks import check_choice, check_fields, check_int, check_real, check_real_array, check_seed
 from prm_core.lm_policy import Completion, LMPolicy
 from prm_core.tasks.arithmetic import ArithmeticProblem
 
@@ -53,23 +53,15 @@ class RLConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward={self.reward!r} must be one of {REWARDS}.")
+        check_choice(self.reward, "reward", REWARDS)
         for name in ("n_updates", "problems_per_update", "epochs_per_batch", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an int >= 1.")
-        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 2:
-            raise ValueError(f"group_size={self.group_size!r} must be an int >= 2: advantages compare the "
-                             "solutions of one group.")
-        for name, low, high in (("learning_rate", 0.0, 1.0), ("clip_eps", 0.0, 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
-                raise ValueError(f"{name}={value!r} must be in ({low}, {high}).")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r} must be an int, e.g. seed=0.")
-        if isinstance(self.kl_coef, bool) or not isinstance(self.kl_coef, int | float) or not 0 <= self.kl_coef < math.inf:
-            raise ValueError(f"kl_coef={self.kl_coef!r} must be a finite number >= 0; 0 turns the KL penalty off.")
+            check_int(getattr(self, name), name, "[1, inf)")
+        check_int(self.group_size, "group_size", "[2, inf)", "advantages compare the solutions of one group")
+        check_real(self.learning_rate, "learning_rate", "(0, 1)", "e.g. 1e-4")
+        check_real(self.clip_eps, "clip_eps", "(0, 1)", "e.g. 0.2")
+        check_seed(self.seed)
+        check_real(self.kl_coef, "kl_coef", "[0, inf)", "0 turns the KL penalty off")
+        check_fields(self)
 
 
 # -- advantages ----------------------------------------------------------------------------------
@@ -83,9 +75,9 @@ def group_advantages(rewards: Sequence[float]) -> list[float]:
     >>> group_advantages([0.5, 0.5])
     [0.0, 0.0]
     """
-    r = np.asarray(rewards, dtype=np.float64)
-    if r.ndim != 1 or r.size == 0 or not np.isfinite(r).all():
-        raise ValueError(f"rewards={list(rewards)!r} must be a non-empty list of finite numbers.")
+    r = check_real_array(rewards, "rewards", fix="pass one finite reward per solution (float(is_correct), not a bool)")
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"rewards has shape {r.shape}; pass a non-empty list of finite numbers, one per solution.")
     std = r.std()
     return [0.0] * r.size if std < _STD_FLOOR else ((r - r.mean()) / std).tolist()
 
@@ -115,13 +107,13 @@ def process_advantages(step_rewards: Sequence[Sequence[float]]) -> list[list[flo
     """
     if not step_rewards or any(len(steps) == 0 for steps in step_rewards):
         raise ValueError("step_rewards must hold one non-empty list of step rewards per solution.")
-    flat = np.concatenate([np.asarray(steps, dtype=np.float64) for steps in step_rewards])
-    if not np.isfinite(flat).all():
-        raise ValueError(f"step_rewards holds a non-finite value ({flat[~np.isfinite(flat)][0]}); score every step.")
+    rows = [check_real_array(steps, f"step_rewards[{i}]", fix="score every step with a finite number").ravel()
+            for i, steps in enumerate(step_rewards)]
+    flat = np.concatenate(rows)
     std = flat.std()
     out = []
-    for steps in step_rewards:
-        normalised = np.zeros(len(steps)) if std < _STD_FLOOR else (np.asarray(steps, dtype=np.float64) - flat.mean()) / std
+    for steps in rows:
+        normalised = np.zeros(len(steps)) if std < _STD_FLOOR else (steps - flat.mean()) / std
         out.append(np.cumsum(normalised[::-1])[::-1].tolist())  # suffix sums: this step and every later one
     return out
 
@@ -137,9 +129,11 @@ def token_advantages(step_advantages: Sequence[float], step_ends: Sequence[int],
     """
     if len(step_advantages) != len(step_ends) or not step_ends:
         raise ValueError(f"got {len(step_advantages)} step advantages for {len(step_ends)} step ends; pass one per step.")
-    if not np.isfinite(np.asarray(step_advantages, dtype=float)).all():
-        raise ValueError(f"step_advantages={list(step_advantages)!r} holds a non-finite value; compute them from finite rewards.")
-    if list(step_ends) != sorted(step_ends) or step_ends[0] < 0 or n_tokens < step_ends[-1] + 1:
+    step_advantages = check_real_array(step_advantages, "step_advantages",
+                                       fix="a non-finite advantage spreads to every token: compute them from finite rewards").tolist()
+    step_ends = [check_int(end, f"step_ends[{i}]", "[0, inf)") for i, end in enumerate(step_ends)]
+    check_int(n_tokens, "n_tokens", "[1, inf)")
+    if step_ends != sorted(step_ends) or n_tokens < step_ends[-1] + 1:
         raise ValueError(f"step_ends={list(step_ends)!r} must increase and lie within n_tokens={n_tokens} tokens.")
     out, j = [], 0
     for t in range(n_tokens):
@@ -159,10 +153,9 @@ class Rewards:
 
 
 def compute_rewards(reward: str, completions: Sequence[Completion], verifiers: dict[str, Any]) -> Rewards:
-    """The rewards of ``completions`` from the source ``reward``; ``verifiers`` maps "prm"/"orm" to a
-    ``Verifier`` (only the one the source needs is read)."""
-    if reward not in REWARDS:
-        raise ValueError(f"reward={reward!r} must be one of {REWARDS}.")
+    """The rewards of ``completions`` from the source ``reward`` (one of ``REWARDS``; ValueError
+    otherwise); ``verifiers`` maps "prm"/"orm" to a ``Verifier`` (only the one the source needs is read)."""
+    check_choice(reward, "reward", REWARDS)
     samples = [c.sample for c in completions]
     is_ok = np.array([bool(s.meta["is_well_formed"]) for s in samples])
     if reward == "outcome":
@@ -185,9 +178,10 @@ def compute_rewards(reward: str, completions: Sequence[Completion], verifiers: d
 
 
 def batch_advantages(reward: str, rewards: Rewards, completions: Sequence[Completion], group_size: int) -> list[list[float]]:
-    """Per-token advantages of every completion; groups are consecutive runs of ``group_size``."""
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size={group_size!r} must be an int >= 1.")
+    """Per-token advantages of every completion; groups are consecutive runs of ``group_size`` (an int
+    >= 1 that divides the batch; ``reward`` one of ``REWARDS``; ValueError otherwise)."""
+    check_choice(reward, "reward", REWARDS)
+    check_int(group_size, "group_size", "[1, inf)")
     if len(completions) % group_size:
         raise ValueError(f"{len(completions)} completions do not split into groups of {group_size}.")
     out: list[list[float]] = []
@@ -237,7 +231,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
               mask: torch.Tensor, clip_eps: float, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO's objective, negated (DeepSeekMath eq. 3): the clipped surrogate plus ``kl_coef`` times the
     unbiased KL estimate ``exp(ref - logp) - (ref - logp) - 1``, averaged over each solution's tokens,
-    then over solutions. All inputs are (B, T); returns ``(loss, mean per-token KL)``.
+    then over solutions. All inputs are (B, T); returns ``(loss, mean per-token KL)``. ``clip_eps`` is a
+    number in (0, 1) and ``kl_coef`` a finite number >= 0 (ValueError otherwise: NaN would make the
+    loss NaN, and True would read as 1).
 
     Examples
     --------
@@ -246,6 +242,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     >>> float(loss), float(kl)  # ratio 1, advantage 1: loss -1; the reference equals the policy: KL 0
     (-1.0, 0.0)
     """
+    check_real(clip_eps, "clip_eps", "(0, 1)", "e.g. 0.2")
+    check_real(kl_coef, "kl_coef", "[0, inf)", "0 turns the KL penalty off")
     ratio = torch.exp(logp - old_logp)
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
     log_ratio_ref = ref_logp - logp
@@ -260,7 +258,10 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 # -- evaluation and the run --------------------------------------------------------------------------
 def evaluate_policy(policy: LMPolicy, problems: Sequence[ArithmeticProblem], seed: int, n_samples: int = 1) -> dict[str, float]:
     """Held-out answer accuracy of one sample (averaged over ``n_samples`` per problem), greedy accuracy
-    and the share of well-formed samples; also the per-problem arrays for paired comparisons."""
+    and the share of well-formed samples; also the per-problem arrays for paired comparisons.
+    ``n_samples`` is an int >= 1 and ``seed`` an int in [0, 2**63) (ValueError otherwise)."""
+    check_int(n_samples, "n_samples", "[1, inf)")
+    check_seed(seed)
     sampled = policy.sample_many(problems, n_samples, seed)
     greedy = policy.sample_many(problems, 1, seed, greedy=True)
     per_problem = np.array([s.meta["is_correct_answer"] for s in sampled], dtype=float).reshape(len(problems), n_samples)
@@ -315,17 +316,27 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
 
     Raises
     ------
+    ValueError
+        Before any work: for a config that is not an ``RLConfig``, ``eval_samples`` that is not an
+        int >= 1, too few train problems, no eval problems, or no verifier for the reward.
     FloatingPointError
         When the loss turns NaN or infinite.
     """
     from tqdm.auto import tqdm
 
+    if not isinstance(config, RLConfig):
+        raise ValueError(f"config is a {type(config).__name__}; pass an RLConfig.")
+    check_int(eval_samples, "eval_samples", "[1, inf)", "pass e.g. eval_samples=1")
     if len(train_problems) < config.problems_per_update:
         raise ValueError(f"train_problems has {len(train_problems)} problems but problems_per_update="
                          f"{config.problems_per_update}; pass more problems or lower it.")
     if not eval_problems:
         raise ValueError("eval_problems is empty; pass held-out problems to measure accuracy on.")
     verifiers = verifiers or {}
+    needed = {"outcome": None, "orm": "orm"}.get(config.reward, "prm")
+    if needed is not None and needed not in verifiers:  # before the reference copy and the first evaluation
+        raise ValueError(f"reward={config.reward!r} needs verifiers[{needed!r}], a Verifier on the course "
+                         f"{needed.upper()}; pass verifiers={{{needed!r}: Verifier(model)}}.")
     reference = copy.deepcopy(policy.model).eval()
     for p in reference.parameters():
         p.requires_grad_(False)

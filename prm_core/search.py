@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prm_core.aggregation import AGGREGATIONS
+from prm_core.checks import check_bool, check_choice, check_fields, check_int, check_real_array, check_seed
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
 from prm_core.verification import Verifier
@@ -36,11 +37,10 @@ class BeamSearchConfig:
 
     def __post_init__(self) -> None:
         for name in ("beam_width", "expansions"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an int >= 1.")
-        if self.rule not in AGGREGATIONS:
-            raise ValueError(f"rule={self.rule!r} is unknown; use one of {list(AGGREGATIONS)}.")
+            check_int(getattr(self, name), name, "[1, inf)")
+        check_choice(self.rule, "rule", list(AGGREGATIONS))
+        check_seed(self.seed)
+        check_fields(self)
 
     @property
     def samples_per_operation(self) -> int:
@@ -71,12 +71,20 @@ class SearchResult:
 def keep_top(candidates: Sequence[Any], scores: Sequence[float], beam_width: int) -> list[Any]:
     """The ``beam_width`` highest-scoring candidates, best first; equal scores keep their order.
 
+    ``scores`` holds one finite real per candidate and ``beam_width`` is an int >= 1 (ValueError
+    otherwise: a NaN score would sort anywhere, and True would keep one candidate).
+
     Examples
     --------
     >>> keep_top(["a", "b", "c", "d"], [0.2, 0.9, 0.5, 0.9], 2)
     ['b', 'd']
     """
-    order = sorted(range(len(candidates)), key=lambda i: -scores[i])  # sorted is stable
+    check_int(beam_width, "beam_width", "[1, inf)", "pass e.g. beam_width=4")
+    values = check_real_array(scores, "scores", fix="score every candidate with a finite number")
+    if values.ndim != 1 or len(values) != len(candidates):
+        raise ValueError(f"scores has shape {values.shape} for {len(candidates)} candidates; pass one score each.")
+    values = values.tolist()
+    order = sorted(range(len(candidates)), key=lambda i: -values[i])  # sorted is stable
     return [candidates[i] for i in order[:beam_width]]
 
 
@@ -138,6 +146,9 @@ def beam_search(problems: Sequence[ArithmeticProblem], policy: Any, verifier: Ve
 
     if not problems:
         raise ValueError("problems is empty; pass at least one problem to search.")
+    if not isinstance(config, BeamSearchConfig):
+        raise ValueError(f"config is a {type(config).__name__}; pass a BeamSearchConfig.")
+    check_bool(show_progress, "show_progress")
     rngs = [random.Random(config.seed * 1_000_003 + i) for i in range(len(problems))]
     beams: list[list[tuple[str, ...]]] = [[()] for _ in problems]
     best: list[tuple[tuple[str, ...], float] | None] = [None] * len(problems)

@@ -9,6 +9,8 @@ device at logging and evaluation steps.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -18,10 +20,11 @@ from typing import Any
 
 import torch
 
+from prm_core.checks import check_choice, check_fields, check_int, check_real, check_seed
 from prm_core.data import StepSample
 from prm_core.encoding import EncodedSample, bucket_batches, to_device
 from prm_core.losses import next_token_loss, outcome_sample, step_bce_loss
-from prm_core.model import ProcessRewardModel
+from prm_core.model import ProcessRewardModel, _require_tied_embeddings
 
 MIXED_PRECISION = ("auto", "no", "bf16")
 
@@ -46,27 +49,33 @@ class TrainConfig:
     eval_batch_size: int = 256  # solutions per evaluation batch
     mixed_precision: str = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU; or "no" / "bf16"
     seed: int = 0  # seeds initialisation of the head, batching and dropout
-    checkpoint_dir: str | None = None  # save_pretrained into <dir>/step-<n> here; None: no checkpoints
+    checkpoint_dir: str | os.PathLike | None = None  # save_pretrained into <dir>/step-<n> here; None: no checkpoints
     checkpoint_every: int = 0  # also checkpoint every this many steps; 0: only at the end
     show_progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
-        for name in ("warmup_steps", "eval_every", "lm_loss_weight", "weight_decay", "grad_clip", "checkpoint_every"):
-            if not getattr(self, name) >= 0:  # also False for nan
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
-        if self.pos_weight != "balanced" and (not isinstance(self.pos_weight, int | float) or isinstance(self.pos_weight, bool)
-                                              or not 0 < self.pos_weight < math.inf):
-            raise ValueError(f"pos_weight={self.pos_weight!r} must be a finite number > 0 or 'balanced'; 1.0 weighs "
-                             "every step the same, 'balanced' gives both classes the same total weight.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be > 0, e.g. 3e-3.")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision={self.mixed_precision!r} must be one of {MIXED_PRECISION}.")
+            check_int(getattr(self, name), name, "[1, inf)")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+            check_int(getattr(self, name), name, "[0, inf)", "0 turns it off")
+        for name in ("lm_loss_weight", "weight_decay", "grad_clip"):
+            check_real(getattr(self, name), name, "[0, inf)", "0 turns it off")
+        if self.pos_weight != "balanced":
+            check_real(self.pos_weight, "pos_weight", "(0, inf)", "pass a number, or 'balanced' to give both classes "
+                       "the same total weight (1.0 weighs every step the same)")
+        check_real(self.learning_rate, "learning_rate", "(0, inf)", "e.g. 3e-3")
+        check_real(self.min_lr_ratio, "min_lr_ratio", "[0, 1]")
+        check_choice(self.mixed_precision, "mixed_precision", MIXED_PRECISION)
+        check_seed(self.seed)
+        check_fields(self)
+        if self.checkpoint_dir is not None:
+            folder = Path(self.checkpoint_dir)
+            if str(self.checkpoint_dir) == "" or (folder.exists() and not folder.is_dir()):
+                raise ValueError(f"checkpoint_dir={self.checkpoint_dir!r} is not a folder (it is empty or an existing "
+                                 "file); pass a folder path, or None for no checkpoints.")
+        elif self.checkpoint_every:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} needs a checkpoint_dir to write into; pass "
+                             "checkpoint_dir='path/to/folder', or checkpoint_every=0.")
 
 
 @dataclass
@@ -192,6 +201,36 @@ def evaluate_loss(model: ProcessRewardModel, batches: Sequence[dict[str, torch.T
     return {"eval_loss": eval_loss, "eval_auroc": auroc, "eval_bce": eval_bce, "eval_n_labelled": float(count)}
 
 
+def _check_before_the_first_step(model: ProcessRewardModel, encoded: Sequence[EncodedSample], has_eval: bool,
+                                  config: TrainConfig, kind: str) -> None:
+    """Refuse, before any compute, what would fail late or train on nothing: no labelled step to
+    learn from, a next-token loss the backbone cannot give, a checkpoint folder that cannot be written."""
+    if kind != "lm":
+        n_labelled = sum(y is not None for e in encoded for y in (e.labels or ()))
+        if n_labelled == 0:
+            n_unlabelled = sum(e.labels is None for e in encoded)
+            raise ValueError(
+                f"train_samples hold no labelled step in the steps that fit max_length ({len(encoded)} samples, "
+                f"{n_unlabelled} with labels=None), so a {kind.upper()} would learn nothing (its loss is 0 at every "
+                "step). Label the steps (prm_core.labeling: outcome_labels or monte_carlo_labels), train "
+                "kind='orm' on meta['is_correct_answer'], or kind='lm' for plain text.")
+    if kind == "lm" or config.lm_loss_weight > 0:
+        _require_tied_embeddings(model.backbone, f"kind={kind!r} with lm_loss_weight={config.lm_loss_weight}")
+    if config.eval_every and (not has_eval or kind == "lm"):
+        warnings.warn(f"eval_every={config.eval_every} but there is nothing to evaluate ("
+                      f"{'kind=lm is not evaluated' if has_eval else 'no eval_samples'}); pass eval_samples or "
+                      "set eval_every=0.", stacklevel=3)
+    if config.checkpoint_dir is not None:
+        folder = Path(config.checkpoint_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise ValueError(f"checkpoint_dir={str(folder)!r} cannot be written ({err}); pass a folder you can "
+                             "write to, or checkpoint_dir=None. Nothing was trained.") from err
+
+
 def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
           eval_samples: Sequence[StepSample] | None = None, config: TrainConfig = TrainConfig(),
           kind: str | None = None) -> TrainResult:
@@ -218,7 +257,9 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     Raises
     ------
     ValueError
-        For an unknown ``kind``, no training samples, or ``pos_weight="balanced"`` on labels of one class.
+        Before the first step: for an unknown ``kind``, no training samples, no labelled step (PRM or
+        ORM), ``pos_weight="balanced"`` on labels of one class, a next-token loss on a backbone whose
+        LM head is not tied, or a ``checkpoint_dir`` that cannot be written.
     FloatingPointError
         When the loss turns NaN or infinite, naming the first bad step.
     """
@@ -229,12 +270,15 @@ def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],
     kind = kind or model.kind
     if kind not in TRAIN_KINDS:
         raise ValueError(f"kind={kind!r} must be one of {TRAIN_KINDS}.")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config has type {type(config).__name__}; pass a TrainConfig.")
     if not train_samples:
         raise ValueError("train_samples is empty; pass labelled StepSamples to train on.")
+    encoded = model.encoder.encode_many(training_view(train_samples, kind))
+    _check_before_the_first_step(model, encoded, bool(eval_samples), config, kind)
     use_bf16 = config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and torch.cuda.is_available())
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     set_seed(config.seed)
-    encoded = model.encoder.encode_many(training_view(train_samples, kind))
     n_dropped = sum(e.n_dropped_steps for e in encoded)
     pos_weight = balanced_pos_weight(encoded) if config.pos_weight == "balanced" else float(config.pos_weight)
     eval_batches = objective_batches = None

@@ -340,3 +340,62 @@ def test_naive_truncated_sample_does_not_count_the_newline_after_the_problem(tok
 def test_naive_newline_step_ends_empty_separator_raises(course_backbone):
     with pytest.raises(ValueError, match="separator=''"):
         naive_newline_step_ends(course_backbone[1], StepSample("q", ["a."]), separator="")
+
+
+# ---------------------------------------------------------------- control-token text is refused
+
+@pytest.mark.parametrize("token", ["<|endoftext|>", "<|pad|>"], ids=["eos", "pad"])
+def test_encode_step_spelling_a_control_token_raises_naming_sample_field_and_token(course_backbone, token):
+    # the input: "a<|endoftext|>b" was encoded as the end-of-text id 0 (and <|pad|> as the pad id)
+    import copy
+
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]))
+    with pytest.raises(ValueError, match=rf"samples\[0\]\.steps\[0\] contains '{token}'.*control token.*"
+                                         r"refuses such text: remove it from the steps"):
+        encoder.encode(StepSample("q", [f"a{token}b"]))
+
+
+def test_encode_many_names_the_sample_and_the_problem_field(course_backbone):
+    import copy
+
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]))
+    good = StepSample("What is 2 + 3?", ["2 + 3 = 5."])
+    with pytest.raises(ValueError, match=r"samples\[1\]\.problem contains '<\|pad\|>'"):
+        encoder.encode_many([good, StepSample("What is <|pad|>?", ["2 + 3 = 5."])])
+
+
+@PROPERTY_SETTINGS
+@given(before=problem_strategy, after=problem_strategy, data=st.data())
+def test_encode_any_text_around_any_control_token_raises(tokenizer_factory, before, after, data):
+    from prm_core.encoding import control_tokens
+
+    tokenizer = tokenizer_factory()
+    encoder = StepEncoder(tokenizer, max_length=4096)
+    token = data.draw(st.sampled_from(sorted(control_tokens(tokenizer, encoder.step_tag))))
+    in_problem = data.draw(st.booleans())
+    text = before + token + after
+    sample = StepSample(text, ["1 + 1 = 2."]) if in_problem else StepSample("q", ["1 + 1 = 2.", text])
+    with pytest.raises(ValueError, match=r"contains '.*', (the step tag|a control token) of this tokenizer"):
+        encoder.encode(sample)
+
+
+@PROPERTY_SETTINGS
+@given(problem=problem_strategy, steps=steps_strategy)
+def test_encode_plain_text_holds_no_control_id_but_the_tags_and_bos(tokenizer_factory, problem, steps):
+    tokenizer = tokenizer_factory()
+    encoder = StepEncoder(tokenizer, max_length=4096)
+    encoded = encoder.encode(StepSample(problem, steps))
+    controls = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens} - {tokenizer.unk_token_id}
+    allowed = set(encoded.step_positions) | ({0} if tokenizer.bos_token_id is not None else set())
+    assert all(i in allowed for i, t in enumerate(encoded.input_ids) if t in controls)
+
+
+def test_control_tokens_leave_out_unk_unless_it_is_also_eos_and_name_the_tag(tokenizer_factory):
+    from prm_core.encoding import control_tokens
+
+    tokenizer = tokenizer_factory()
+    roles = control_tokens(tokenizer, STEP_TAG)
+    assert roles[STEP_TAG] == "the step tag"
+    assert tokenizer.pad_token in roles
+    if tokenizer.unk_token is not None:  # the course tokenizer: transformers names EOS as unk too
+        assert (tokenizer.unk_token in roles) == (tokenizer.unk_token == tokenizer.eos_token)

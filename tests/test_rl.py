@@ -219,6 +219,16 @@ class _RandomScorer:
         return StepScores(torch.rand(len(samples), n, generator=torch.Generator().manual_seed(0)) * mask, mask)
 
 
+@pytest.mark.parametrize(("reward", "needed"), [("orm", "orm"), ("prm", "prm"), ("prm_min", "prm")])
+def test_train_rl_without_the_rewards_verifier_raises_before_any_work(tiny_policy, monkeypatch, reward, needed):
+    import prm_core.rl as rl
+
+    monkeypatch.setattr(rl, "evaluate_policy", lambda *a, **k: pytest.fail("evaluated before the check"))
+    with pytest.raises(ValueError, match=rf"reward='{reward}' needs verifiers\['{needed}'\]"):
+        train_rl(tiny_policy, make_problems(4, seed=0), make_problems(2, seed=1),
+                 RLConfig(reward=reward, problems_per_update=2, show_progress=False), {"other": None})
+
+
 def test_train_rl_too_few_problems_raises(tiny_policy):
     with pytest.raises(ValueError, match="problems_per_update"):
         train_rl(tiny_policy, make_problems(1, seed=0), make_problems(1, seed=1), RLConfig(problems_per_update=4))
@@ -280,3 +290,16 @@ def test_a_solution_past_the_reward_models_window_earns_nothing_for_what_it_coul
     assert got.solution == pytest.approx([0.0, 0.8])  # the run goes on; the unseen step earns nothing
     if reward == "prm":
         assert got.steps == [pytest.approx([0.8, 0.0]), pytest.approx([0.8])]
+
+
+def test_group_advantages_bool_rewards_raise_naming_the_fix():
+    with pytest.raises(ValueError, match=r"rewards must hold real numbers, not bools.*float\(is_correct\)"):
+        group_advantages([True, False])
+
+
+def test_grpo_loss_nan_clip_eps_raises_instead_of_a_nan_loss():
+    from prm_core.rl import grpo_loss
+
+    z = torch.zeros(1, 2)
+    with pytest.raises(ValueError, match="clip_eps=nan"):
+        grpo_loss(z, z, z, torch.ones(1, 2), torch.ones(1, 2), float("nan"), 0.04)

@@ -343,3 +343,75 @@ def test_balanced_pos_weight_labels_outside_0_1_raise(labels):
 
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         balanced_pos_weight([EncodedSample(list(range(len(labels) + 1)), list(range(1, len(labels) + 1)), labels)])
+
+
+# ---------------------------------------------------------------- refused before the first step
+
+def _count_forwards(model, monkeypatch):
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["prm", "orm"])
+def test_train_on_samples_without_labels_raises_before_any_step(make_tiny_prm, monkeypatch, kind):
+    # the input: it "succeeded" with loss 0.0 at every step and n_batches_without_labels == max_steps
+    samples = [StepSample("2 + 3?", ["2 + 3 = 5."]), StepSample("4 - 1?", ["4 - 1 = 3.", "3 × 2 = 6."],
+                                                                  labels=[None, None])]
+    model = make_tiny_prm()
+    calls = _count_forwards(model, monkeypatch)
+    if kind == "prm":
+        with pytest.raises(ValueError, match=r"no labelled step .*2 samples, 1 with labels=None.*would learn nothing"):
+            train(model, samples, config=_quick_config(), kind="prm")
+    else:  # the ORM's view labels the last step from the outcome, so unlabelled steps are fine
+        graded = [StepSample(s.problem, s.steps, meta={"is_correct_answer": True}) for s in samples]
+        train(model, graded, config=_quick_config(max_steps=1), kind="orm")
+    assert bool(calls) == (kind == "orm")
+
+
+def test_train_lm_kind_needs_no_labels(make_tiny_prm):
+    result = train(make_tiny_prm(), [StepSample("2 + 3?", ["2 + 3 = 5."])] * 4, config=_quick_config(max_steps=2),
+                   kind="lm")
+    assert len(result.history) == 2
+
+
+def test_train_unwritable_checkpoint_dir_raises_before_any_step(make_tiny_prm, arithmetic_data, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    config = _quick_config(checkpoint_dir=str(blocker / "runs"))  # a folder under a file cannot exist
+    model = make_tiny_prm()
+    calls = _count_forwards(model, monkeypatch)
+    with pytest.raises(ValueError, match=r"checkpoint_dir=.*runs.* cannot be written.*Nothing was trained"):
+        train(model, arithmetic_data[0][:16], config=config)
+    assert calls == []
+
+
+def test_train_checkpoint_dir_is_created_before_the_first_step(make_tiny_prm, arithmetic_data, monkeypatch, tmp_path):
+    folder = tmp_path / "runs" / "prm"
+    model = make_tiny_prm()
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: seen.append(folder.is_dir()) or forward(*a, **k))
+    result = train(model, arithmetic_data[0][:16], config=_quick_config(max_steps=1, checkpoint_dir=folder))
+    assert seen and all(seen) and result.checkpoints == [str(folder / "step-1")]
+
+
+def test_train_eval_every_without_eval_samples_warns_with_the_fix(make_tiny_prm, arithmetic_data):
+    with pytest.warns(UserWarning, match=r"eval_every=2 but there is nothing to evaluate \(no eval_samples\)"):
+        train(make_tiny_prm(), arithmetic_data[0][:16], config=_quick_config(max_steps=2, eval_every=2))
+
+
+def test_train_next_token_loss_on_an_untied_backbone_raises_before_any_step(make_tiny_prm, arithmetic_data,
+                                                                           monkeypatch):
+    model = make_tiny_prm()
+    monkeypatch.setattr(model.backbone.config, "tie_word_embeddings", False)
+    calls = _count_forwards(model, monkeypatch)
+    with pytest.raises(ValueError, match="does not tie it to its input embeddings"):
+        train(model, arithmetic_data[0][:16], config=_quick_config(lm_loss_weight=0.5))
+    assert calls == []
+
+
+def test_train_config_of_another_type_raises(make_tiny_prm, arithmetic_data):
+    with pytest.raises(ValueError, match="config has type dict; pass a TrainConfig"):
+        train(make_tiny_prm(), arithmetic_data[0][:16], config={"max_steps": 2})

@@ -17,6 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from prm_core.checks import check_choice, check_fields, check_int, check_seed
+
 OPS = ("+", "-", "×", "÷")
 RECHECK_PREFIX = "Wait, let me recheck: "
 FRACTION_WORDS = {2: "half", 3: "third", 4: "quarter", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth",
@@ -85,6 +87,8 @@ def apply_op(value: int, symbol: str, operand: int) -> int:
     """
     if symbol not in _APPLY:
         raise ValueError(f"symbol={symbol!r} is not an operation; use one of {OPS}.")
+    check_int(value, "value")  # a float would give a float "integer" result, True would read as 1
+    check_int(operand, "operand", "[1, inf)" if symbol == "÷" else "(-inf, inf)", "÷ needs a divisor >= 1")
     return _APPLY[symbol](value, operand)
 
 
@@ -160,6 +164,7 @@ class ProblemConfig:
     max_trap_strength: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: the comparisons below assume numbers
         for lo, hi in (("min_ops", "max_ops"), ("min_start", "max_start"), ("min_addend", "max_addend"),
                        ("min_factor", "max_factor"), ("min_divisor", "max_divisor"),
                        ("min_trap_strength", "max_trap_strength")):
@@ -292,7 +297,8 @@ def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig(),
     n : int
         How many problems; >= 1.
     seed : int
-        Seed of the ``random.Random`` that draws everything, wording included.
+        Seed of the ``random.Random`` that draws everything, wording included; in [0, 2**63)
+        (``random.Random`` would hash a float or a str, and read -1 as 1, without a word).
     config : ProblemConfig, default ProblemConfig()
         Ranges of start values and operands.
     split : {"train", "test"}, optional
@@ -303,16 +309,21 @@ def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig(),
     list of ArithmeticProblem
         ``problem_id`` runs 0 .. n-1.
 
+    Raises
+    ------
+    ValueError
+        For ``n`` that is not an int >= 1, a bad ``seed`` or ``split``, or too few distinct problems.
+
     Examples
     --------
     >>> problems = make_problems(3, seed=0)
     >>> len(problems), len({p.key for p in problems}), [p.problem_id for p in problems]
     (3, 3, [0, 1, 2])
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r} must be an int >= 1; pass n=1 for a single problem.")
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split={split!r} must be one of {SPLITS} or None.")
+    check_int(n, "n", "[1, inf)", "pass n=1 for a single problem")
+    check_seed(seed)
+    if split is not None:
+        check_choice(split, "split", SPLITS)
     return _draw({split: n}, seed, config)[split]
 
 
@@ -325,7 +336,7 @@ def make_splits(n_train: int, n_test: int, seed: int,
     n_train, n_test : int
         Split sizes; each >= 1.
     seed : int
-        Seed of the one draw both splits come from.
+        Seed of the one draw both splits come from, in [0, 2**63).
     config : ProblemConfig, default ProblemConfig()
 
     Returns
@@ -340,20 +351,22 @@ def make_splits(n_train: int, n_test: int, seed: int,
     (4, 2, set())
     """
     for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an int >= 1.")
+        check_int(value, name, "[1, inf)")
+    check_seed(seed)
     drawn = _draw({"train": n_train, "test": n_test}, seed, config)
     return drawn["train"], drawn["test"]
 
 
 def format_step(a: int, symbol: str, b: int, c: int, lead: str = "", is_recheck: bool = False) -> str:
-    """Write one step in the format ``check_steps`` parses.
+    """Write one step in the format ``check_steps`` parses (``a``, ``b`` and ``c`` ints, never bools).
 
     Examples
     --------
     >>> format_step(17, "×", 2, 34, lead="Then "), format_step(5, "+", 3, 8, is_recheck=True)
     ('Then 17 × 2 = 34.', 'Wait, let me recheck: 5 + 3 = 8.')
     """
+    for name, value in (("a", a), ("b", b), ("c", c)):
+        check_int(value, name, fix="a step writes integers")
     return f"{RECHECK_PREFIX if is_recheck else lead}{a} {symbol} {b} = {c}."
 
 
