@@ -81,8 +81,7 @@ def min_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -111,8 +110,7 @@ def prod_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -141,8 +139,7 @@ def last_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -173,8 +170,7 @@ def mean_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -206,8 +202,7 @@ def geomean_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -241,8 +236,7 @@ def sum_logit_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     Raises
     ------
     ValueError
-        Unless step_scores is a float (N, S) tensor with N >= 1 and probabilities at real steps, and
-        mask a bool tensor of that shape with a real step in every row.
+        For inputs other than the module docstring's (see ``aggregate``).
 
     Examples
     --------
@@ -296,7 +290,8 @@ def aggregate(step_scores: torch.Tensor, mask: torch.Tensor, rule: str) -> torch
     Raises
     ------
     ValueError
-        For an unknown rule, and as each rule does for its inputs.
+        For an unknown rule; unless step_scores is a float (N, S) tensor with N >= 1 and
+        probabilities at real steps, and mask a bool tensor of that shape with a real step in every row.
 
     Examples
     --------

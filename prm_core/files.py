@@ -254,6 +254,15 @@ def _merge_into(tmp: Path, final: Path, marker: str | None) -> None:
         os.replace(path, target)
 
 
+def _load_or_warn(where: Path, load: Callable[[Path], T], what: str) -> tuple[T] | tuple[()]:
+    """``(load(where),)``, or ``()`` with a warning when ``load`` finds it damaged (``CorruptFileError``)."""
+    try:
+        return (load(where),)
+    except CorruptFileError as err:
+        logger.warning("%s %s is unreadable (%s); rebuilding it once", what, where, err)
+        return ()
+
+
 def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None], load: Callable[[Path], T],
            what: str = "cache entry") -> T:
     """``load(folder)`` of a cache entry, built first by ``build(tmp)`` when it is missing.
@@ -290,11 +299,10 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
     """
     folder = Path(folder)
     if is_complete(folder, marker):
-        try:
-            return load(folder)
-        except CorruptFileError as err:
-            logger.warning("%s %s is unreadable (%s); rebuilding it once", what, folder, err)
-            (folder / marker).unlink(missing_ok=True)  # now incomplete: the install below swaps it out
+        loaded = _load_or_warn(folder, load, what)
+        if loaded:
+            return loaded[0]
+        (folder / marker).unlink(missing_ok=True)  # now incomplete: the install below swaps it out
     elif folder.exists():
         logger.warning("%s %s is incomplete (no %s); rebuilding it once", what, folder, marker)
     with atomic_folder(folder, marker) as tmp:
@@ -320,11 +328,9 @@ def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Ca
     {'accuracy': 0.5}
     """
     path = Path(path)
-    if path.is_file():
-        try:
-            return load(path)
-        except CorruptFileError as err:
-            logger.warning("%s %s is unreadable (%s); rebuilding it once", what, path, err)
+    loaded = _load_or_warn(path, load, what) if path.is_file() else ()
+    if loaded:
+        return loaded[0]
     with atomic_file(path) as tmp:
         build(tmp)
     return load(path)
