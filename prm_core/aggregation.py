@@ -11,6 +11,7 @@ All rules are vectorised over rows and treat padded positions as absent, whateve
 Every rule computes in float32 or wider: bf16 and fp16 scores are widened to float32 first (in
 bf16, ``1 - 1e-6`` rounds to 1 and ``sum_logit`` overflows to inf), so they give the float32 result
 of the same values; float32 and float64 scores are used as they are, and the output keeps their dtype.
+In float32, ``prod`` of a long solution can underflow to 0, a tie (``prod_score``'s Notes).
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ def prod_score(step_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ------
     ValueError
         For inputs other than the module docstring's (see ``aggregate``).
+
+    Notes
+    -----
+    A long solution's product can underflow to 0 in float32 (below about 1.4e-45: 160 steps at
+    0.5 give 0.5**160, about 7e-49), and then every such solution ties at 0 and best-of-N takes the
+    first. ``geomean`` and ``sum_logit`` work in log space and keep the order; float64 step scores
+    (``scores.double()``) push the underflow out to about 1e-308.
 
     Examples
     --------

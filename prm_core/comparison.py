@@ -68,10 +68,10 @@ def _rows(rows: Sequence[int] | np.ndarray | None, n: int, name: str, of: str) -
     return array.astype(np.int64)
 
 
-def _check_bootstrap(n_bootstrap: int, seed: int) -> None:
-    """Fail before any work on a bad ``n_bootstrap`` (an int >= 1) or ``seed`` (an int in [0, 2**63))."""
-    check_int(n_bootstrap, "n_bootstrap", "[1, inf)", "pass e.g. n_bootstrap=1000")
-    check_seed(seed)
+def _check_bootstrap(n_bootstrap: int, seed: int) -> tuple[int, int]:
+    """Fail before any work on a bad ``n_bootstrap`` (an int >= 1) or ``seed`` (an int in [0, 2**63));
+    else both as Python ints."""
+    return check_int(n_bootstrap, "n_bootstrap", "[1, inf)", "pass e.g. n_bootstrap=1000"), check_seed(seed)
 
 
 def _check_scored(scored: dict[str, StepScores], name: str = "scored") -> None:
@@ -120,7 +120,7 @@ def comparison_metrics(scored: dict[str, StepScores], data: Datasets, kind: str,
         ``n_bootstrap`` or ``seed`` that is not an int in range.
     """
     check_choice(kind, "kind", sorted(SOLUTION_RULES))
-    _check_bootstrap(n_bootstrap, seed)
+    n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
     if threshold is not None:
         threshold = check_probability(threshold, "threshold", "pass None to pick it on validation")
     _check_scored(scored)
@@ -168,7 +168,7 @@ def prm_minus_orm(scored: dict[str, dict[str, StepScores]], data: Datasets, bon_
     ``scored`` maps "prm" and "orm" to their step scores; both must cover the same candidates.
     ``n_bootstrap`` is an int >= 1 and ``seed`` an int in [0, 2**63) (ValueError otherwise).
     """
-    _check_bootstrap(n_bootstrap, seed)
+    n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
     if not isinstance(scored, dict) or {"prm", "orm"} - set(scored):
         raise ValueError("scored must map 'prm' and 'orm' to their step scores ('val', 'test', 'bon').")
     for kind in ("prm", "orm"):
@@ -191,7 +191,7 @@ def baselines_by_rows(data: Datasets, bon_rows: np.ndarray, ns: Sequence[int] | 
                       n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """Majority vote and the oracle on the same best-of-N problems, for reference (``n_bootstrap``,
     ``seed``: as in ``comparison_metrics``)."""
-    _check_bootstrap(n_bootstrap, seed)
+    n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
     answers, correct = answer_arrays(data.bon, candidates_per_problem(data.bon))
     bon_rows = _rows(bon_rows, answers.shape[0], "bon_rows", "data.bon's problems")
     out = {}
@@ -221,7 +221,7 @@ def by_n_operations(scored: dict[str, dict[str, StepScores]], data: Datasets, ns
         "majority": {...}, "oracle": {...}, "prm_minus_orm": {...}}`` (``prm_minus_orm``). The first-error threshold of each model is picked
         once, on the whole validation set.
     """
-    _check_bootstrap(n_bootstrap, seed)
+    n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
     for part in ("test", "bon"):
         if any("n_operations" not in s.meta for s in getattr(data, part)):
             raise ValueError(f"data.{part} has samples without meta['n_operations']; sample them with "

@@ -7,13 +7,11 @@ Monte Carlo label) or ``None`` (unlabelled: ignored by the loss).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prm_core.checks import check_probability
+from prm_core.checks import check_probability, check_real
 
 Label = float | None
 
@@ -24,18 +22,8 @@ INCORRECT = 0.0
 def _check_label(i: int, label: Any) -> Label:
     if label is None:
         return None
-    if isinstance(label, bool) or not isinstance(label, numbers.Real):
-        raise TypeError(
-            f"labels[{i}]={label!r} has type {type(label).__name__}; use a float in [0, 1] "
-            "(1.0 correct, 0.0 incorrect) or None for an unlabelled step."
-        )
-    value = float(label)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"labels[{i}]={label!r} must be a float in [0, 1] (1.0 correct, 0.0 incorrect, in between "
-            "for a soft label); use None to leave a step unlabelled."
-        )
-    return value
+    return check_real(label, f"labels[{i}]", "[0, 1]", "1.0 marks a correct step, 0.0 an incorrect one, values "
+                      "in between are soft labels; use None to leave a step unlabelled")
 
 
 @dataclass(frozen=True)

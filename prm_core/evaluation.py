@@ -44,8 +44,8 @@ NO_ANSWER = -(10**9)  # stands for a missing answer in integer answer arrays; ne
 def padded_labels(samples: Sequence[StepSample], n_steps: int) -> np.ndarray:
     """(N, S) labels with NaN at padded or unlabelled steps; ``n_steps`` (an int) must cover every
     sample's steps (ValueError otherwise)."""
-    check_int(n_steps, "n_steps", f"[{max((s.n_steps for s in samples), default=0)}, inf)",
-              "pass the padded width of the scores, e.g. scores.scores.shape[1]")
+    n_steps = check_int(n_steps, "n_steps", f"[{max((s.n_steps for s in samples), default=0)}, inf)",
+                        "pass the padded width of the scores, e.g. scores.scores.shape[1]")
     out = np.full((len(samples), n_steps), np.nan)
     for i, s in enumerate(samples):
         out[i, : s.n_steps] = [np.nan if x is None else x for x in (s.labels or [None] * s.n_steps)]
@@ -125,9 +125,9 @@ def processbench_report(model: Any, samples: Sequence[StepSample], threshold: fl
         Before any scoring: for a threshold outside [0, 1], an unknown ``truncated`` or a
         ``batch_size`` that is not an int >= 1; and for no samples.
     """
-    check_probability(threshold, "threshold", "pass e.g. 0.5 or one picked on labelled validation rows")
+    threshold = check_probability(threshold, "threshold", "pass e.g. 0.5 or one picked on labelled validation rows")
     check_choice(truncated, "truncated", ("unknown", "prefix", "raise"))
-    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
+    batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
     verifier = model if isinstance(model, Verifier) else Verifier(model, batch_size=batch_size)
     if len(samples) == 0:
         raise ValueError("samples is empty; pass ProcessBench rows (formats.read_processbench).")
@@ -159,7 +159,7 @@ def pick_threshold(scores: StepScores, samples: Sequence[StepSample]) -> float:
 def answer_arrays(samples: Sequence[StepSample], n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """(P, M) integer answers and correctness for problem-major candidate lists (``n_candidates``, an
     int >= 1, must divide the number of samples; ValueError otherwise)."""
-    check_int(n_candidates, "n_candidates", "[1, inf)", "pass the candidates sampled per problem")
+    n_candidates = check_int(n_candidates, "n_candidates", "[1, inf)", "pass the candidates sampled per problem")
     if len(samples) % n_candidates:
         raise ValueError(f"n_candidates={n_candidates} does not divide the {len(samples)} samples; pass the "
                          "candidates per problem of a problem-major list.")
@@ -172,8 +172,8 @@ def best_of_n_report(prm_scores: StepScores, orm_scores: StepScores, samples: Se
                      n_candidates: int, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, dict]]:
     """Accuracy with 95% CI for every selection method and every N = 1, 2, 4, ..., n_candidates
     (``n_bootstrap`` an int >= 1, ``seed`` an int in [0, 2**63); ValueError otherwise)."""
-    check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
-    check_seed(seed)
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
+    seed = check_seed(seed)
     answers, correct = answer_arrays(samples, n_candidates)
     shape = answers.shape
     methods: dict[str, tuple[str, np.ndarray | None]] = {"majority": ("majority", None), "oracle": ("oracle", None)}
@@ -219,7 +219,7 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
     tokenizer, a one-off cost per candidate set that ``Verifier.score_encoded`` lets callers reuse.
     ``batch_size`` and ``repeats`` are ints >= 1 (ValueError otherwise).
     """
-    check_int(repeats, "repeats", "[1, inf)")
+    repeats = check_int(repeats, "repeats", "[1, inf)")
     verifier = Verifier(model, batch_size=batch_size)
     samples = list(samples)
     verifier.score_steps(samples[:batch_size])  # warm-up
@@ -257,7 +257,7 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
     """Step scores of every model on the validation, test and best-of-N sets (``batch_size`` an int >= 1)."""
     from tqdm import tqdm
 
-    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
+    batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
 
     scored = {}
     for name, model in tqdm(models.items(), desc="score", leave=False):
@@ -338,8 +338,8 @@ def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, b
     wrote and the PRM scored per problem. ``n_bootstrap`` is an int >= 1 and ``seed`` an int in
     [0, 2**63) (ValueError otherwise).
     """
-    check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
-    check_seed(seed)
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", "[1, inf)")
+    seed = check_seed(seed)
     n_candidates = candidates_per_problem(bon)
     answers, correct = answer_arrays(bon, n_candidates)
     solution = prm_bon.solution_scores(rule).numpy().reshape(answers.shape)

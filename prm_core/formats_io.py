@@ -11,14 +11,13 @@ Import the readers and writers from ``prm_core.formats``; the ``_`` helpers here
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from prm_core.checks import check_real
 from prm_core.data import StepSample
 from prm_core.files import write_text
 
@@ -371,11 +370,12 @@ def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[S
     return WriteResult(len(rows), n_cut, left_out)
 
 
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-                                  or math.isnan(threshold) or not 0.0 < threshold <= 1.0):
-        raise ValueError(f"threshold={threshold!r} must be None (labels must be exactly 0.0 or 1.0) or a "
-                         "float in (0, 1], e.g. threshold=0.5 to round soft labels.")
+def _check_threshold(threshold: float | None) -> float | None:
+    """None, or ``threshold`` as a float in (0, 1] that rounds soft labels (``label >= threshold``)."""
+    if threshold is None:
+        return None
+    return check_real(threshold, "threshold", "(0, 1]", "pass None (labels must then be exactly 0.0 or 1.0), or "
+                      "e.g. threshold=0.5 to round soft labels")
 
 
 def _is_correct(sample: StepSample, i: int, threshold: float | None, fmt: str) -> bool:

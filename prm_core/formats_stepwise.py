@@ -172,7 +172,7 @@ def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination
     >>> json.loads(out.getvalue())["label"]
     '1 + 1? Step 1: 1 + 1 = 3. -'
     """
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold)
     return _write(samples, path_or_file, lambda s, i: _shepherd_row(s, threshold), "write_math_shepherd", unlabelled)
 
 
@@ -260,7 +260,7 @@ def write_trl_stepwise(samples: Iterable[StepSample], path_or_file: Destination,
     >>> out.getvalue()
     '{"prompt": "2 + 2?", "completions": ["2 + 2 = 4."], "labels": [true]}\\n'
     """
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold)
 
     def to_row(sample: StepSample, _: int) -> dict[str, Any]:
         labels = [_is_correct(sample, i, threshold, "TRL stepwise") for i in range(sample.n_steps)]
@@ -361,7 +361,7 @@ def write_processbench(samples: Iterable[StepSample], path_or_file: Destination,
     >>> json.loads(out.getvalue())["label"]
     0
     """
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold)
 
     def to_row(sample: StepSample, index: int) -> dict[str, Any]:
         first_error = -1

@@ -100,8 +100,8 @@ def rollout_successes(samples: Sequence[StepSample], problems: Sequence[Arithmet
     """
     from tqdm.std import tqdm
 
-    check_int(n_rollouts, "n_rollouts", "[1, inf)", "e.g. 8 as in Math-Shepherd")
-    check_seed(seed)
+    n_rollouts = check_int(n_rollouts, "n_rollouts", "[1, inf)", "e.g. 8 as in Math-Shepherd")
+    seed = check_seed(seed)
     check_bool(show_progress, "show_progress")
     by_text = {p.text: p for p in problems}
     out = []
@@ -141,7 +141,7 @@ def monte_carlo_labels(successes: Sequence[np.ndarray], k: int, kind: str) -> li
         if hits.dtype != bool or hits.ndim != 2:
             raise ValueError(f"successes[{i}] has dtype {hits.dtype} and shape {hits.shape}; pass the (n_steps, "
                              "n_rollouts) bool arrays rollout_successes returns.")
-        check_int(k, "k", f"[1, {hits.shape[1]}]", f"the rollouts drawn for successes[{i}]; draw more for a larger k")
+        k = check_int(k, "k", f"[1, {hits.shape[1]}]", f"the rollouts drawn for successes[{i}]; draw more for a larger k")
         first_k = hits[:, :k]
         out.append((first_k.any(axis=1) if kind == "hard" else first_k.mean(axis=1)).astype(float).tolist())
     return out

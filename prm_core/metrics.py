@@ -182,7 +182,7 @@ def reliability_bins(scores: Any, labels: Any, n_bins: int = 10) -> ReliabilityB
     >>> bins.count.tolist(), bins.accuracy.tolist()
     ([2, 1], [0.5, 1.0])
     """
-    _check_positive_int(n_bins, "n_bins")
+    n_bins = _check_positive_int(n_bins, "n_bins")
     s, is_positive = _labelled_steps(scores, labels)
     if ((s < 0) | (s > 1)).any():
         raise ValueError(f"scores hold {s[(s < 0) | (s > 1)][:3].tolist()}; calibration needs probabilities "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
-from prm_core.checks import check_int, check_real_array
+from prm_core.checks import check_int, check_real_array, tensor_to_numpy
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -29,10 +29,7 @@ def _as_array(values: Any, name: str, dtype: Any = np.float64, *, allow_bool: bo
     if dtype is np.float64:
         array = check_real_array(values, name, allow_nan=True, allow_inf=True, allow_bool=allow_bool, fix=fix)
     else:
-        if isinstance(values, torch.Tensor):
-            values = values.detach().cpu()
-            values = (values.double() if values.is_floating_point() else values).numpy()  # bf16 has no numpy
-        array = np.asarray(values, dtype=dtype)
+        array = np.asarray(tensor_to_numpy(values), dtype=dtype)
     if array.size == 0:
         raise ValueError(f"{name} is empty; pass at least one value.")
     return array
@@ -46,12 +43,40 @@ def _check_positive_int(value: Any, name: str) -> int:
 def _as_indices(values: Any, name: str) -> np.ndarray:
     """``values`` as a 1-D int64 array of step indices >= 0, or -1 for "no error".
 
-    Whole floats (``2.0``) are accepted as the index they name; bools, NaN, infinity and fractions
-    raise: ``[False, True]`` is not ``[0, 1]``.
+    Integers stay integers (float64 cannot tell 2**62 from 2**62 + 1) and raise beyond int64; whole
+    floats (``2.0``) are accepted as the index they name; bools, NaN, infinity and fractions raise:
+    ``[False, True]`` is not ``[0, 1]``. A 2-D input raises too (one index per solution).
     """
-    array = _as_array(values, name, fix="pass int step indices, -1 for no error").ravel()
-    bad = ~np.isfinite(array) | (array != np.round(array)) | (array < -1)
+    raw = tensor_to_numpy(values)
+    ints = _integer_array(raw, name)
+    array = ints if ints is not None else _as_array(raw, name, fix="pass int step indices, -1 for no error")
+    if array.ndim != 1:
+        raise ValueError(f"{name} has shape {array.shape}; pass one step index per solution (1-D), -1 for no error.")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; pass at least one value.")
+    if ints is None:  # floats: whole, finite and within int64, or astype would wrap them silently
+        bad = ~np.isfinite(array) | (array != np.round(array)) | (array < -1) | (array >= 2.0**63)
+    else:
+        bad = array < -1
     if bad.any():
         raise ValueError(f"{name}={array[:5].tolist()} must hold whole step indices >= 0, or -1 for no error; "
-                         f"{name}[{int(np.argmax(bad))}]={float(array[bad][0])!r} is not one.")
+                         f"{name}[{int(np.argmax(bad))}]={array[bad][0].item()!r} is not one.")
     return array.astype(np.int64)
+
+
+def _integer_array(values: Any, name: str) -> np.ndarray | None:
+    """An int numpy array, or a flat list or tuple of ints (not bools), as int64; None for anything
+    else. Raises for a value beyond int64."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iu":
+            return None
+        items = values.ravel().tolist() if values.dtype.kind == "u" else []  # uint64 may exceed int64
+    elif isinstance(values, list | tuple) and values and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        items = [int(v) for v in values]
+    else:
+        return None
+    beyond = [v for v in items if not -(2**63) <= v < 2**63]
+    if beyond:
+        raise ValueError(f"{name} holds {beyond[0]}, beyond int64; pass step indices >= 0, or -1 for no error.")
+    return np.asarray(values if isinstance(values, np.ndarray) else items, dtype=np.int64)

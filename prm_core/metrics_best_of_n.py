@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from prm_core.checks import check_choice, check_seed
+from prm_core.checks import ArgumentTypeError, check_choice, check_real_array, check_seed
 from prm_core.metrics_base import UndefinedMetricWarning, _as_array, _check_positive_int
 from prm_core.voting import SELECTION_METHODS, select_many
 
@@ -20,13 +20,14 @@ def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tu
     """95% percentile-bootstrap interval of a mean over problems (the resamples ``best_of_n_curve``
     draws for the same number of problems and seed).
 
-    ``per_problem`` holds one real number per problem (a 0/1 hit or an accuracy; bools raise: pass
-    ``hits.astype(float)``); ``n_bootstrap`` is an int >= 1 and ``seed`` an int in [0, 2**63).
+    ``per_problem`` holds one finite real number per problem (a 0/1 hit or an accuracy; bools raise:
+    pass ``hits.astype(float)``); ``n_bootstrap`` is an int >= 1 and ``seed`` an int in [0, 2**63).
 
     Raises
     ------
     ValueError
-        For bool or non-numeric values, a shape that is not (P,), or a bad ``n_bootstrap`` or ``seed``.
+        For bool, non-numeric or non-finite values (a NaN would make the interval NaN), a shape
+        that is not (P,), or a bad ``n_bootstrap`` or ``seed``.
 
     Examples
     --------
@@ -34,11 +35,12 @@ def bootstrap_ci(per_problem: Any, n_bootstrap: int = 1000, seed: int = 0) -> tu
     >>> 0.0 <= low <= 0.75 <= high <= 1.0
     True
     """
-    values = _as_array(per_problem, "per_problem")
+    values = check_real_array(per_problem, "per_problem", fix="pass finite per-problem values (e.g. accuracies "
+                              "in [0, 1]), leaving out problems without one")
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"per_problem has shape {values.shape}; pass one value per problem (1-D, non-empty).")
-    _check_positive_int(n_bootstrap, "n_bootstrap")
-    check_seed(seed)
+    n_bootstrap = _check_positive_int(n_bootstrap, "n_bootstrap")
+    seed = check_seed(seed)
     resamples = np.random.default_rng(seed).integers(0, values.size, size=(n_bootstrap, values.size))
     low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
     return float(low), float(high)
@@ -57,7 +59,8 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
     Parameters
     ----------
     statistic : callable
-        Maps an int array of item indices (with repeats) to a float.
+        Maps an int array of item indices (with repeats) to a real number (nan where undefined);
+        text or a bool raises.
     groups : array-like, shape (n_items,)
         The group (problem) of each item.
     n_bootstrap : int, default 1000
@@ -73,7 +76,7 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
     ------
     ValueError
         For groups that are not one id per item (or hold nan), a bad ``n_bootstrap`` or ``seed``,
-        or a statistic that returns more than one number.
+        or a statistic that returns more than one number, or something that is not a real number.
 
     Examples
     --------
@@ -87,8 +90,8 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
         raise ValueError(f"groups has shape {group_ids.shape}; pass one group id per item (1-D, non-empty).")
     if group_ids.dtype.kind == "f" and np.isnan(group_ids).any():
         raise ValueError("groups holds nan; give every item the id of its group (its problem).")
-    _check_positive_int(n_bootstrap, "n_bootstrap")
-    check_seed(seed)
+    n_bootstrap = _check_positive_int(n_bootstrap, "n_bootstrap")
+    seed = check_seed(seed)
     _, inverse = np.unique(group_ids, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))  # group g: order[starts[g]:starts[g+1]]
@@ -101,7 +104,12 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
             # all members of each picked group: offsets within the group added to its start
             lengths = sizes[picked]
             within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            value = np.asarray(statistic(order[np.repeat(starts[picked], lengths) + within]), dtype=np.float64)
+            returned = statistic(order[np.repeat(starts[picked], lengths) + within])
+            try:  # not np.asarray: it would parse the text "0.5" and read True as 1.0
+                value = check_real_array(returned, "statistic", allow_nan=True, allow_inf=True)
+            except ArgumentTypeError as err:
+                raise ArgumentTypeError(f"statistic returned {returned!r} ({type(returned).__name__}); it must return "
+                                        "a real number per resample (nan where undefined), not text or a bool.") from err
             if value.ndim != 0:
                 raise ValueError(f"statistic returned shape {value.shape}; it must return one number per resample "
                                  "(e.g. a mean over the indices it is given).")
@@ -170,8 +178,8 @@ def best_of_n_curve(answers: Any, is_correct: Any, scores: Any | None, method: s
     >>> [p.accuracy for p in best_of_n_curve(answers, is_correct, None, "majority")]
     [0.25, 0.5, 0.0]
     """
-    _check_positive_int(n_bootstrap, "n_bootstrap")
-    check_seed(seed)
+    n_bootstrap = _check_positive_int(n_bootstrap, "n_bootstrap")
+    seed = check_seed(seed)
     per_problem = per_problem_accuracy(answers, is_correct, scores, method, ns)
     n_problems, m = np.shape(answers)  # validated above
     resamples = np.random.default_rng(seed).integers(0, n_problems, size=(n_bootstrap, n_problems))
@@ -211,8 +219,8 @@ def per_problem_accuracy(answers: Any, is_correct: Any, scores: Any | None, meth
         ns = [2**k for k in range(m.bit_length()) if 2**k <= m] + ([m] if m & (m - 1) else [])
     elif isinstance(ns, (int, np.integer, str)):
         raise ValueError(f"ns={ns!r} must be a sequence of group sizes, e.g. ns=[{ns}].")
+    ns = [_check_positive_int(n, "n in ns") for n in ns]
     for n in ns:
-        _check_positive_int(n, "n in ns")
         if n > m:
             raise ValueError(f"n={n} is larger than the {m} candidates per problem; drop it from ns.")
 

@@ -126,7 +126,11 @@ def _padded_scores(step_scores_list: Sequence[Sequence[float]], true: np.ndarray
     if len(step_scores_list) != true.size:
         raise ValueError(f"step_scores_list has {len(step_scores_list)} samples but there are {true.size} "
                          "true first errors; pass one per sample.")
-    rows = [_step_scores(s, f"step_scores_list[{i}]").ravel() for i, s in enumerate(step_scores_list)]
+    rows = [_step_scores(s, f"step_scores_list[{i}]") for i, s in enumerate(step_scores_list)]
+    for i, r in enumerate(rows):
+        if r.ndim != 1:
+            raise ValueError(f"step_scores_list[{i}] has shape {r.shape}; pass each solution's 1-D step scores, "
+                             "as first_error_index takes them.")
     lengths = np.array([r.size for r in rows])
     if (true >= lengths).any():
         i = int(np.argmax(true >= lengths))

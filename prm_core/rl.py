@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.checks import check_choice, check_fields, check_int, check_real, check_real_array, check_seed
+from prm_core.checks import check_choice, check_int, check_real, check_real_array, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.lm_policy import Completion, LMPolicy
 from prm_core.tasks.arithmetic import ArithmeticProblem
 
@@ -132,7 +133,7 @@ def token_advantages(step_advantages: Sequence[float], step_ends: Sequence[int],
     step_advantages = check_real_array(step_advantages, "step_advantages",
                                        fix="a non-finite advantage spreads to every token: compute them from finite rewards").tolist()
     step_ends = [check_int(end, f"step_ends[{i}]", "[0, inf)") for i, end in enumerate(step_ends)]
-    check_int(n_tokens, "n_tokens", "[1, inf)")
+    n_tokens = check_int(n_tokens, "n_tokens", "[1, inf)")
     if step_ends != sorted(step_ends) or n_tokens < step_ends[-1] + 1:
         raise ValueError(f"step_ends={list(step_ends)!r} must increase and lie within n_tokens={n_tokens} tokens.")
     out, j = [], 0
@@ -181,7 +182,7 @@ def batch_advantages(reward: str, rewards: Rewards, completions: Sequence[Comple
     """Per-token advantages of every completion; groups are consecutive runs of ``group_size`` (an int
     >= 1 that divides the batch; ``reward`` one of ``REWARDS``; ValueError otherwise)."""
     check_choice(reward, "reward", REWARDS)
-    check_int(group_size, "group_size", "[1, inf)")
+    group_size = check_int(group_size, "group_size", "[1, inf)")
     if len(completions) % group_size:
         raise ValueError(f"{len(completions)} completions do not split into groups of {group_size}.")
     out: list[list[float]] = []
@@ -242,8 +243,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     >>> float(loss), float(kl)  # ratio 1, advantage 1: loss -1; the reference equals the policy: KL 0
     (-1.0, 0.0)
     """
-    check_real(clip_eps, "clip_eps", "(0, 1)", "e.g. 0.2")
-    check_real(kl_coef, "kl_coef", "[0, inf)", "0 turns the KL penalty off")
+    clip_eps = check_real(clip_eps, "clip_eps", "(0, 1)", "e.g. 0.2")
+    kl_coef = check_real(kl_coef, "kl_coef", "[0, inf)", "0 turns the KL penalty off")
     ratio = torch.exp(logp - old_logp)
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
     log_ratio_ref = ref_logp - logp
@@ -260,8 +261,8 @@ def evaluate_policy(policy: LMPolicy, problems: Sequence[ArithmeticProblem], see
     """Held-out answer accuracy of one sample (averaged over ``n_samples`` per problem), greedy accuracy
     and the share of well-formed samples; also the per-problem arrays for paired comparisons.
     ``n_samples`` is an int >= 1 and ``seed`` an int in [0, 2**63) (ValueError otherwise)."""
-    check_int(n_samples, "n_samples", "[1, inf)")
-    check_seed(seed)
+    n_samples = check_int(n_samples, "n_samples", "[1, inf)")
+    seed = check_seed(seed)
     sampled = policy.sample_many(problems, n_samples, seed)
     greedy = policy.sample_many(problems, 1, seed, greedy=True)
     per_problem = np.array([s.meta["is_correct_answer"] for s in sampled], dtype=float).reshape(len(problems), n_samples)
@@ -326,7 +327,7 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
 
     if not isinstance(config, RLConfig):
         raise ValueError(f"config is a {type(config).__name__}; pass an RLConfig.")
-    check_int(eval_samples, "eval_samples", "[1, inf)", "pass e.g. eval_samples=1")
+    eval_samples = check_int(eval_samples, "eval_samples", "[1, inf)", "pass e.g. eval_samples=1")
     if len(train_problems) < config.problems_per_update:
         raise ValueError(f"train_problems has {len(train_problems)} problems but problems_per_update="
                          f"{config.problems_per_update}; pass more problems or lower it.")

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prm_core.aggregation import AGGREGATIONS
-from prm_core.checks import check_bool, check_choice, check_fields, check_int, check_real_array, check_seed
+from prm_core.checks import check_bool, check_choice, check_int, check_real_array, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
 from prm_core.verification import Verifier
@@ -79,7 +80,7 @@ def keep_top(candidates: Sequence[Any], scores: Sequence[float], beam_width: int
     >>> keep_top(["a", "b", "c", "d"], [0.2, 0.9, 0.5, 0.9], 2)
     ['b', 'd']
     """
-    check_int(beam_width, "beam_width", "[1, inf)", "pass e.g. beam_width=4")
+    beam_width = check_int(beam_width, "beam_width", "[1, inf)", "pass e.g. beam_width=4")
     values = check_real_array(scores, "scores", fix="score every candidate with a finite number")
     if values.ndim != 1 or len(values) != len(candidates):
         raise ValueError(f"scores has shape {values.shape} for {len(candidates)} candidates; pass one score each.")

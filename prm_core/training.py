@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from prm_core.checks import check_choice, check_fields, check_int, check_real, check_seed
+from prm_core.checks import check_choice, check_int, check_real, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.data import StepSample
 from prm_core.encoding import EncodedSample, bucket_batches, to_device
 from prm_core.losses import next_token_loss, outcome_sample, step_bce_loss

@@ -51,12 +51,15 @@ class StepScores:
         n = self.scores.shape[0]
         if self.n_dropped_steps is None:
             self.n_dropped_steps = torch.zeros(n, dtype=torch.long)
-        counts = torch.as_tensor(self.n_dropped_steps)
-        if counts.shape != (n,):
-            raise ValueError(f"n_dropped_steps has shape {tuple(counts.shape)}; pass one count per solution ({n}).")
-        if counts.is_floating_point() or counts.dtype == torch.bool or (counts < 0).any():
-            raise ValueError(f"n_dropped_steps={counts.tolist()[:5]} must hold whole counts >= 0 (an int tensor).")
-        self.n_dropped_steps = counts.to(torch.long)
+        counts = self.n_dropped_steps
+        shape = tuple(counts.shape) if hasattr(counts, "shape") else np.shape(counts)
+        if shape != (n,):
+            raise ValueError(f"n_dropped_steps has shape {shape}; pass one count per solution ({n}).")
+        # tolist: a tensor's or array's entries as Python numbers, so a float or bool count is refused by name
+        entries = counts.tolist() if hasattr(counts, "tolist") else list(counts)
+        self.n_dropped_steps = torch.tensor([check_int(c, f"n_dropped_steps[{i}]", "[0, inf)", "pass whole counts of "
+                                                       "dropped steps (an int tensor)") for i, c in enumerate(entries)],
+                                            dtype=torch.long)
 
     @property
     def is_truncated(self) -> torch.Tensor:
@@ -87,9 +90,10 @@ class StepScores:
 
         ``truncated``: "raise" (default) refuses when any solution lost steps; "prefix" aggregates
         the scored prefix; "lowest" gives a truncated solution the lowest score the rule can give
-        (0, or -inf for ``sum_logit``), so best-of-N picks it last and a weighted vote gives it no
-        weight. ``Verifier.best_of_n`` and ``Verifier.weighted_vote`` leave a -inf out of the pick
-        (or give it weight 0) themselves: ``prm_core.voting`` takes finite scores only.
+        (0, or -inf for ``sum_logit``), so best-of-N picks it last. ``Verifier.best_of_n`` and
+        ``Verifier.weighted_vote`` leave truncated candidates (``is_truncated``) out of the pick and
+        the vote themselves: ``prm_core.voting`` takes finite scores only, and a weight of 0 would
+        beat the negative totals of ``sum_logit``.
         """
         self._check(truncated, TRUNCATED_POLICIES, "solution scores")
         values = aggregate(self.scores, self.mask, rule)
@@ -159,7 +163,7 @@ class Verifier:
     def __init__(self, model: ProcessRewardModel | StepScorer, *, batch_size: int = 256,
                  device: str | torch.device | None = None,
                  answer_key: Callable[[str | None], Hashable] | None = None) -> None:
-        check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
+        batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
         if not isinstance(model, ProcessRewardModel) and not isinstance(model, StepScorer):
             raise ValueError(f"model is a {type(model).__name__}; pass a ProcessRewardModel or a scorer from "
                              "prm_core.published.load_published_prm.")
@@ -219,15 +223,26 @@ class Verifier:
         scores = self.score(samples, rule, truncated).tolist()
         return sorted(range(len(samples)), key=lambda i: -scores[i])
 
+    def _selection_scores(self, samples: Sequence[StepSample], rule: str,
+                          truncated: str) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) solution scores and (N,) bool: which candidates take part in a pick or vote. Under
+        ``truncated="lowest"`` only the whole ones do (``StepScores.is_truncated``), so a truncated
+        candidate's lowest score (0, or -inf under ``sum_logit``) never competes; else all."""
+        if truncated != "lowest":
+            values = self.score(samples, rule, truncated).numpy()
+            return values, np.ones(len(values), dtype=bool)
+        scored = self.score_steps(samples)
+        return scored.solution_scores(rule, truncated).numpy(), ~scored.is_truncated.numpy()
+
     def best_of_n(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> StepSample:
         """The candidate with the highest solution score: ``voting.best_of_n`` of ``score`` (ties: first).
 
-        Under ``truncated="lowest"`` a truncated candidate's -inf (``sum_logit``) is left out of the
-        pick, which keeps it last: it wins only when every candidate is truncated (the first one).
+        Under ``truncated="lowest"`` a truncated candidate is left out of the pick, which keeps it
+        last: it wins only when every candidate is truncated (then the first one).
         """
-        values = self.score(samples, rule, truncated).numpy()
-        whole = np.flatnonzero(~np.isneginf(values)) if truncated == "lowest" else np.arange(len(values))
-        if whole.size == 0:  # every candidate truncated: all tie at -inf, and ties go to the first
+        values, takes_part = self._selection_scores(samples, rule, truncated)
+        whole = np.flatnonzero(takes_part)
+        if whole.size == 0:  # every candidate truncated: all tie at the lowest score, and ties go to the first
             return samples[0]
         return samples[int(whole[best_of_n(values[whole])])]
 
@@ -258,10 +273,18 @@ class Verifier:
 
     def weighted_vote(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> Hashable:
         """The answer whose candidates' solution scores sum highest (PRM-weighted vote), among
-        candidates that state one: ``voting.weighted_vote`` of ``score``, where under
-        ``truncated="lowest"`` a truncated candidate's -inf (``sum_logit``) counts as weight 0."""
+        candidates that state one: ``voting.weighted_vote`` of ``score``.
+
+        Under ``truncated="lowest"`` a truncated candidate takes no part in the vote, as in
+        ``best_of_n`` (a weight of 0 would beat the negative totals of ``sum_logit``), unless every
+        answered candidate is truncated: then the vote is among them, all of weight 0, and the first
+        answer wins.
+        """
         keep = self._answered(samples)
-        scores = self.score(samples, rule, truncated).numpy()[keep]
-        if truncated == "lowest":  # a truncated candidate adds no weight (not -inf) to its answer
-            scores = np.where(np.isneginf(scores), 0.0, scores)
-        return weighted_vote(self.answer_groups([samples[i] for i in keep]), scores)
+        values, takes_part = self._selection_scores(samples, rule, truncated)
+        whole = [i for i in keep if takes_part[i]]
+        if whole:
+            keep = whole
+        else:  # every answered candidate truncated (their -inf under sum_logit would not be a weight)
+            values = np.zeros(len(values))
+        return weighted_vote(self.answer_groups([samples[i] for i in keep]), values[keep])

@@ -87,8 +87,8 @@ def plot_step_scores(steps: Sequence[str], scores: Sequence[float],
     score = _values(scores, "scores", len(steps), "step", is_probability=True)
     label = (np.full(len(steps), np.nan) if labels is None
              else _values(labels, "labels", len(steps), "step", allow_bool=True))  # True: a correct step
-    check_probability(threshold, "threshold", "pass e.g. threshold=0.5")
-    check_int(max_chars, "max_chars", "[2, inf)", "pass e.g. max_chars=48")
+    threshold = check_probability(threshold, "threshold", "pass e.g. threshold=0.5")
+    max_chars = check_int(max_chars, "max_chars", "[2, inf)", "pass e.g. max_chars=48")
     ax = _axes(ax, (7.0, 1.0 + 0.4 * len(steps)))
     rows, texts = np.arange(len(steps)), [" ".join(str(s).split()) for s in steps]  # one line per tick label
     ax.barh(rows, score, color=matplotlib.colormaps[SCORE_CMAP](score), edgecolor="0.3", linewidth=0.5)

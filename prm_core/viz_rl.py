@@ -58,7 +58,7 @@ def plot_rl_curves(curves: Mapping[str, Mapping[str, Any]], key: str = "accuracy
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty dict of reward -> curve, as policy_runs.rl_curves returns.")
     if baseline is not None:
-        check_real(baseline, "baseline", fix="pass e.g. the SFT policy's accuracy, or None")
+        baseline = check_real(baseline, "baseline", fix="pass e.g. the SFT policy's accuracy, or None")
     ax = _axes(ax, (6, 4))
     for reward, curve in curves.items():
         if key not in curve:

@@ -13,7 +13,7 @@ Scores are finite real numbers, compared and summed in float64 whatever their dt
 are widened exactly). NaN, +-inf and bools raise, naming the position: an infinite score has no
 sum with its opposite (``inf + -inf`` is NaN), so no vote could honour it. A candidate that must
 never win (``StepScores.solution_scores(truncated="lowest")`` gives it -inf under ``sum_logit``) is
-left out, or given weight 0, before the vote, as ``Verifier`` does.
+left out of the pick and the vote, as ``Verifier`` does (a weight of 0 would still beat negative totals).
 """
 
 from __future__ import annotations

@@ -144,6 +144,22 @@ def test_prod_score_never_exceeds_min_score(batch):
     assert torch.all(aggregate(scores, mask, "prod") <= aggregate(scores, mask, "min"))
 
 
+def _long_solutions(dtype):
+    # 160 steps each: 0.5**160 ~ 6.8e-49 and 0.4**160 ~ 4.3e-64, both below float32's smallest 1.4e-45
+    return torch.tensor([[0.5] * 160, [0.4] * 160], dtype=dtype), torch.ones(2, 160, dtype=torch.bool)
+
+
+def test_prod_score_long_solutions_underflow_to_a_tie_in_float32_as_documented():
+    assert aggregate(*_long_solutions(torch.float32), "prod").tolist() == [0.0, 0.0]  # kept: notebook numbers
+
+
+@pytest.mark.parametrize("dtype,rule", [(torch.float64, "prod"), (torch.float32, "geomean"),
+                                        (torch.float32, "sum_logit")], ids=["prod-float64", "geomean", "sum_logit"])
+def test_prod_underflow_is_avoided_by_float64_scores_or_a_log_space_rule(dtype, rule):
+    values = aggregate(*_long_solutions(dtype), rule)
+    assert values[0] > values[1]  # 0.5 per step beats 0.4 per step, no tie
+
+
 @pytest.mark.parametrize(
     "rescale", [lambda p: p**2, torch.sqrt, lambda p: p**3], ids=["square", "sqrt", "cube"]
 )

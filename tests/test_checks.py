@@ -5,6 +5,9 @@ is meant, a seed ``random.Random`` would hash without a word. Each must raise a 
 names the argument.
 """
 
+import json
+import re
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -80,6 +83,33 @@ def test_check_real_number_as_text_says_how_yaml_reads_it():
         check_real("3e-3", "learning_rate", "(0, inf)")
 
 
+@pytest.mark.parametrize("text,written", [("1e-4", "1.0e-4"), ("3e-3", "3.0e-3"), ("-2E+5", "-2.0E+5")],
+                         ids=["1e-4", "3e-3", "signed-upper"])
+def test_check_real_exponent_text_gets_the_yaml_hint_with_its_own_digits(text, written):
+    with pytest.raises(ArgumentTypeError, match=rf"in YAML, {re.escape(text)} without a dot is read as text: write "
+                                                rf"{re.escape(written)}, not {re.escape(text)}"):
+        check_real(text, "learning_rate")
+
+
+@pytest.mark.parametrize("text", ["0.5", "3", "nan"], ids=["decimal", "int", "nan"])
+def test_check_real_other_number_text_says_pass_a_number_without_the_yaml_hint(text):
+    with pytest.raises(ArgumentTypeError, match="pass a number, not text") as caught:
+        check_real(text, "threshold", "[0, 1]")
+    assert "YAML" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value,written", [("1e3", "1000"), (1000.0, "1000"), ("3", "3"), (np.float64(-2.0), "-2")],
+                         ids=["exponent-text", "whole-float", "int-text", "numpy-float"])
+def test_check_int_whole_number_as_float_or_text_says_which_int_to_write(value, written):
+    with pytest.raises(ArgumentTypeError, match=rf"must be an int, not .*; write {written} \(an int\)"):
+        check_int(value, "max_steps")
+
+
+def test_check_int_fraction_keeps_the_callers_fix():
+    with pytest.raises(ArgumentTypeError, match="pass e.g. seed=0"):
+        check_seed(0.5)
+
+
 @settings(max_examples=100, deadline=None)
 @given(value=st.floats(allow_nan=True, allow_infinity=True))
 def test_check_probability_accepts_exactly_the_numbers_in_the_unit_interval(value):
@@ -114,8 +144,27 @@ def test_check_bool_refuses_what_only_looks_like_a_bool(value):
 
 @pytest.mark.parametrize("value", ["median", True, 1], ids=["unknown", "bool", "int"])
 def test_check_choice_refuses_anything_not_listed_naming_the_choices(value):
-    with pytest.raises(ValueError, match=r"rule=.* must be one of \['min', 'last'\]"):
+    with pytest.raises(ValueError, match=r"rule=.* must be one of \['min', 'last'\]") as caught:
         check_choice(value, "rule", ["min", "last"])
+    assert "YAML" not in str(caught.value)  # no choice here is a word YAML reads as a boolean
+
+
+@pytest.mark.parametrize("text,quoted", [("mixed_precision: no", "'no'"), ("mixed_precision: NO", "'no'")],
+                         ids=["no", "upper-case"])
+def test_check_choice_yaml_boolean_for_a_word_choice_says_to_quote_it(text, quoted):
+    import yaml
+
+    from prm_core.config_checks import config_from_mapping
+    from prm_core.training import TrainConfig
+
+    values = yaml.safe_load(text)  # PyYAML reads an unquoted no as False
+    with pytest.raises(ValueError, match=rf"prm: mixed_precision=False must be one of .*; quote it in YAML \({quoted}\)"):
+        config_from_mapping(TrainConfig, values, "prm")
+
+
+def test_check_choice_yaml_boolean_names_the_word_of_the_same_truth_value():
+    with pytest.raises(ValueError, match=r"quote it in YAML \('on'\)"):
+        check_choice(True, "switch", ["off", "on"])
 
 
 ARRAYS = {
@@ -124,6 +173,10 @@ ARRAYS = {
     "numpy-int": (np.array([1, 2]), [1.0, 2.0]),
     "numpy-float16": (np.array([0.25], dtype=np.float16), [0.25]),
     "tensor-bf16": (torch.tensor([0.001], dtype=torch.bfloat16), [0.00099945068359375]),  # exact, widened
+    "list-of-bf16-tensors": ([torch.tensor(0.001, dtype=torch.bfloat16), torch.tensor(0.5, dtype=torch.bfloat16)],
+                             [0.00099945068359375, 0.5]),
+    "nested-bf16-rows": ([torch.tensor([0.5], dtype=torch.bfloat16), [torch.tensor(0.25, dtype=torch.float16)]],
+                         [[0.5], [0.25]]),
     "none-is-nan": ([None], [NAN]),
 }
 
@@ -141,6 +194,7 @@ NOT_REAL_ARRAYS = {
     "bool-nested": [[0.5], [False]],
     "bool-numpy": np.array([True]),
     "bool-tensor": torch.tensor([True, False]),
+    "bool-tensor-in-list": [torch.tensor(0.5), torch.tensor(True)],
     "str": ["0.5"],
     "str-numpy": np.array(["0.5"]),
     "complex": np.array([1j]),
@@ -162,6 +216,69 @@ def test_check_real_array_non_finite_raises_naming_the_position_unless_allowed(b
     with pytest.raises(ValueError, match=rf"scores holds \[.*\] at positions \[\[0, 1\]\]; {label} is not allowed"):
         check_real_array([[0.5, bad]], "scores")
     assert check_real_array([[0.5, bad]], "scores", allow_nan=True, allow_inf=True).shape == (1, 2)
+
+
+# ---------------------------------------------------------------- numpy scalars act as Python numbers
+def _numpy_scalar_calls():
+    """(id, call): ``call(wrap)`` passes ``wrap(number)`` for the seed, size or threshold arguments of one
+    public function or the fields of one config, and returns something comparable (JSON for configs)."""
+    from prm_core.encoding import bucket_batches
+    from prm_core.labeling import rollout_successes
+    from prm_core.lm_policy import SamplingConfig, SFTConfig
+    from prm_core.metrics import first_error_index
+    from prm_core.model import HeadConfig
+    from prm_core.policy_runs import PolicyRunConfig
+    from prm_core.sweeps import SweepConfig
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+    from prm_core.training import TrainConfig
+
+    problems = make_problems(2, seed=0)
+    samples = NoisyPolicy().sample_many(problems, 1, seed=0)
+
+    def config(value):  # json.dumps raises on a numpy int or float32; repr shows a stored np.float64
+        return json.dumps(asdict(value), sort_keys=True, default=str), repr(asdict(value))
+
+    ints = {
+        "make_problems": lambda w: [p.text for p in make_problems(w(2), seed=w(1))],
+        "NoisyPolicy.sample_many": lambda w: [s.steps for s in NoisyPolicy().sample_many(problems, w(2), seed=w(3))],
+        "bucket_batches": lambda w: bucket_batches([1, 2, 3], w(2), seed=w(1), pool_batches=w(2)),
+        "rollout_successes": lambda w: [h.tolist() for h in rollout_successes(samples, problems, NoisyPolicy(), w(2),
+                                                                              seed=w(3), show_progress=False)],
+        "TrainConfig": lambda w: config(TrainConfig(max_steps=w(5), batch_size=w(4), warmup_steps=w(1), seed=w(2))),
+        "HeadConfig": lambda w: config(HeadConfig(hidden_size=w(32), mlp_size=w(8))),
+        "SweepConfig": lambda w: config(SweepConfig(train_sizes=(w(2), w(4)), seeds=(w(0), w(1)), max_steps=w(3))),
+        "PolicyRunConfig": lambda w: config(PolicyRunConfig(seeds=(w(0), w(1)), n_rl_problems=w(10),
+                                                            sft=SFTConfig(max_steps=w(40), seed=w(4)))),
+    }
+    floats = {
+        "first_error_index": lambda w: first_error_index([0.9, 0.25, 0.75], w(0.5)),
+        "TrainConfig": lambda w: config(TrainConfig(learning_rate=w(0.5), grad_clip=w(0.25), pos_weight=w(0.5))),
+        "HeadConfig": lambda w: config(HeadConfig(hidden_size=32, dropout=w(0.25))),
+        "PolicyRunConfig": lambda w: config(PolicyRunConfig(sampling=SamplingConfig(temperature=w(0.5)))),
+    }
+    return ([pytest.param(call, int, wrap, id=f"{name}-{wrap.__name__}") for name, call in ints.items()
+             for wrap in (np.int64, np.int32, np.uint8)]
+            + [pytest.param(call, float, wrap, id=f"{name}-{wrap.__name__}") for name, call in floats.items()
+               for wrap in (np.float64, np.float32)])
+
+
+@pytest.mark.parametrize("call,python,wrap", _numpy_scalar_calls())
+def test_numpy_scalar_argument_or_field_gives_the_python_number_result(call, python, wrap):
+    # 0.5 and 0.25 are exact in float32, so the numpy value is the Python one
+    assert call(wrap) == call(python)
+
+
+def test_check_fields_stores_numpy_scalars_as_the_annotation_type_and_keeps_a_python_int_in_a_float_field():
+    from prm_core.training import TrainConfig
+
+    config = TrainConfig(max_steps=np.int64(5), learning_rate=np.float32(0.5), grad_clip=1, pos_weight=np.float64(2.0),
+                         show_progress=np.bool_(False), lm_loss_weight=np.int64(0))
+    assert [type(getattr(config, name)) for name in ("max_steps", "learning_rate", "grad_clip", "pos_weight",
+                                                     "show_progress", "lm_loss_weight")] == [int, float, int, float,
+                                                                                             bool, int]
+    # a numpy int in a float field hashes as the Python int a YAML file or a user would write
+    assert TrainConfig(lm_loss_weight=np.int64(0)) == TrainConfig(lm_loss_weight=0)
 
 
 # ---------------------------------------------------------------- one table over the public functions

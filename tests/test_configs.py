@@ -99,6 +99,16 @@ def test_config_value_out_of_range_raises_naming_field_and_rule(cls, kwargs, mat
         cls(**kwargs)
 
 
+def test_experiment_config_count_fields_are_listed_by_name_and_each_refuses_zero():
+    from prm_core.experiments import COUNT_FIELDS
+
+    int_fields = {f.name for f in fields(ExperimentConfig) if typing.get_type_hints(ExperimentConfig)[f.name] is int}
+    assert set(COUNT_FIELDS) == int_fields - {"max_length", "head_mlp_size", "seed"}  # those have their own ranges
+    for name in COUNT_FIELDS:
+        with pytest.raises(ValueError, match=rf"{name}=0 must be an int in \[1, inf\)"):
+            ExperimentConfig(**{name: 0})
+
+
 def test_config_type_errors_are_both_type_and_value_errors():
     with pytest.raises(TypeError):
         TrainConfig(max_steps=True)

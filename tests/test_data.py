@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -51,6 +52,13 @@ def test_step_sample_all_none_labels_is_not_labelled():
 def test_step_sample_bad_input_raises_naming_the_field(kwargs, error, match):
     with pytest.raises(error, match=match):
         StepSample(**kwargs)
+
+
+@pytest.mark.parametrize(("label", "fix"), [("1e-1", r"write 1.0e-1"), ("0.5", "pass a number, not text"),
+                                            (1.5, "1.0 marks a correct step")], ids=["yaml-exponent", "text", "range"])
+def test_step_sample_label_errors_give_the_checks_fix(label, fix):
+    with pytest.raises(ValueError, match=rf"labels\[0\]={re.escape(repr(label))} must be a finite number in \[0, 1\].*{fix}"):
+        StepSample("q", ["a"], labels=[label])
 
 
 def test_first_error_index_finds_first_label_below_threshold():

@@ -279,7 +279,7 @@ def test_write_math_shepherd_threshold_rounds_soft_labels():
 
 @pytest.mark.parametrize("threshold", [0.0, 1.5, True, float("nan")], ids=["zero", "above-one", "bool", "nan"])
 def test_write_math_shepherd_invalid_threshold_raises(threshold):
-    with pytest.raises(ValueError, match="threshold=.* must be None"):
+    with pytest.raises(ValueError, match=r"threshold=.* must be a finite number in \(0, 1\].*; pass None"):
         write_math_shepherd([], io.StringIO(), threshold=threshold)
 
 

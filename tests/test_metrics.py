@@ -1,4 +1,5 @@
 import math
+import re
 import warnings
 
 import numpy as np
@@ -198,6 +199,34 @@ def test_first_error_f1_bad_input_raises_value_error(pred, true, match):
         first_error_f1(pred, true)
 
 
+def test_first_error_f1_large_integer_indices_are_compared_exactly():
+    # float64 rounds 2**62 + 1 to 2**62, so a float round trip counted these two as equal
+    with pytest.warns(UndefinedMetricWarning):
+        result = first_error_f1(np.array([2**62 + 1, 3]), np.array([2**62, 3]))
+    assert result.error_accuracy == 0.5  # 1 of 2 right: only the 3
+
+
+@pytest.mark.parametrize("pred", [[2**63], np.array([2**63], dtype=np.uint64), [2**70]], ids=["list", "uint64", "huge"])
+def test_first_error_f1_index_beyond_int64_raises_naming_it(pred):
+    with pytest.raises(ValueError, match=r"pred holds \d+, beyond int64"):
+        first_error_f1(pred, [1])
+
+
+@pytest.mark.parametrize("pred,true,name", [([[1, 2]], [1, 2], "pred"), ([1, 2], np.array([[1], [2]]), "true"),
+                                            (np.float64(1.0), [1], "pred")], ids=["2d-pred", "2d-true", "0d-pred"])
+def test_first_error_f1_indices_that_are_not_1d_raise_naming_the_argument(pred, true, name):
+    with pytest.raises(ValueError, match=rf"{name} has shape .*; pass one step index per solution \(1-D\)"):
+        first_error_f1(pred, true)
+
+
+def test_threshold_sweep_row_that_first_error_index_refuses_raises_naming_it():
+    row = np.array([[0.9], [0.2]])  # shape (2, 1): first_error_index refuses it, so must the sweep
+    with pytest.raises(ValueError, match="step_scores has shape"):
+        first_error_index(row)
+    with pytest.raises(ValueError, match=r"step_scores_list\[1\] has shape \(2, 1\); pass each solution's 1-D"):
+        threshold_sweep([[0.9, 0.2], row], [1, 1], [0.5])
+
+
 SWEEP_SCORES = [[0.9, 0.4, 0.8], [0.95, 0.7], [0.3, 0.9], [0.6, 0.85, 0.9]]
 SWEEP_TRUE = [1, -1, 0, -1]
 
@@ -346,6 +375,32 @@ def test_bootstrap_ci_brackets_the_mean_and_collapses_for_constant_values():
     low, high = bootstrap_ci(np.array([0.0, 1.0] * 20))
     assert low < 0.5 < high
     assert bootstrap_ci(np.ones(7)) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_bootstrap_ci_non_finite_value_raises_naming_it(bad):
+    from prm_core.metrics import bootstrap_ci
+
+    # bootstrap_ci([1.0, nan]) returned (nan, nan) and [1.0, inf] returned (1.0, nan), silently
+    with pytest.raises(ValueError, match=r"per_problem holds \[-?(nan|inf)\] at positions \[\[1\]\]"):
+        bootstrap_ci([1.0, bad])
+
+
+@pytest.mark.parametrize("returned", ["0.5", True, np.bool_(False)], ids=["str", "bool", "numpy-bool"])
+def test_bootstrap_statistic_ci_statistic_returning_no_real_number_raises_naming_it(returned):
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    with pytest.raises(ValueError, match=rf"statistic returned {re.escape(repr(returned))} \(\w+\); it must return "
+                                         "a real number"):
+        bootstrap_statistic_ci(lambda idx: returned, [0, 1], 10)
+
+
+@pytest.mark.parametrize("returned", [0.5, np.float32(0.5), np.array(0.5), torch.tensor(0.5, dtype=torch.bfloat16)],
+                         ids=["float", "numpy-float32", "numpy-0d", "tensor-bf16"])
+def test_bootstrap_statistic_ci_statistic_returning_a_real_number_is_used(returned):
+    from prm_core.metrics import bootstrap_statistic_ci
+
+    assert bootstrap_statistic_ci(lambda idx: returned, [0, 1], 10) == (0.5, 0.5)
 
 
 def test_bootstrap_ci_empty_raises():
@@ -602,3 +657,12 @@ BAD_BOOTSTRAP = {
 def test_bootstrap_intervals_refuse_bools_and_bad_seeds_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("dtype", [None, np.float64], ids=["any-dtype", "float64"])
+def test_metric_inputs_widen_a_bf16_tensor_as_check_real_array_does(dtype):
+    from prm_core.checks import check_real_array
+    from prm_core.metrics_base import _as_array
+
+    tensor = torch.tensor([0.001, 0.3], dtype=torch.bfloat16)  # one widening (checks.tensor_to_numpy) for both
+    np.testing.assert_array_equal(_as_array(tensor, "scores", dtype=dtype), check_real_array(tensor, "scores"))

@@ -1,4 +1,4 @@
-import math
+import re
 import warnings
 
 import numpy as np
@@ -273,8 +273,15 @@ def test_first_error_f1_refuses_unknown_predictions_naming_them():
         first_error_f1([1, None, 0], [1, 2, 0])
 
 
+@pytest.mark.parametrize("counts,shown", [(["a", "0"], "'a'"), ([None, 0], "None"), (torch.tensor([True, False]), "True")],
+                         ids=["text", "none", "bool"])
+def test_step_scores_dropped_counts_that_are_not_ints_raise_naming_the_position(counts, shown):
+    with pytest.raises(ValueError, match=rf"n_dropped_steps\[0\]={re.escape(shown)} must be an int in \[0, inf\)"):
+        StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), counts)
+
+
 def test_step_scores_bad_dropped_counts_raise():
-    with pytest.raises(ValueError, match="must hold whole counts >= 0"):
+    with pytest.raises(ValueError, match=r"n_dropped_steps\[1\]=-1 must be an int in \[0, inf\)"):
         StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0, -1]))
     with pytest.raises(ValueError, match="n_dropped_steps has shape"):
         StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0]))
@@ -306,7 +313,7 @@ def test_no_answer_never_wins_a_vote_over_a_stated_answer(monkeypatch, verifier)
 def test_votes_on_non_samples_and_bad_dropped_counts_and_thresholds_raise(verifier):
     with pytest.raises(ValueError, match=r"samples\[0\] is a str"):
         verifier.majority_vote(["3", "3"])
-    with pytest.raises(ValueError, match="must hold whole counts >= 0"):
+    with pytest.raises(ValueError, match=r"n_dropped_steps\[0\]=0\.\d+ must be an int in \[0, inf\), not float"):
         StepScores(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0.7, 0.0]))
     scores = StepScores(torch.full((1, 2), 0.4), torch.ones(1, 2, dtype=torch.bool))
     for bad in (float("nan"), 5, "0.5"):
@@ -314,10 +321,24 @@ def test_votes_on_non_samples_and_bad_dropped_counts_and_thresholds_raise(verifi
             scores.first_error_predictions(bad)
 
 
-def test_lowest_gives_a_truncated_candidate_no_weight_in_a_weighted_vote(monkeypatch, verifier):
-    samples = _answers("7", "7", "8")
-    monkeypatch.setattr(verifier, "score", lambda s, rule="min", truncated="raise": torch.tensor([0.95, -float("inf"), 0.6]))
-    assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == "7"
+@pytest.mark.parametrize("rule", ["sum_logit", "min"])
+def test_lowest_never_elects_a_truncated_candidate_over_a_whole_one(monkeypatch, verifier, rule):
+    # The reviewer's repro: "2" lost 3 steps. Under sum_logit the whole "1" totals logit(0.2) = -1.39,
+    # and a truncated candidate counted as weight 0 (its -inf zeroed) used to beat it.
+    scored = StepScores(torch.tensor([[0.2], [0.9]]), torch.ones(2, 1, dtype=torch.bool), torch.tensor([0, 3]))
+    monkeypatch.setattr(verifier, "score_steps", lambda samples: scored)
+    samples = _answers("1", "2")
+    assert verifier.best_of_n(samples, rule=rule, truncated="lowest").answer == "1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # sum_logit's negative total warns
+        assert verifier.weighted_vote(samples, rule=rule, truncated="lowest") == "1"
+
+
+def test_lowest_votes_among_truncated_candidates_when_every_answered_one_is(monkeypatch, verifier):
+    scored = StepScores(torch.tensor([[0.2], [0.9], [0.9]]), torch.ones(3, 1, dtype=torch.bool), torch.tensor([2, 3, 0]))
+    monkeypatch.setattr(verifier, "score_steps", lambda samples: scored)
+    samples = _answers("1", "2", None)  # the whole candidate states no answer, so it has no vote
+    assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == "1"  # all weight 0: the first
 
 
 # ---------------------------------------------------------------- issue 13: the Verifier agrees with prm_core.voting
@@ -344,24 +365,30 @@ def test_verifier_selection_agrees_with_the_voting_functions_on_the_same_scores(
 
 
 @settings(**_FIXTURE_PROPERTY)
-@given(candidates=st.lists(st.tuples(verifier_answers, verifier_scores, st.booleans()), min_size=1, max_size=10))
-def test_verifier_lowest_policy_ranks_a_truncated_candidate_last_and_gives_it_no_weight(make_tiny_prm, candidates):
-    # sum_logit under truncated="lowest" gives a truncated candidate -inf, which prm_core.voting refuses:
-    # the Verifier leaves it out of best-of-N (it wins only when all are truncated) and weighs it 0 in a vote.
+@given(candidates=st.lists(st.tuples(verifier_answers, st.integers(1, 7).map(lambda k: k / 8), st.booleans()),
+                           min_size=1, max_size=10),
+       rule=st.sampled_from(["sum_logit", "min"]))
+def test_verifier_lowest_policy_leaves_truncated_candidates_out_of_the_pick_and_the_vote(make_tiny_prm, candidates,
+                                                                                         rule):
+    # Under truncated="lowest" a truncated candidate (is_truncated) takes part only when every candidate
+    # (best-of-N) or every answered one (the vote) is truncated: then the first one wins.
     verifier = Verifier(make_tiny_prm(), answer_key=answer_value)
     samples = _answers(*[a for a, _, _ in candidates])
-    scores = np.array([-math.inf if cut else s for _, s, cut in candidates])
-    verifier.score = lambda s, rule="min", truncated="raise": torch.tensor(scores)
+    scored = StepScores(torch.tensor([[p] for _, p, _ in candidates]), torch.ones(len(candidates), 1, dtype=torch.bool),
+                        torch.tensor([3 if cut else 0 for _, _, cut in candidates]))
+    verifier.score_steps = lambda s: scored
+    values = scored.solution_scores(rule, "prefix").numpy()  # every candidate's own score
     whole = [i for i, (_, _, cut) in enumerate(candidates) if not cut]
-    expected = whole[best_of_n(scores[whole])] if whole else 0
-    assert verifier.best_of_n(samples, rule="sum_logit", truncated="lowest") is samples[expected]
-    assert verifier.best_of_n(samples, rule="sum_logit", truncated="lowest") is samples[verifier.rank(samples)[0]]
-    keep = [i for i, (a, _, _) in enumerate(candidates) if a is not None] or list(range(len(candidates)))
-    keys = [None if candidates[i][0] is None else int(candidates[i][0]) for i in keep]
+    expected = whole[best_of_n(values[whole])] if whole else 0
+    assert verifier.best_of_n(samples, rule=rule, truncated="lowest") is samples[expected]
+    assert verifier.best_of_n(samples, rule=rule, truncated="lowest") is samples[verifier.rank(samples, rule, "lowest")[0]]
+    answered = [i for i, (a, _, _) in enumerate(candidates) if a is not None] or list(range(len(candidates)))
+    voters = [i for i in answered if i in whole] or answered
+    keys = [None if candidates[i][0] is None else int(candidates[i][0]) for i in voters]
+    weights = values[voters] if any(i in whole for i in answered) else np.zeros(len(voters))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        assert verifier.weighted_vote(samples, rule="sum_logit", truncated="lowest") == weighted_vote(
-            keys, np.where(np.isneginf(scores[keep]), 0.0, scores[keep]))
+        assert verifier.weighted_vote(samples, rule=rule, truncated="lowest") == weighted_vote(keys, weights)
 
 
 @settings(max_examples=60, deadline=None)

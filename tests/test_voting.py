@@ -253,3 +253,11 @@ def test_selection_on_tensor_scores_equals_selection_on_their_float64_values(dty
     for method in ("best_of_n", "weighted"):
         assert select_many(answers, tensor, method).tolist() == select_many(answers, values, method).tolist()
     assert best_of_n(tensor[0]) == best_of_n(values[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+def test_selection_on_a_list_of_0d_tensors_equals_selection_on_their_values(dtype):
+    # numpy cannot read a bf16 tensor in a list ("Got unsupported ScalarType BFloat16"); the checks widen each one
+    scores = [torch.tensor(0.2, dtype=dtype), torch.tensor(0.3, dtype=dtype), torch.tensor(0.25, dtype=dtype)]
+    assert best_of_n(scores) == 1
+    assert weighted_vote([7, 8, 7], scores) == 7  # 7: 0.2 + 0.25 beats 8: 0.3

@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prm_core.checks import check_choice, check_fields, check_int, check_seed
+from prm_core.checks import check_choice, check_int, check_seed
+from prm_core.config_checks import check_fields
 
 OPS = ("+", "-", "×", "÷")
 RECHECK_PREFIX = "Wait, let me recheck: "
@@ -87,8 +88,8 @@ def apply_op(value: int, symbol: str, operand: int) -> int:
     """
     if symbol not in _APPLY:
         raise ValueError(f"symbol={symbol!r} is not an operation; use one of {OPS}.")
-    check_int(value, "value")  # a float would give a float "integer" result, True would read as 1
-    check_int(operand, "operand", "[1, inf)" if symbol == "÷" else "(-inf, inf)", "÷ needs a divisor >= 1")
+    value = check_int(value, "value")  # a float would give a float "integer" result, True would read as 1
+    operand = check_int(operand, "operand", "[1, inf)" if symbol == "÷" else "(-inf, inf)", "÷ needs a divisor >= 1")
     return _APPLY[symbol](value, operand)
 
 
@@ -320,8 +321,8 @@ def make_problems(n: int, seed: int, config: ProblemConfig = ProblemConfig(),
     >>> len(problems), len({p.key for p in problems}), [p.problem_id for p in problems]
     (3, 3, [0, 1, 2])
     """
-    check_int(n, "n", "[1, inf)", "pass n=1 for a single problem")
-    check_seed(seed)
+    n = check_int(n, "n", "[1, inf)", "pass n=1 for a single problem")
+    seed = check_seed(seed)
     if split is not None:
         check_choice(split, "split", SPLITS)
     return _draw({split: n}, seed, config)[split]
@@ -350,9 +351,8 @@ def make_splits(n_train: int, n_test: int, seed: int,
     >>> len(train), len(test), {p.key for p in train} & {p.key for p in test}
     (4, 2, set())
     """
-    for name, value in (("n_train", n_train), ("n_test", n_test)):
-        check_int(value, name, "[1, inf)")
-    check_seed(seed)
+    n_train, n_test = (check_int(value, name, "[1, inf)") for name, value in (("n_train", n_train), ("n_test", n_test)))
+    seed = check_seed(seed)
     drawn = _draw({"train": n_train, "test": n_test}, seed, config)
     return drawn["train"], drawn["test"]
 
@@ -365,8 +365,7 @@ def format_step(a: int, symbol: str, b: int, c: int, lead: str = "", is_recheck:
     >>> format_step(17, "×", 2, 34, lead="Then "), format_step(5, "+", 3, 8, is_recheck=True)
     ('Then 17 × 2 = 34.', 'Wait, let me recheck: 5 + 3 = 8.')
     """
-    for name, value in (("a", a), ("b", b), ("c", c)):
-        check_int(value, name, fix="a step writes integers")
+    a, b, c = (check_int(value, name, fix="a step writes integers") for name, value in (("a", a), ("b", b), ("c", c)))
     return f"{RECHECK_PREFIX if is_recheck else lead}{a} {symbol} {b} = {c}."
 
 

@@ -21,7 +21,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from prm_core.checks import check_int, check_seed
+from prm_core.checks import check_int, check_probability, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import (
     MISREAD_OPS,
@@ -75,10 +76,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{f.name}={value!r} must be a probability in [0, 1]; set it to 0.0 to turn "
-                                 "that behaviour off.")
+            check_probability(getattr(self, f.name), f.name, "set it to 0.0 to turn that behaviour off")
+        check_fields(self)  # numpy scalars become Python floats
         total = self.p_slip + self.p_wrong_operand + self.p_wrong_operation + self.p_miscopy
         if total > 1.0:
             raise ValueError(f"p_slip + p_wrong_operand + p_wrong_operation + p_miscopy = {total:.3f} must be "
@@ -262,7 +261,7 @@ class NoisyPolicy:
         if isinstance(prefix, str) or not all(isinstance(step, str) for step in prefix):
             raise TypeError("prefix must be a sequence of step strings, e.g. prefix=['12 + 5 = 17.'].")
         if max_ops is not None:
-            check_int(max_ops, "max_ops", "[1, inf)", "pass None to finish the solution, or max_ops=1 for one step")
+            max_ops = check_int(max_ops, "max_ops", "[1, inf)", "pass None to finish the solution, or max_ops=1 for one step")
         track = track_steps(problem, prefix)
         steps, kinds = list(prefix), ["prefix"] * len(prefix)
         believed, is_on_track = track.last_value, track.is_on_track
@@ -297,8 +296,8 @@ class NoisyPolicy:
         >>> len(samples), [s.meta["problem_id"] for s in samples]
         (6, [0, 0, 0, 1, 1, 1])
         """
-        check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
-        check_seed(seed)
+        n_samples = check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
+        seed = check_seed(seed)
         rng = random.Random(seed)
         return [self.sample(problem, rng) for problem in problems for _ in range(n_samples)]
 
