@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from prm_core.checkpoints import require_float_tensors
-from prm_core.checks import check_fields, check_int, check_seed
+from prm_core.checkpoints import load_pretrained, load_tokenizer
+from prm_core.checks import check_int, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.files import CorruptFileError, atomic_folder, cached, is_complete, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -205,13 +206,20 @@ def build_course_tiny(config: CourseTinyConfig, out_dir: str | os.PathLike) -> P
     return Path(out_dir)
 
 
-def _checked_course_tiny(folder: Path) -> Path:
-    """``folder`` once its marker, weights header (float tensors only) and tokenizer are found readable."""
-    read_json(folder / MARKER, "course-tiny marker")
-    require_float_tensors(folder / "model.safetensors", "course-tiny weights")
-    if not (folder / "tokenizer.json").is_file():
-        raise CorruptFileError(f"course-tiny backbone {folder} has no tokenizer.json; delete the folder to rebuild it.")
-    return folder
+def _cached_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | None, **kwargs: Any):
+    """``(folder, model, tokenizer)`` of the cached course backbone, built first if it is missing.
+
+    The cache's check is the verified load itself (``_from_pretrained``), so a folder without its
+    marker, or with a damaged marker, weight, config or tokenizer, is rebuilt once and repaired.
+    """
+    final = course_tiny_dir(config, cache_dir)
+    logger.info("course-tiny: %s backbone %s", "loading cached" if is_complete(final, MARKER) else "building", final)
+
+    def load(folder: Path):
+        read_json(folder / MARKER, "course-tiny marker")
+        return (folder, *_from_pretrained(str(folder), "course-tiny backbone", uniform_dtype=True, **kwargs))
+
+    return cached(final, MARKER, lambda tmp: build_course_tiny(config, tmp), load, "course-tiny backbone")
 
 
 def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -219,21 +227,16 @@ def ensure_course_tiny(config: CourseTinyConfig, cache_dir: str | os.PathLike | 
 
     The build goes to a temporary folder that is renamed into place, so two processes building at
     once (parallel notebooks) never see a half-written backbone. A folder without its marker
-    ``course_tiny.json`` (an interrupted build of older code, a file removed by hand) or with a
-    damaged marker or weights header is rebuilt once, with a warning, and the folder repaired.
+    ``course_tiny.json`` (an interrupted build of older code, a file removed by hand), or one whose
+    model or tokenizer does not load whole (``load_backbone``'s checks), is rebuilt once, with a
+    warning, and the folder repaired.
 
     Raises
     ------
     CorruptFileError
         When even the fresh build cannot be read back.
     """
-    final = course_tiny_dir(config, cache_dir)
-    if is_complete(final, MARKER):
-        logger.info("course-tiny: loading cached backbone from %s", final)
-    else:
-        logger.info("course-tiny: building backbone into %s", final)
-    return cached(final, MARKER, lambda tmp: build_course_tiny(config, tmp), _checked_course_tiny,
-                  "course-tiny backbone")
+    return _cached_course_tiny(config, cache_dir)[0]
 
 
 @contextlib.contextmanager
@@ -253,15 +256,18 @@ def quiet_hf_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _from_pretrained(name: str, **kwargs: Any):
-    from transformers import AutoModel, AutoTokenizer
+def _from_pretrained(name: str, what: str = "backbone", uniform_dtype: bool = False, **kwargs: Any):
+    """Model and tokenizer, verified for a local folder (``checkpoints``): its tokenizer files read,
+    its weight headers sound, and no weight of the base model missing or of another shape (a causal
+    LM's own head is an unexpected weight the base model leaves out, and is allowed)."""
+    from transformers import AutoModel
 
     try:
         with quiet_hf_progress():
-            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-            model = AutoModel.from_pretrained(name, **kwargs)
+            tokenizer = load_tokenizer(name, what, **kwargs)
+            model, info = load_pretrained(AutoModel, name, what, strict=False, uniform_dtype=uniform_dtype, **kwargs)
     except (OSError, ValueError) as err:
-        if Path(name).exists():
+        if Path(name).exists() or isinstance(err, CorruptFileError):
             raise
         raise OSError(
             f"name={name!r} is neither a local folder nor a model this machine can download (the "
@@ -269,6 +275,11 @@ def _from_pretrained(name: str, **kwargs: Any):
             f"load_backbone({COURSE_TINY!r}) for the offline course backbone, or pass the path of a "
             "folder saved with save_pretrained."
         ) from err
+    missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing:
+        raise CorruptFileError(f"{what} {name} lacks weights or holds them in another shape ({missing[:4]}); "
+                               "transformers would fill them at random: save the folder again, or load the one "
+                               "it came from.")
     return model, tokenizer
 
 
@@ -300,6 +311,14 @@ def load_backbone(
     (model, tokenizer)
         A ``transformers`` base model (hidden states out, no LM head) and its tokenizer.
 
+    Raises
+    ------
+    CorruptFileError
+        (a ValueError) for a local folder whose tokenizer or weights are missing, damaged, or leave a
+        weight of the model unset; a damaged course-tiny cache entry is rebuilt once instead.
+    OSError
+        For a hub name this machine cannot download (offline), naming the offline alternatives.
+
     Examples
     --------
     >>> model, tokenizer = load_backbone("course-tiny")  # doctest: +SKIP
@@ -309,7 +328,6 @@ def load_backbone(
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r} must be a non-empty str: {COURSE_TINY!r}, a hub name or a folder.")
     if name == COURSE_TINY:
-        path = ensure_course_tiny(resolve_profile(profile), cache_dir)
-        return _from_pretrained(str(path), **from_pretrained_kwargs)
+        return _cached_course_tiny(resolve_profile(profile), cache_dir, **from_pretrained_kwargs)[1:]
     return _from_pretrained(name, **from_pretrained_kwargs)
 

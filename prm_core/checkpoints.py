@@ -61,16 +61,25 @@ def safetensors_header(path: str | os.PathLike, what: str = "tensor file") -> di
             header = json.loads(handle.read(n))
         if not isinstance(header, dict):
             raise ValueError(f"its header is a JSON {type(header).__name__}, not an object")
-        tensors, end = {}, 0
+        tensors, spans = {}, []
         for name, entry in header.items():
             if name == "__metadata__":
                 continue
             dtype, shape, (begin, stop) = entry["dtype"], tuple(int(x) for x in entry["shape"]), entry["data_offsets"]
             width = _DTYPE_BYTES.get(dtype)
+            if not (isinstance(begin, int) and isinstance(stop, int) and 0 <= begin <= stop):
+                raise ValueError(f"tensor {name!r} has data_offsets {[begin, stop]}, not 0 <= begin <= end")
             if width is not None and stop - begin != math.prod(shape) * width:
                 raise ValueError(f"tensor {name!r} is {dtype} of shape {shape} ({math.prod(shape) * width} bytes) "
                                  f"but the header gives it {stop - begin} bytes")
-            tensors[name], end = (dtype, shape), max(end, stop)
+            tensors[name] = (dtype, shape)
+            spans.append((begin, stop, name))
+        end = 0
+        for begin, stop, name in sorted(spans):  # the data is the tensors back to back, in offset order
+            if begin != end:
+                raise ValueError(f"tensor {name!r} starts at byte {begin} of the data, where the previous one ends at "
+                                 f"{end} (tensors overlap or leave a gap)")
+            end = stop
     except (struct.error, ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise CorruptFileError(f"{what} {path} is not a valid safetensors file ({err}); it was cut short or "
                                "overwritten: save it again.") from err
@@ -78,23 +87,6 @@ def safetensors_header(path: str | os.PathLike, what: str = "tensor file") -> di
         raise CorruptFileError(f"{what} {path} is cut short: its tensors need {end} bytes of data but the file holds "
                                f"{size - 8 - n}; save it again.")
     return tensors
-
-
-def require_float_tensors(path: str | os.PathLike, what: str = "weight file") -> dict[str, tuple[str, tuple[int, ...]]]:
-    """``safetensors_header(path)``, checked to hold floating-point tensors only (as every course
-    model's weights are), so a header that claims an integer dtype over float bytes is caught cheaply.
-
-    Raises
-    ------
-    CorruptFileError
-        When the file is missing, damaged, or holds a tensor of a non-float dtype.
-    """
-    header = safetensors_header(path, what)
-    wrong = {name: dtype for name, (dtype, _) in header.items() if not _is_float(dtype)}
-    if wrong:
-        raise CorruptFileError(f"{what} {path} stores {dict(list(wrong.items())[:3])}, but every weight is a float; "
-                               "the file's header is wrong: save it again (delete a cache entry to rebuild it).")
-    return header
 
 
 def _is_local(folder: Path, what: str) -> bool:
@@ -124,16 +116,20 @@ def read_tensors(path: str | os.PathLike, what: str = "tensor file") -> dict[str
         raise CorruptFileError(f"{what} {path} cannot be read as safetensors ({err}); save it again.") from err
 
 
-def load_tensors(path: str | os.PathLike, expected: dict[str, Any], what: str = "tensor file") -> dict[str, Any]:
+def load_tensors(path: str | os.PathLike, expected: dict[str, Any], what: str = "tensor file",
+                 stored_dtype: str | None = None) -> dict[str, Any]:
     """The tensors of a safetensors file, checked against ``expected`` (name -> the tensor each
     must fit) before any value is read: the same names, the same shapes, and a float dtype where a
-    float is expected (a header that says I32 over float bytes is refused, not cast).
+    float is expected (a header that says I32 over float bytes is refused, not cast); with
+    ``stored_dtype`` (a safetensors name such as "F32", recorded when the file was saved) every
+    tensor must be stored in exactly that dtype (BF16 relabelled as F16 is refused too).
 
     Raises
     ------
     CorruptFileError
         When the file is missing, its header cannot be read, or a tensor is missing, extra, of
-        another shape or of an integer dtype where a float one is expected (or the reverse).
+        another shape, of an integer dtype where a float one is expected (or the reverse), or not
+        of ``stored_dtype``.
 
     Examples
     --------
@@ -152,6 +148,9 @@ def load_tensors(path: str | os.PathLike, expected: dict[str, Any], what: str = 
                                f"{extra}); it was written for another model: load the matching checkpoint.")
     for name, target in expected.items():
         _check_tensor(path, what, name, header[name], target)
+        if stored_dtype is not None and header[name][0] != stored_dtype:
+            raise CorruptFileError(f"{what} {path}: tensor {name!r} is stored as {header[name][0]} but was saved as "
+                                   f"{stored_dtype}; the file's header is wrong: save the checkpoint again.")
     return read_tensors(path, what)
 
 
@@ -166,7 +165,7 @@ def _check_tensor(path: Path, what: str, name: str, found: tuple[str, tuple[int,
 
 
 def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, strict: bool = True,
-                    **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+                    uniform_dtype: bool = False, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """``model_class.from_pretrained(folder, output_loading_info=True, **kwargs)``, verified.
 
     transformers initialises a weight missing from the checkpoint at random and casts a tensor
@@ -184,6 +183,10 @@ def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, s
         What is loaded, for the error message (e.g. "the backbone of PRM checkpoint ...").
     strict : bool, default True
         False leaves missing and unexpected weights to the caller (``info`` lists them).
+    uniform_dtype : bool, default False
+        True for a folder whose weights were saved in one dtype (the course's own models): every
+        stored float tensor must be of the dtype its ``config.json`` records, so a header that
+        relabels bf16 bytes as fp16 (both floats, both two bytes) is caught too.
 
     Returns
     -------
@@ -206,10 +209,12 @@ def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, s
                                    "save_pretrained (which writes model.safetensors).")
         for path in weights:
             header.update(safetensors_header(path, f"{what}: weight file"))
+    if local and uniform_dtype:
+        _check_uniform_dtype(folder, header, what)
     try:
         model, info = model_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
-        if not local or isinstance(err, CorruptFileError):
+    except Exception as err:  # safetensors' own SafetensorError derives from Exception alone
+        if not local or isinstance(err, CorruptFileError | TypeError):
             raise
         raise CorruptFileError(f"{what} {folder} cannot be loaded ({str(err)[:300]}); its files are damaged or "
                                "from another model: save it again.") from err
@@ -228,6 +233,34 @@ def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, s
     return model, info
 
 
+# What a saved tokenizer's vocabulary lives in: fast (tokenizer.json), BPE (vocab.json + merges.txt),
+# SentencePiece (tokenizer.model, spiece.model) or WordPiece (vocab.txt).
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
+_TORCH_TO_SAFETENSORS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+
+def safetensors_dtype(dtype: Any) -> str | None:
+    """The safetensors name of a torch float dtype (``torch.bfloat16`` -> "BF16"), None for others."""
+    return _TORCH_TO_SAFETENSORS.get(str(dtype).removeprefix("torch."))
+
+
+def _check_uniform_dtype(folder: Path, header: dict[str, tuple[str, tuple[int, ...]]], what: str) -> None:
+    config = folder / "config.json"
+    if not config.is_file():
+        return  # from_pretrained names the missing config itself
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8"))
+        recorded = saved.get("dtype") or saved.get("torch_dtype")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise CorruptFileError(f"{what} {config} is not valid JSON ({err}); save the folder again.") from err
+    expected = safetensors_dtype(recorded) if isinstance(recorded, str) else None
+    wrong = {name: dtype for name, (dtype, _) in header.items() if _is_float(dtype) and dtype != expected}
+    if expected and wrong:
+        raise CorruptFileError(f"{what} {folder}: its config.json records dtype {recorded} ({expected}) but the "
+                               f"weights' header says {dict(list(wrong.items())[:3])}; the header is wrong: save "
+                               "the folder again.")
+
+
 def load_tokenizer(folder: str | os.PathLike, what: str, **kwargs: Any) -> Any:
     """``AutoTokenizer.from_pretrained(folder, **kwargs)``, refused when a local folder holds no
     tokenizer files (transformers would build an empty one from the model's config) or they are damaged.
@@ -242,8 +275,9 @@ def load_tokenizer(folder: str | os.PathLike, what: str, **kwargs: Any) -> Any:
     folder = Path(folder)
     if not _is_local(folder, what):
         return AutoTokenizer.from_pretrained(str(folder), **kwargs)  # a hub name: the hub's own errors
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise CorruptFileError(f"{what} {folder} holds no tokenizer (no tokenizer.json or tokenizer_config.json); "
+    if not any((folder / name).is_file() for name in TOKENIZER_VOCAB_FILES):
+        raise CorruptFileError(f"{what} {folder} holds no tokenizer vocabulary (none of {list(TOKENIZER_VOCAB_FILES)}: "
+                               "without one transformers builds a near-empty tokenizer from tokenizer_config.json); "
                                "save it again with the tokenizer's save_pretrained.")
     try:
         return AutoTokenizer.from_pretrained(str(folder), **kwargs)

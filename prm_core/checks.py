@@ -9,20 +9,16 @@ a boolean used as an index or a YAML string never turns into a silent wrong numb
   (as numpy's ``AxisError`` is both), so ``except ValueError`` catches every bad argument.
 
 Ranges are written as intervals, ``"[0, 1]"``, ``"(0, inf)"``, ``"[1, inf)"``, read once and cached.
-``check_fields`` checks every field of a config dataclass against its annotation, so a config
-cannot hold a ``str`` where its annotation says ``float`` whatever ``__post_init__`` forgets.
+Config dataclasses are checked field by field with these in ``prm_core.config_checks``.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import numbers
-import types
-import typing
-from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass, replace
+import re
+from collections.abc import Sequence
 from typing import Any
 
 SEED_INTERVAL = "[0, 2**63)"  # what torch.manual_seed, random.Random and numpy's default_rng all take
@@ -97,6 +93,9 @@ def check_int(value: Any, name: str, interval: str = ANY, fix: str = "") -> int:
     prm_core.checks.ArgumentTypeError: n_bins=True must be an int in [1, inf), not bool.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        whole = _whole_number(value)
+        if whole is not None:  # 1000.0, or "1e3" as YAML reads it
+            fix = f"write {whole} (an int)" + (f"; {fix}" if fix else "")
         raise ArgumentTypeError(_message(name, value, f"must be an int{_within(interval)}, not {type(value).__name__}", fix))
     if not _inside(int(value), interval):
         raise ValueError(_message(name, value, f"must be an int{_within(interval)}", fix))
@@ -124,8 +123,13 @@ def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> flo
     ValueError: threshold=nan must be a finite number in [0, 1].
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if isinstance(value, str) and _is_number_text(value):
-            fix = f"write it as a number (in YAML, {value} without a dot is read as text: write 3.0e-3, not 3e-3)"
+        exponent_text = _EXPONENT_TEXT.match(value) if isinstance(value, str) else None
+        if exponent_text:
+            mantissa, exponent = exponent_text.groups()
+            fix = (f"write it as a number (in YAML, {value} without a dot is read as text: write "
+                   f"{mantissa}.0{exponent}, not {value})")
+        elif isinstance(value, str) and _is_number_text(value):
+            fix = "pass a number, not text"
         raise ArgumentTypeError(_message(name, value, f"must be a {_kind(interval)}{_within(interval)}, not {type(value).__name__}",
                                          fix))
     number = float(value)
@@ -134,12 +138,27 @@ def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> flo
     return number
 
 
+# What PyYAML (YAML 1.1) reads as text although it means a float: an exponent without a dot, "3e-3".
+_EXPONENT_TEXT = re.compile(r"^([+-]?\d+)([eE][+-]?\d+)$")
+
+
 def _is_number_text(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
+
+
+def _whole_number(value: Any) -> int | None:
+    """The int a float or a text names exactly (``1000.0``, ``"1e3"``), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() and abs(number) < 2**63 else None
 
 
 def check_probability(value: Any, name: str, fix: str = "") -> float:
@@ -165,10 +184,31 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
+# Words YAML 1.1 (PyYAML) reads as booleans when unquoted: ``mixed_precision: no`` is False.
+_YAML_BOOL_WORDS = {"no": False, "off": False, "false": False, "yes": True, "on": True, "true": True}
+
+
 def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
+    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them.
+
+    A bool where a choice is a word YAML reads as a boolean (``no``, ``on``, ...) gets the fix of
+    quoting it.
+
+    Examples
+    --------
+    >>> check_choice(False, "mixed_precision", ["auto", "no", "bf16"])
+    Traceback (most recent call last):
+    ...
+    ValueError: mixed_precision=False must be one of ['auto', 'no', 'bf16']; quote it in YAML ('no'): unquoted, YAML reads no/yes/on/off as booleans.
+    """
     if isinstance(value, bool) or value not in choices:
-        raise ValueError(_message(name, value, f"must be one of {list(choices)}", ""))
+        fix = ""
+        if isinstance(value, bool):
+            words = [c for c in choices if isinstance(c, str) and c.lower() in _YAML_BOOL_WORDS]
+            meant = [c for c in words if _YAML_BOOL_WORDS[c.lower()] is value] or words
+            if meant:
+                fix = f"quote it in YAML ({meant[0]!r}): unquoted, YAML reads no/yes/on/off as booleans"
+        raise ValueError(_message(name, value, f"must be one of {list(choices)}", fix))
     return value
 
 
@@ -197,6 +237,23 @@ def _first_non_real(values: Any, allow_bool: bool) -> Any:
     return _NO_BAD
 
 
+def tensor_to_numpy(values: Any) -> Any:
+    """A torch tensor as a numpy array, floats widened exactly to float64 (bf16 has no numpy view, and
+    what is computed from it then runs in float64); anything else unchanged."""
+    if type(values).__module__.startswith("torch") and hasattr(values, "detach"):
+        tensor = values.detach().cpu()
+        return (tensor.double() if tensor.is_floating_point() else tensor).numpy()
+    return values
+
+
+def _untensor(values: Any) -> Any:
+    """A (nested) list or tuple with each torch tensor in it as a numpy array (``tensor_to_numpy``):
+    numpy cannot read a bf16 tensor, not even a 0-d one, as an element of a list."""
+    if isinstance(values, list | tuple):
+        return [_untensor(item) for item in values]
+    return tensor_to_numpy(values)
+
+
 def check_real_array(values: Any, name: str, *, allow_nan: bool = False, allow_inf: bool = False,
                      allow_bool: bool = False, fix: str = "") -> Any:
     """``values`` (a list, numpy array or torch tensor, any shape) as a float64 numpy array of reals.
@@ -204,7 +261,8 @@ def check_real_array(values: Any, name: str, *, allow_nan: bool = False, allow_i
     A bool array is not a score or a count (``True`` would read as 1.0) unless ``allow_bool``, and
     text never is (numpy would parse ``"0.5"``); None becomes NaN; NaN and infinity raise unless
     allowed, naming the first positions that hold one. bf16 and fp16 inputs are widened exactly, so
-    what is computed from the result runs in float64 whatever the input's precision.
+    what is computed from the result runs in float64 whatever the input's precision; so are the
+    tensors in a list (``[torch.tensor(0.2, dtype=torch.bfloat16), ...]``).
 
     Raises
     ------
@@ -224,9 +282,7 @@ def check_real_array(values: Any, name: str, *, allow_nan: bool = False, allow_i
     """
     import numpy as np  # here, not at the top: the scalar checks stay free of numpy
 
-    if type(values).__module__.startswith("torch") and hasattr(values, "detach"):
-        tensor = values.detach().cpu()
-        values = (tensor.double() if tensor.is_floating_point() else tensor).numpy()  # bf16 has no numpy view
+    values = _untensor(values) if isinstance(values, list | tuple) else tensor_to_numpy(values)
     if isinstance(values, np.ndarray) and values.dtype.kind != "O":
         kind = values.dtype.kind
         bad = _NO_BAD if kind in "fiu" or (kind == "b" and allow_bool) else values.flat[0] if values.size else values.dtype.type()
@@ -245,135 +301,3 @@ def check_real_array(values: Any, name: str, *, allow_nan: bool = False, allow_i
             raise ValueError(f"{name} holds {array[flag][:3].tolist()} at positions {where}; {label} is not "
                              f"allowed here: {fix or 'pass finite numbers'}.")
     return array
-
-
-def _check_annotation(value: Any, hint: Any, name: str) -> None:
-    """Check ``value`` against a resolved type hint: int, float, bool, str, None, unions, tuples of
-    one type, Literal and classes (dataclasses, ``os.PathLike``). Anything else (``Any``, generic
-    mappings) is left to the caller."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [o for o in typing.get_args(hint) if o is not type(None)]
-        if value is None and len(options) < len(typing.get_args(hint)):
-            return
-        if len(options) == 1:  # "x | None" with a value: the x message is the useful one
-            _check_annotation(value, options[0], name)
-            return
-        for option in options:
-            try:
-                _check_annotation(value, option, name)
-                return
-            except (TypeError, ValueError):
-                continue
-        names = " or ".join(getattr(o, "__name__", str(o)) for o in typing.get_args(hint))
-        raise ArgumentTypeError(_message(name, value, f"must be {names}, not {type(value).__name__}", ""))
-    if origin is typing.Literal:
-        check_choice(value, name, typing.get_args(hint))
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ArgumentTypeError(_message(name, value, f"must be a sequence, not {type(value).__name__}", ""))
-        if len(args) == 2 and args[1] is Ellipsis:
-            for i, item in enumerate(value):
-                _check_annotation(item, args[0], f"{name}[{i}]")
-    elif hint is bool:
-        check_bool(value, name)
-    elif hint is int:
-        check_int(value, name)
-    elif hint is float:
-        check_real(value, name)  # finite: a config field that may be infinite says so in its own check
-    elif hint is str:
-        if not isinstance(value, str):
-            raise ArgumentTypeError(_message(name, value, f"must be a str, not {type(value).__name__}", ""))
-    elif hint is type(None):
-        if value is not None:
-            raise ArgumentTypeError(_message(name, value, "must be None", ""))
-    elif isinstance(hint, type) and hint is not typing.Any and not isinstance(value, hint):
-        raise ArgumentTypeError(_message(name, value, f"must be a {hint.__name__}, not {type(value).__name__}", ""))
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def check_fields(config: Any, prefix: str = "") -> None:
-    """Check every field of the dataclass instance ``config`` against its annotation.
-
-    A field annotated ``float`` must be a finite real (an int is fine, a bool or ``"3e-3"`` is not),
-    ``int`` an int, ``bool`` a bool, ``str`` a str, ``X | None`` either; ``prefix`` (e.g.
-    ``"experiment.prm."``) goes before each field's name in the message. Ranges are the config's
-    own ``__post_init__``'s business.
-
-    Examples
-    --------
-    >>> from dataclasses import dataclass
-    >>> @dataclass
-    ... class Config:
-    ...     learning_rate: float = 3e-3
-    >>> check_fields(Config(learning_rate="3e-3"))
-    Traceback (most recent call last):
-    ...
-    prm_core.checks.ArgumentTypeError: learning_rate='3e-3' must be a finite number, not str; write it as a number (in YAML, 3e-3 without a dot is read as text: write 3.0e-3, not 3e-3)
-    """
-    hints = _hints(type(config))
-    for f in fields(config):
-        _check_annotation(getattr(config, f.name), hints[f.name], prefix + f.name)
-
-
-def config_from_mapping(cls: type, values: Any, section: str, base: Any = None) -> Any:
-    """A config dataclass from a mapping (a section of a params YAML file), every error naming the section.
-
-    Keys that are not fields are refused with the known ones (and the closest match); a field that
-    holds a config dataclass takes a mapping of its own, read the same way (``experiment.prm``); a
-    list becomes a tuple where the field is one. ``base`` (default ``cls()``) supplies what the
-    mapping leaves out.
-
-    Raises
-    ------
-    ValueError
-        Naming the section and key, e.g. ``experiment.prm: unknown setting 'max_step' (did you mean
-        'max_steps'?)``; ``ArgumentTypeError`` for a section that is not a mapping or a value of the
-        wrong type.
-
-    Examples
-    --------
-    >>> from dataclasses import dataclass
-    >>> @dataclass(frozen=True)
-    ... class Steps:
-    ...     max_steps: int = 600
-    >>> config_from_mapping(Steps, {"max_steps": 5}, "prm")
-    Steps(max_steps=5)
-    >>> config_from_mapping(Steps, {"max_step": 5}, "prm")
-    Traceback (most recent call last):
-    ...
-    ValueError: prm: unknown setting 'max_step' (did you mean 'max_steps'?); the known ones are ['max_steps'].
-    """
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ArgumentTypeError(f"{section}={values!r} must be a mapping of settings (e.g. {{max_steps: 600}}), "
-                                f"not {type(values).__name__}.")
-    base = cls() if base is None else base
-    known = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{section}: unknown setting {key!r}{hint}; the known ones are {sorted(known)}.")
-    hints = _hints(cls)
-    overrides = {}
-    for key, value in values.items():
-        current = getattr(base, key)
-        if is_dataclass(current) and not isinstance(value, type(current)):
-            overrides[key] = config_from_mapping(type(current), value, f"{section}.{key}", current)
-        elif typing.get_origin(hints[key]) is tuple and isinstance(value, list):
-            overrides[key] = tuple(value)
-        else:
-            overrides[key] = value
-    try:
-        return replace(base, **overrides)
-    except ArgumentTypeError as err:
-        raise ArgumentTypeError(f"{section}: {err}") from err
-    except (TypeError, ValueError) as err:  # __post_init__'s range checks (and replace's own TypeError)
-        raise ValueError(f"{section}: {err}") from err

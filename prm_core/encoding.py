@@ -6,14 +6,8 @@ and yields one score per solution (see ``naive_newline_step_ends``). Instead the
 each step on its own and appends a dedicated special token after it; the tag's position is where
 the model's step score is read. The number of tags always equals the number of steps, or it raises.
 
-Text is text. A tokenizer turns the literal text of its special tokens (``<|endoftext|>``,
-``<|pad|>``, the step tag, a chat marker) into those control tokens wherever it meets them, so a
-problem or step that contains one could end its solution early, fake a step end, or read as
-padding. The course's one policy: such text is **refused**, with a ``ValueError`` naming the
-sample, the field and the token (``check_text_has_no_control_tokens``), by every encoder that turns a
-``StepSample`` into ids (this one, and the published PRMs'); ``LMPolicy`` decodes what it generates
-without control tokens, so its own samples never hold one. Unknown-character tokens (``<unk>``)
-are not control tokens and are not refused.
+Text that spells one of the tokenizer's control tokens (``<|endoftext|>``, ``<|pad|>``, the step
+tag) is refused, naming the sample, the field and the token: ``prm_core.control_tokens`` says why.
 """
 
 from __future__ import annotations
@@ -29,6 +23,11 @@ import torch
 
 from prm_core.backbones import STEP_TAG
 from prm_core.checks import check_bool, check_choice, check_int, check_seed
+from prm_core.control_tokens import (
+    check_settings_are_not_control_tokens,
+    check_text_has_no_control_tokens,
+    control_tokens,
+)
 from prm_core.data import StepSample
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class StepEncoder:
         add_bos: bool = True,
         model: Any = None,
     ) -> None:
-        check_int(max_length, "max_length", "[2, inf)", "a step and its tag need 2 tokens at least")
+        max_length = check_int(max_length, "max_length", "[2, inf)", "a step and its tag need 2 tokens at least")
         check_choice(truncation, "truncation", TRUNCATION_POLICIES)
         check_bool(add_bos, "add_bos")
         if not isinstance(step_tag, str) or not step_tag.strip():
@@ -107,6 +106,7 @@ class StepEncoder:
                 "tokenizer.pad_token is None, so batches cannot be padded; set one before building the "
                 "encoder, e.g. tokenizer.pad_token = tokenizer.eos_token."
             )
+        check_settings_are_not_control_tokens(tokenizer, step_tag, problem_separator)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.truncation = truncation
@@ -303,44 +303,6 @@ class StepEncoder:
         return self.collate(self.encode_many(samples))
 
 
-def control_tokens(tokenizer: Any, step_tag: str | None = None) -> dict[str, str]:
-    """The texts a tokenizer turns into control tokens, each with what it would do.
-
-    Every special added token (EOS, padding, the step tag, chat markers) and every named special
-    token but ``<unk>`` (which stands for unknown characters, not an action). Returns a dict
-    ``text -> role`` ("the step tag" for ``step_tag``, else "a control token").
-    """
-    texts = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
-    texts.update(getattr(tokenizer, "all_special_tokens", ()))
-    acting = {getattr(tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad", "sep", "cls", "mask")}
-    unk = getattr(tokenizer, "unk_token", None)
-    if unk not in acting:  # transformers may name EOS as the unknown token too: then it stays a control token
-        texts.discard(unk)
-    roles = {text: "a control token" for text in texts if text}
-    if step_tag:
-        roles[step_tag] = "the step tag"
-    return roles
-
-
-def check_text_has_no_control_tokens(sample: StepSample, controls: dict[str, str], where: str = "sample") -> None:
-    """Refuse a sample whose problem or steps hold the text of a control token (see the module docstring).
-
-    Raises
-    ------
-    ValueError
-        Naming ``where`` (e.g. ``samples[3]``), the field (``problem`` or ``steps[i]``) and the token.
-    """
-    for field_name, text in (("problem", sample.problem), *((f"steps[{i}]", s) for i, s in enumerate(sample.steps))):
-        for token, role in controls.items():
-            if token in text:
-                effect = ("would fake a step end" if role == "the step tag" else
-                          "would act as that token (end the solution, or read as padding) instead of as text")
-                raise ValueError(
-                    f"{where}.{field_name} contains {token!r}, {role} of this tokenizer, which {effect}. The course "
-                    f"refuses such text: remove it from the {field_name.split('[')[0]} (e.g. "
-                    f"text.replace({token!r}, '')) or rewrite it so that it no longer spells the token.")
-
-
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Copy a host tensor to ``device``; to a GPU through pinned memory without waiting, so the host
     can collate the next batch while the GPU still works on this one."""
@@ -432,10 +394,10 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int | None 
     >>> bucket_batches([5, 1, 4, 2], batch_size=2)
     [[1, 3], [2, 0]]
     """
-    check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=32")
-    check_int(pool_batches, "pool_batches", "[1, inf)", "pass e.g. pool_batches=50")
+    batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=32")
+    pool_batches = check_int(pool_batches, "pool_batches", "[1, inf)", "pass e.g. pool_batches=50")
     if seed is not None:
-        check_seed(seed)
+        seed = check_seed(seed)
     order = list(range(len(lengths)))
     if seed is None:
         order.sort(key=lambda i: lengths[i])

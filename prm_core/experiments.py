@@ -15,7 +15,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from prm_core.backbones import PROFILES, cache_root, load_backbone
-from prm_core.checkpoints import require_float_tensors
-from prm_core.checks import check_choice, check_fields, check_int, check_seed, config_from_mapping
+from prm_core.checks import check_choice, check_int, check_seed
+from prm_core.config_checks import check_fields, config_from_mapping
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
 from prm_core.files import CorruptFileError, cached, cached_file, read_json, write_json, write_text
@@ -40,6 +40,11 @@ CLEAN_POLICY = PolicyConfig(p_slip=0.0, p_wrong_operand=0.0, p_wrong_operation=0
                             p_compensate=0.0, p_needless_breaks=0.0)
 # Bump when data, training or evaluation code changes what a cached model would be.
 CACHE_VERSION = 2
+
+
+# ExperimentConfig's counts of problems and samples: each an int >= 1.
+COUNT_FIELDS: tuple[str, ...] = ("n_train_problems", "samples_per_train_problem", "n_val_problems", "n_test_problems",
+                                 "samples_per_test_problem", "n_bon_problems", "n_bon_samples", "pretrain_problems")
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,8 @@ class ExperimentConfig:
     head_mlp_size: int = 0  # 0: linear value head
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name.startswith(("n_", "samples_", "pretrain_problems")):
-                check_int(getattr(self, f.name), f.name, "[1, inf)")
+        for name in COUNT_FIELDS:
+            check_int(getattr(self, name), name, "[1, inf)")
         check_int(self.max_length, "max_length", "[2, inf)", "the longest benchmark solutions need about 300")
         check_int(self.head_mlp_size, "head_mlp_size", "[0, inf)", "0 gives a linear head")
         check_seed(self.seed)
@@ -238,8 +242,8 @@ def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike |
         result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=config.seed), kind="lm")
         _save(model, result, tmp)
 
-    def load(entry: Path) -> dict[str, Any]:  # cheap: the header alone (a cut file, a dtype that lies)
-        require_float_tensors(entry / "backbone" / "model.safetensors", "pretrained backbone weights")
+    def load(entry: Path) -> dict[str, Any]:  # the verified load: a damaged backbone is rebuilt, never trained on
+        load_backbone(str(entry / "backbone"))
         return _train_info(entry)
 
     return str(folder / "backbone"), cached(folder, TRAIN_INFO, build, load, "pretrained backbone")

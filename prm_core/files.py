@@ -48,6 +48,14 @@ class CorruptFileError(ValueError):
     """A file or folder on disk is incomplete, unreadable or not what it claims to be."""
 
 
+def _make_parent(final: Path) -> None:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise NotADirectoryError(f"cannot write {final}: a part of {final.parent} is a file, not a folder; pass a "
+                                 "path inside a folder.") from err
+
+
 @contextlib.contextmanager
 def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     """A temporary sibling of ``final`` to write into, renamed over ``final`` when the block succeeds.
@@ -65,8 +73,10 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     >>> path.read_text()
     'whole'
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(os.path.realpath(final)) if Path(final).is_symlink() else Path(final)  # write the link's target
+    if final.is_file() and not os.access(final, os.W_OK):
+        raise PermissionError(f"{final} is read-only; make it writable (chmod u+w) or write elsewhere.")
+    _make_parent(final)
     handle, name = tempfile.mkstemp(prefix=".writing-", suffix=final.suffix, dir=final.parent)
     os.close(handle)
     tmp = Path(name)
@@ -198,7 +208,7 @@ def atomic_folder(final: str | os.PathLike, marker: str | None = None, *, merge:
     final = Path(final)
     if final.exists() and not final.is_dir():
         raise NotADirectoryError(f"{final} is a file; pass a folder path to save into.")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(final)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
     try:
         yield tmp
@@ -254,13 +264,8 @@ def _merge_into(tmp: Path, final: Path, marker: str | None) -> None:
         os.replace(path, target)
 
 
-def _load_or_warn(where: Path, load: Callable[[Path], T], what: str) -> tuple[T] | tuple[()]:
-    """``(load(where),)``, or ``()`` with a warning when ``load`` finds it damaged (``CorruptFileError``)."""
-    try:
-        return (load(where),)
-    except CorruptFileError as err:
-        logger.warning("%s %s is unreadable (%s); rebuilding it once", what, where, err)
-        return ()
+def _warn_unreadable(what: str, where: Path, err: CorruptFileError) -> None:
+    logger.warning("%s %s is unreadable (%s); rebuilding it once", what, where, err)
 
 
 def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None], load: Callable[[Path], T],
@@ -299,9 +304,10 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
     """
     folder = Path(folder)
     if is_complete(folder, marker):
-        loaded = _load_or_warn(folder, load, what)
-        if loaded:
-            return loaded[0]
+        try:
+            return load(folder)
+        except CorruptFileError as err:
+            _warn_unreadable(what, folder, err)
         (folder / marker).unlink(missing_ok=True)  # now incomplete: the install below swaps it out
     elif folder.exists():
         logger.warning("%s %s is incomplete (no %s); rebuilding it once", what, folder, marker)
@@ -328,9 +334,11 @@ def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Ca
     {'accuracy': 0.5}
     """
     path = Path(path)
-    loaded = _load_or_warn(path, load, what) if path.is_file() else ()
-    if loaded:
-        return loaded[0]
+    if path.is_file():
+        try:
+            return load(path)
+        except CorruptFileError as err:
+            _warn_unreadable(what, path, err)
     with atomic_file(path) as tmp:
         build(tmp)
     return load(path)

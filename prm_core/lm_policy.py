@@ -24,7 +24,8 @@ import torch
 
 from prm_core.backbones import EOS_TOKEN, STEP_TAG, quiet_hf_progress
 from prm_core.checkpoints import load_pretrained, load_tokenizer
-from prm_core.checks import check_bool, check_fields, check_int, check_probability, check_real, check_seed
+from prm_core.checks import check_bool, check_int, check_probability, check_real, check_seed
+from prm_core.config_checks import check_fields
 from prm_core.data import StepSample
 from prm_core.files import atomic_folder
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
@@ -93,8 +94,8 @@ def split_completion(ids: Sequence[int], step_tag_id: int, eos_id: int) -> tuple
     >>> split_completion([1], step_tag_id=9, eos_id=1)
     ([[]], [0], True)
     """
-    check_int(step_tag_id, "step_tag_id", "[0, inf)")  # a float id would match no token and split nothing
-    check_int(eos_id, "eos_id", "[0, inf)")
+    step_tag_id = check_int(step_tag_id, "step_tag_id", "[0, inf)")  # a float id would match no token and split nothing
+    eos_id = check_int(eos_id, "eos_id", "[0, inf)")
     steps: list[list[int]] = []
     ends: list[int] = []
     current: list[int] = []
@@ -133,7 +134,7 @@ def labelled_sample(problem: ArithmeticProblem, steps: Sequence[str], is_ended: 
     ((1.0,), None, False, False)
     """
     check_bool(is_ended, "is_ended")
-    check_int(n_prefix_steps, "n_prefix_steps", "[0, inf)")
+    n_prefix_steps = check_int(n_prefix_steps, "n_prefix_steps", "[0, inf)")
     steps = [step if step.strip() else EMPTY_STEP for step in steps] or [EMPTY_STEP]
     is_parsed = all(parse_step(step) is not None for step in steps)
     is_well_formed = is_ended and is_parsed
@@ -168,7 +169,8 @@ class LMPolicy:
 
     def __init__(self, model: Any, tokenizer: Any, sampling: SamplingConfig = SamplingConfig(),
                  device: str | torch.device | None = None) -> None:
-        from prm_core.encoding import StepEncoder, control_tokens
+        from prm_core.control_tokens import control_tokens
+        from prm_core.encoding import StepEncoder
 
         if not isinstance(sampling, SamplingConfig):
             raise TypeError(f"sampling has type {type(sampling).__name__}; pass a SamplingConfig.")
@@ -209,7 +211,7 @@ class LMPolicy:
 
         with quiet_hf_progress():
             tokenizer = load_tokenizer(folder, "LM policy")
-            model, _ = load_pretrained(AutoModelForCausalLM, folder, "LM policy")
+            model, _ = load_pretrained(AutoModelForCausalLM, folder, "LM policy", uniform_dtype=True)
         if not getattr(model.config, "tie_word_embeddings", False):
             raise ValueError(f"the model in {folder} does not tie its LM head to its input embeddings, so a base "
                              "model saved there would get an untrained head; save a *ForCausalLM instead.")
@@ -274,8 +276,8 @@ class LMPolicy:
 
         cfg = self.sampling
         if max_new_tokens is not None:
-            check_int(max_new_tokens, "max_new_tokens", "[1, inf)", "or None for the sampling config's budget")
-        check_seed(seed)
+            max_new_tokens = check_int(max_new_tokens, "max_new_tokens", "[1, inf)", "or None for the sampling config's budget")
+        seed = check_seed(seed)
         check_bool(greedy, "greedy")
         check_bool(stop_at_step, "stop_at_step")
         if any(len(p) == 0 for p in prompts):
@@ -307,7 +309,7 @@ class LMPolicy:
     def complete(self, problems: Sequence[ArithmeticProblem], n_samples: int, seed: int, *, greedy: bool = False,
                  show_progress: bool = False) -> list[Completion]:
         """``n_samples`` whole solutions per problem (problem-major) with their token ids, for RL."""
-        check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
+        n_samples = check_int(n_samples, "n_samples", "[1, inf)", "pass n_samples=1 for one solution per problem")
         check_bool(greedy, "greedy")
         _check_problems(problems)
         prompts = [self.prompt_ids(p) for p in problems]
@@ -442,7 +444,7 @@ def sft_batch(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, t
     >>> b["labels"].tolist()
     [[-100, -100, 9, 1]]
     """
-    check_int(pad_id, "pad_id", "[0, inf)", "pass the tokenizer's pad_token_id")
+    pad_id = check_int(pad_id, "pad_id", "[0, inf)", "pass the tokenizer's pad_token_id")
     if not rows:
         raise ValueError("rows is empty; pass at least one (ids, solution_start) pair.")
     for r, (ids, start) in enumerate(rows):

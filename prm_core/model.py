@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from prm_core.backbones import quiet_hf_progress
-from prm_core.checkpoints import load_pretrained, load_tensors, load_tokenizer
-from prm_core.checks import check_fields, check_int, check_real
+from prm_core.checkpoints import load_pretrained, load_tensors, load_tokenizer, safetensors_dtype
+from prm_core.checks import check_int, check_real
+from prm_core.config_checks import check_fields
 from prm_core.encoding import StepEncoder
 from prm_core.files import CorruptFileError, atomic_folder, read_json, write_json
 
@@ -188,13 +189,14 @@ class ProcessRewardModel(nn.Module):
         """
         from safetensors.torch import save_file
 
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         config = {"kind": self.kind, "head": asdict(self.head_config), "encoder": self.encoder.config(),
-                  "backbone": _backbone_fingerprint(self.backbone)}
+                  "backbone": _backbone_fingerprint(self.backbone),
+                  "head_dtype": safetensors_dtype(next(iter(state.values())).dtype)}  # checked on load
         with atomic_folder(directory, CONFIG_FILE, merge=True) as tmp:
             with quiet_hf_progress():
                 self.backbone.save_pretrained(tmp / BACKBONE_DIR)
                 self.encoder.tokenizer.save_pretrained(tmp / BACKBONE_DIR)
-            state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(state, str(tmp / HEAD_FILE))
             write_json(tmp / CONFIG_FILE, config, indent=2)
         return Path(directory)
@@ -236,7 +238,7 @@ class ProcessRewardModel(nn.Module):
                                    f"tag or replaced; save the tokenizer the model was trained with ({src}).")
         with quiet_hf_progress():
             backbone, _ = load_pretrained(AutoModel, src / BACKBONE_DIR, "PRM checkpoint backbone",
-                                          **from_pretrained_kwargs)
+                                          uniform_dtype=True, **from_pretrained_kwargs)
         found = _backbone_fingerprint(backbone)
         if found != config["backbone"]:
             raise CorruptFileError(f"the backbone in {src / BACKBONE_DIR} ({found}) is not the one this head was "
@@ -246,5 +248,6 @@ class ProcessRewardModel(nn.Module):
             model = cls(backbone, encoder, kind=config["kind"], head=HeadConfig(**config["head"]))
         except (TypeError, ValueError) as err:
             raise CorruptFileError(f"{src / CONFIG_FILE} holds settings this code cannot build ({err}); {fix}") from err
-        model.head.load_state_dict(load_tensors(src / HEAD_FILE, model.head.state_dict(), "PRM checkpoint head"))
+        model.head.load_state_dict(load_tensors(src / HEAD_FILE, model.head.state_dict(), "PRM checkpoint head",
+                                                config.get("head_dtype")))  # None in checkpoints from before it
         return model

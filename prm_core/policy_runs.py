@@ -16,14 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from prm_core.checks import (
-    check_choice,
-    check_fields,
-    check_int,
-    check_real_array,
-    check_seed,
-    config_from_mapping,
-)
+from prm_core.checks import check_choice, check_int, check_real_array, check_seed
+from prm_core.config_checks import check_fields, config_from_mapping
 from prm_core.experiments import (
     CACHE_VERSION,
     CLEAN_POLICY,
@@ -199,6 +193,11 @@ def sft_policy(experiment: ExperimentConfig, runs: PolicyRunConfig,
                   lambda entry: _load_policy(entry, runs, "sft_result.json", ("train_seconds",)), "SFT policy")
 
 
+# What the summaries read of each cached result: a file without them is damaged, and rebuilt once.
+RL_RESULT_KEYS = ("evals", "updates", "seconds", "generated_tokens_per_second")
+POLICY_EVAL_KEYS = ("accuracy", "greedy_accuracy", "well_formed", "per_problem", "greedy_per_problem")
+
+
 def _load_policy(folder: Path, runs: PolicyRunConfig, info_file: str,
                  required: Sequence[str] = ()) -> tuple[LMPolicy, dict[str, Any]]:
     """A cached policy entry, verified (``LMPolicy.from_pretrained``), and its result JSON."""
@@ -216,7 +215,8 @@ def policy_profile(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: in
         write_json(tmp, evaluate_policy(policy, eval_problems(experiment, runs), seed=_eval_seed(seed),
                                         n_samples=runs.eval_samples))
 
-    return cached_file(path, build, lambda p: read_json(p, "policy evaluation"), "policy evaluation") | {
+    return cached_file(path, build, lambda p: read_json(p, "policy evaluation", POLICY_EVAL_KEYS),
+                       "policy evaluation") | {
         "sft_seconds": info["train_seconds"]}
 
 
@@ -252,7 +252,7 @@ def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, see
         policy.save_pretrained(tmp)
         write_json(tmp / "rl_result.json", asdict(result))
 
-    return cached(folder, "rl_result.json", build, lambda entry: _load_policy(entry, runs, "rl_result.json"),
+    return cached(folder, "rl_result.json", build, lambda entry: _load_policy(entry, runs, "rl_result.json", RL_RESULT_KEYS),
                   f"RL run ({reward}, seed {seed})")
 
 

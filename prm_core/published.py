@@ -39,11 +39,11 @@ from typing import Any
 
 import torch
 
-from prm_core.checkpoints import load_pretrained
-from prm_core.checks import check_int
+from prm_core.checkpoints import load_pretrained, load_tokenizer
+from prm_core.checks import check_bool, check_int
+from prm_core.control_tokens import check_text_has_no_control_tokens, control_tokens
 from prm_core.data import StepSample
-from prm_core.encoding import check_text_has_no_control_tokens, control_tokens
-from prm_core.files import atomic_folder, read_json, write_json
+from prm_core.files import CorruptFileError, atomic_folder, read_json, write_json
 from prm_core.verification import StepScores
 
 CONVENTIONS: tuple[str, ...] = ("token_logits", "token_classification", "qwen_prm")
@@ -87,8 +87,7 @@ class PublishedPRM:
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
             raise ValueError(f"convention={self.convention!r} must be one of {list(CONVENTIONS)}.")
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
-            raise ValueError(f"max_length={self.max_length!r} must be an int >= 2.")
+        self.max_length = check_int(self.max_length, "max_length", "[2, inf)", "pass e.g. max_length=4096")
         if self.convention == "token_logits":
             for name in ("step_tag", "good_token", "bad_token"):
                 self._ids[name] = self._context_id(name, self.options[name])
@@ -256,9 +255,14 @@ class PublishedPRM:
         """
         if len(samples) == 0:
             raise ValueError("samples is empty; pass at least one solution to score.")
-        check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
+        batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=8")
         device = torch.device(device) if device is not None else next(self.model.parameters()).device
-        encoded = [self.encode(s) for s in samples]
+        encoded = []
+        for i, sample in enumerate(samples):
+            try:
+                encoded.append(self.encode(sample))
+            except ValueError as err:  # say which solution of the batch it was
+                raise ValueError(f"samples[{i}]: {err}") from err
         width = max(len(e.positions) for e in encoded)
         scores = torch.zeros((len(encoded), width))
         mask = torch.zeros((len(encoded), width), dtype=torch.bool)
@@ -341,11 +345,9 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"convention={convention!r} takes no option {unknown}; it takes {sorted(known)}.")
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    trust = options.get("trust_remote_code", False)
-    if not isinstance(trust, bool):
-        raise ValueError(f"trust_remote_code={trust!r} must be True or False.")
+    trust = check_bool(options.get("trust_remote_code", False), "trust_remote_code")
     fmt = options.get("step_format", OPTIONS["token_logits"]["step_format"]) if convention == "token_logits" else None
     if fmt is not None and (not isinstance(fmt, str) or "{step}" not in fmt
                             or {f for _, f, _, _ in string.Formatter().parse(fmt) if f} - {"k", "step"}):
@@ -353,8 +355,15 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
                          "no other fields, e.g. 'Step {k}: {step}'.")
     if Path(str(name_or_path)).anchor and not Path(name_or_path).exists():
         raise ValueError(f"{name_or_path} does not exist; pass a save_pretrained folder or a hub name (online).")
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
+    what = f"published PRM (convention={convention!r})"
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
+    except (OSError, ValueError) as err:  # a cut or missing config.json of a local folder
+        if not Path(name_or_path).is_dir():
+            raise
+        raise CorruptFileError(f"{what} {name_or_path}: its config.json cannot be read ({str(err)[:200]}); save the "
+                               "folder again.") from err
+    tokenizer = load_tokenizer(name_or_path, what, trust_remote_code=trust)
     kwargs = {"trust_remote_code": trust}
     if options.get("torch_dtype") is not None:
         kwargs["dtype"] = options["torch_dtype"]
@@ -368,8 +377,8 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     # A local folder loads in a blink; a hub download keeps transformers' progress bar. A local
     # folder's weight headers are checked too (a cut file, a dtype that lies: checkpoints.load_pretrained).
     with quiet_hf_progress() if Path(name_or_path).is_dir() else contextlib.nullcontext():
-        model, info = load_pretrained(_model_class(convention, config, trust), name_or_path,
-                                      f"published PRM (convention={convention!r})", strict=False, **kwargs)
+        model, info = load_pretrained(_model_class(convention, config, trust), name_or_path, what, strict=False,
+                                      **kwargs)
     missing = [k for k in info.get("missing_keys", ()) if "rotary" not in k]
     if missing:  # e.g. a base LM read as a classifier: its head would be random, every score noise
         raise ValueError(f"{name_or_path} has no weights for {sorted(missing)[:4]}, which convention={convention!r} "
@@ -380,9 +389,9 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     max_length = options.get("max_length")
     if max_length is None:
         max_length = min(int(limit), 4096)
-    elif isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= int(limit):
-        raise ValueError(f"max_length={max_length!r} must be an int in [2, {int(limit)}] (the model's "
-                         "max_position_embeddings).")
+    else:
+        max_length = check_int(max_length, "max_length", f"[2, {int(limit)}]",
+                               "at most the model's max_position_embeddings")
     chosen = {k: options.get(k, default) for k, default in OPTIONS[convention].items()}
     return PublishedPRM(model.eval(), tokenizer, convention, chosen, max_length)
 

@@ -43,8 +43,9 @@ def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
     CorruptFileError
         When the file is missing or damaged, a key is not ``<model>.<part>.<field>``, a part lacks
         its scores or mask, the scores are not a float matrix with one row per sample of the part,
-        the mask is not bool of the same shape, the counts are not one int per row, or one of
-        ``models`` lacks a part of ``parts``.
+        the mask is not bool of the same shape with a scored step in every row, a scored step is
+        not a probability, the counts are not one int per row, or one of ``models`` lacks a part of
+        ``parts``.
     """
     from prm_core.verification import StepScores
 
@@ -72,6 +73,10 @@ def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
         if mask.dtype != torch.bool or mask.shape != values.shape:
             raise corrupt(f"{model}.{part}.mask is {mask.dtype} of shape {tuple(mask.shape)}; it must be bool of shape "
                           f"{tuple(values.shape)}")
+        real = values[mask]
+        if not bool(mask.any(dim=1).all()) or not bool(((real >= 0) & (real <= 1)).all()):  # NaN fails both
+            raise corrupt(f"{model}.{part} has a row with no scored step, or scores outside [0, 1] (NaN included) at "
+                          "scored steps; step scores are probabilities of at least one step per solution")
         if dropped is not None and (dropped.is_floating_point() or dropped.dtype == torch.bool
                                     or dropped.shape != (rows,)):
             raise corrupt(f"{model}.{part}.n_dropped_steps is {dropped.dtype} of shape {tuple(dropped.shape)}; it must "

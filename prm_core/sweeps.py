@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from prm_core.checks import check_int, check_seed, config_from_mapping
+from prm_core.checks import check_int, check_seed
+from prm_core.config_checks import check_fields, config_from_mapping
 from prm_core.data import StepSample
 from prm_core.experiments import (
     PARAMS_DIR,
@@ -79,6 +80,7 @@ class SweepConfig:
         for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size", "ablation_seed"):
             object.__setattr__(self, name, check_int(getattr(self, name), name, "[0, inf)" if name == "ablation_seed"
                                                      else "[1, inf)"))
+        check_fields(self)
 
     def check_fits(self, config: ExperimentConfig) -> None:
         """Raise now, not after the standard models have trained, when the sweep asks for more training
@@ -207,7 +209,7 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
 
     def load(entry: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         return (load_scores(entry / "scores.safetensors", parts, encoder, (kind,))[kind],
-                read_json(entry / "train_result.json", "sweep train info"))
+                read_json(entry / "train_result.json", "sweep train info", ("pos_weight",)))
 
     return cached(folder, "train_result.json", build, load, f"sweep {kind} (n={n_train}, seed {seed})")
 

@@ -164,3 +164,37 @@ def test_ensure_course_tiny_weights_header_claiming_i32_are_rebuilt_once(tiny_ca
     backbones.ensure_course_tiny(config, cache)
     backbones.ensure_course_tiny(config, cache)
     assert len(count_builds) == 1
+
+
+def _drop_weight(folder, name="norm.weight"):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors[name]
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("damage", [
+    _drop_weight,  # transformers would initialise norm.weight at random, with a log line only
+    lambda folder: (folder / "config.json").unlink(),
+    lambda folder: (folder / "tokenizer.json").write_text('{"version": '),
+    lambda folder: (folder / "tokenizer.json").unlink(),  # tokenizer_config.json alone: a 3-token tokenizer
+], ids=["missing-weight", "no-config", "cut-tokenizer", "no-tokenizer-vocabulary"])
+def test_load_backbone_damaged_cache_entry_is_rebuilt_once_and_loads_whole(tiny_cache, count_builds, damage):
+    config, cache, folder = tiny_cache
+    damage(folder)
+    model, tokenizer = load_backbone("course-tiny", profile=config, cache_dir=cache)
+    assert len(count_builds) == 1 and len(tokenizer) > 256  # the whole BPE vocabulary, not a stub
+    assert "norm.weight" in model.state_dict()
+    load_backbone("course-tiny", profile=config, cache_dir=cache)
+    assert len(count_builds) == 1  # repaired: the second call loads without building
+
+
+def test_load_backbone_local_folder_missing_a_weight_raises_naming_it(tiny_backbone, tmp_path):
+    from prm_core.files import CorruptFileError
+
+    tiny_backbone[0].save_pretrained(tmp_path)
+    tiny_backbone[1].save_pretrained(tmp_path)
+    _drop_weight(tmp_path)
+    with pytest.raises(CorruptFileError, match=rf"backbone {tmp_path} lacks weights .*norm.weight"):
+        load_backbone(str(tmp_path))

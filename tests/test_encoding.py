@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -245,6 +247,23 @@ def test_encoder_bad_settings_raise(course_backbone, kwargs, match):
         StepEncoder(course_backbone[1], **kwargs)
 
 
+@pytest.mark.parametrize(("token", "name"), [("<|pad|>", "pad"), ("<|endoftext|>", "eos")], ids=["pad", "eos"])
+def test_encoder_step_tag_that_is_the_pad_or_eos_token_raises_naming_it(course_backbone, token, name):
+    tokenizer = course_backbone[1]
+    assert getattr(tokenizer, f"{name}_token") == token  # the course tokenizer's (its unk is EOS too)
+    with pytest.raises(ValueError, match=rf"step_tag='{re.escape(token)}' is the tokenizer's {name} token, so every "
+                                         rf"step tag would have the {name} id; pass a token of its own"):
+        StepEncoder(tokenizer, step_tag=token)
+
+
+@pytest.mark.parametrize("separator", ["<|pad|>", "\n<|endoftext|>\n", STEP_TAG], ids=["pad", "eos-in-text", "step-tag"])
+def test_encoder_problem_separator_holding_a_control_token_raises_naming_it(course_backbone, separator):
+    token = separator.strip()
+    with pytest.raises(ValueError, match=rf"problem_separator=.* contains '{re.escape(token)}', .* of this tokenizer, "
+                                         r"so every sample would carry its id; pass plain text"):
+        StepEncoder(course_backbone[1], problem_separator=separator)
+
+
 def test_encode_non_sample_raises_type_error(course_backbone):
     with pytest.raises(TypeError, match="StepSample"):
         StepEncoder(course_backbone[1]).encode({"problem": "q", "steps": ["a"]})
@@ -367,7 +386,7 @@ def test_encode_many_names_the_sample_and_the_problem_field(course_backbone):
 @PROPERTY_SETTINGS
 @given(before=problem_strategy, after=problem_strategy, data=st.data())
 def test_encode_any_text_around_any_control_token_raises(tokenizer_factory, before, after, data):
-    from prm_core.encoding import control_tokens
+    from prm_core.control_tokens import control_tokens
 
     tokenizer = tokenizer_factory()
     encoder = StepEncoder(tokenizer, max_length=4096)
@@ -391,7 +410,7 @@ def test_encode_plain_text_holds_no_control_id_but_the_tags_and_bos(tokenizer_fa
 
 
 def test_control_tokens_leave_out_unk_unless_it_is_also_eos_and_name_the_tag(tokenizer_factory):
-    from prm_core.encoding import control_tokens
+    from prm_core.control_tokens import control_tokens
 
     tokenizer = tokenizer_factory()
     roles = control_tokens(tokenizer, STEP_TAG)

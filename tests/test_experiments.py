@@ -519,3 +519,14 @@ def test_pretrained_backbone_weights_header_claiming_i32_are_rebuilt_once(fast_m
     experiments.pretrained_backbone(config, tmp_path)
     experiments.pretrained_backbone(config, tmp_path)
     assert fast_models == ["lm", "lm"]
+
+
+def test_pretrained_backbone_missing_a_weight_is_rebuilt_once_not_trained_on(fast_models, tmp_path):
+    from tests.test_backbones import _drop_weight
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    path, _ = experiments.pretrained_backbone(config, tmp_path)
+    _drop_weight(Path(path))  # loaded as is, transformers would set norm.weight at random
+    experiments.pretrained_backbone(config, tmp_path)
+    experiments.pretrained_backbone(config, tmp_path)
+    assert fast_models == ["lm", "lm"]

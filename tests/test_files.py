@@ -450,7 +450,15 @@ PRETRAINED_FAULTS = {
     "truncated": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-7]),
                   "cut short"),
     "no-weights": (lambda f: (f / "model.safetensors").unlink(), r"holds no \*.safetensors weights"),
+    # offsets that overlap: safetensors itself raises its own SafetensorError (an Exception, not a ValueError)
+    "overlapping-offsets": (lambda f: rewrite_header(f / "model.safetensors", _overlap_first_two), "overlap or leave a gap"),
 }
+
+
+def _overlap_first_two(header: dict) -> None:
+    first, second = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"])[:2]
+    header[second]["data_offsets"] = list(header[first]["data_offsets"])
+    header[second]["shape"], header[second]["dtype"] = header[first]["shape"], header[first]["dtype"]
 
 
 @pytest.mark.parametrize(("damage", "match"), PRETRAINED_FAULTS.values(), ids=PRETRAINED_FAULTS.keys())
@@ -461,6 +469,55 @@ def test_load_pretrained_damaged_folder_raises_corrupt_file_error_naming_it(hf_f
     with pytest.raises(CorruptFileError, match=match) as info:
         load_pretrained(AutoModel, hf_folder, "backbone")
     assert str(hf_folder) in str(info.value)
+
+
+def test_load_pretrained_uniform_dtype_refuses_bf16_bytes_relabelled_as_f16(tmp_path, tiny_backbone):
+    import copy
+
+    from transformers import AutoModel
+
+    folder = tmp_path / "bf16"
+    copy.deepcopy(tiny_backbone[0]).to(torch.bfloat16).save_pretrained(folder)
+    load_pretrained(AutoModel, folder, "backbone", uniform_dtype=True)  # as saved: fine
+    rewrite_header(folder / "model.safetensors",
+                   lambda header: [entry.update(dtype="F16") for k, entry in header.items() if k != "__metadata__"])
+    load_pretrained(AutoModel, folder, "backbone")  # float for float, the same width: only the record tells
+    with pytest.raises(CorruptFileError, match=r"config.json records dtype bfloat16 \(BF16\) but the weights' header "
+                                               r"says .*'F16'"):
+        load_pretrained(AutoModel, folder, "backbone", uniform_dtype=True)
+
+
+def test_load_tokenizer_config_without_a_vocabulary_raises_naming_the_folder(tmp_path, tiny_backbone):
+    from prm_core.checkpoints import load_tokenizer
+
+    tiny_backbone[1].save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()  # tokenizer_config.json alone loads as a 3-token tokenizer
+    with pytest.raises(CorruptFileError, match=rf"{tmp_path} holds no tokenizer vocabulary"):
+        load_tokenizer(tmp_path, "backbone")
+
+
+def test_atomic_file_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    target, link = tmp_path / "data.jsonl", tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    write_text(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file: a read-only mode stops no one")
+def test_atomic_file_onto_a_read_only_file_raises_and_keeps_it(tmp_path):
+    path = tmp_path / "frozen.json"
+    path.write_text("old")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError, match="is read-only"):
+        write_text(path, "new")
+    assert path.read_text() == "old"
+
+
+def test_atomic_file_under_a_file_raises_naming_the_path(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"cannot write .*a-file/sub/out.json: a part of .* is a file"):
+        write_text(tmp_path / "a-file" / "sub" / "out.json", "{}")
 
 
 def test_load_pretrained_valid_folder_loads_the_same_weights(hf_folder, tiny_backbone):
@@ -575,16 +632,7 @@ def test_run_notebooks_in_place_failed_run_keeps_the_committed_notebook(executed
     assert "FAILED" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- require_float_tensors, missing folders
-
-
-def test_require_float_tensors_header_claiming_an_int_dtype_raises_naming_the_file(tensor_file):
-    from prm_core.checkpoints import require_float_tensors
-
-    assert set(require_float_tensors(tensor_file)) == {"w", "b"}
-    rewrite_header(tensor_file, lie_about_dtype("b"))
-    with pytest.raises(CorruptFileError, match=rf"{tensor_file} stores {{'b': 'I32'}}, but every weight is a float"):
-        require_float_tensors(tensor_file)
+# ---------------------------------------------------------------- missing folders
 
 
 @pytest.mark.parametrize("loader", ["load_pretrained", "load_tokenizer"])

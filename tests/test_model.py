@@ -297,6 +297,17 @@ def test_from_pretrained_head_header_claiming_i32_raises_naming_the_folder_and_t
         ProcessRewardModel.from_pretrained(folder)
 
 
+def test_from_pretrained_bf16_head_relabelled_as_f16_raises_against_the_recorded_dtype(make_tiny_prm, tmp_path):
+    from tests.test_files import rewrite_header
+
+    folder = make_tiny_prm().to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    assert json.loads((folder / CONFIG_FILE).read_text())["head_dtype"] == "BF16"
+    ProcessRewardModel.from_pretrained(folder, dtype=torch.bfloat16)  # as saved: fine
+    rewrite_header(folder / HEAD_FILE, lambda h: [e.update(dtype="F16") for k, e in h.items() if k != "__metadata__"])
+    with pytest.raises(CorruptFileError, match=r"is stored as F16 but was saved as BF16"):
+        ProcessRewardModel.from_pretrained(folder, dtype=torch.bfloat16)
+
+
 def test_from_pretrained_missing_head_raises_corrupt_file_error_naming_the_folder_and_fix(saved):
     _, folder = saved
     (folder / HEAD_FILE).unlink()

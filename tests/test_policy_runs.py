@@ -102,11 +102,25 @@ def fast_policies(tiny_backbone, monkeypatch):
                                                                               {"train_seconds": 0.5})[1])
     monkeypatch.setattr(policy_runs, "sft_samples", lambda experiment, runs: [])
     monkeypatch.setattr(policy_runs, "train_rl", lambda *args, **kwargs: (calls.append("rl"), RLResult(seconds=1.0))[1])
-    monkeypatch.setattr(policy_runs, "evaluate_policy", lambda *args, **kwargs: (calls.append("eval"),
-                                                                                 {"accuracy": 0.25})[1])
+    monkeypatch.setattr(policy_runs, "evaluate_policy", lambda *args, **kwargs: (calls.append("eval"), EVAL)[1])
     monkeypatch.setattr(policy_runs, "rl_problems", lambda experiment, runs: [])
     monkeypatch.setattr(policy_runs, "eval_problems", lambda experiment, runs: [])
     return calls
+
+
+# what evaluate_policy returns, in miniature: the keys a cached evaluation must hold
+EVAL = {"accuracy": 0.25, "greedy_accuracy": 0.5, "well_formed": 1.0, "per_problem": [0.25], "greedy_per_problem": [0.5]}
+
+
+def test_policy_profile_evaluation_without_its_keys_is_rebuilt_once(fast_policies, tmp_path):
+    from prm_core.policy_runs import _policy_folder, policy_profile
+
+    experiment, runs = _configs()
+    policy_profile(experiment, runs, 0, tmp_path)
+    (path,) = _policy_folder(experiment, runs, tmp_path).glob("eval-*.json")
+    path.write_text("{}")  # valid JSON that the summaries would fail on with a KeyError later
+    assert policy_profile(experiment, runs, 0, tmp_path)["greedy_accuracy"] == 0.5
+    assert fast_policies == ["sft", "eval", "eval"]
 
 
 def _configs():
@@ -144,10 +158,10 @@ def test_policy_profile_cut_eval_file_is_rebuilt_once(fast_policies, tmp_path):
     from prm_core.policy_runs import _policy_folder, policy_profile
 
     experiment, runs = _configs()
-    assert policy_profile(experiment, runs, 0, tmp_path) == {"accuracy": 0.25, "sft_seconds": 0.5}
+    assert policy_profile(experiment, runs, 0, tmp_path) == EVAL | {"sft_seconds": 0.5}
     (path,) = _policy_folder(experiment, runs, tmp_path).glob("eval-*.json")
     path.write_text('{"accuracy": 0.2')
-    assert policy_profile(experiment, runs, 0, tmp_path) == {"accuracy": 0.25, "sft_seconds": 0.5}
+    assert policy_profile(experiment, runs, 0, tmp_path) == EVAL | {"sft_seconds": 0.5}
     policy_profile(experiment, runs, 0, tmp_path)
     assert fast_policies == ["sft", "eval", "eval"]
 

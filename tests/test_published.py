@@ -191,6 +191,19 @@ def test_loader_option_values_are_checked(tmp_path, tiny_backbone):
         load_published_prm(tmp_path / "nope", "token_logits")
 
 
+def test_loader_and_scorer_take_numpy_scalars_as_python_values(tmp_path, tiny_backbone):
+    import numpy as np
+
+    from prm_core.published import PublishedPRM
+
+    folder = _save(tmp_path, tiny_backbone, "token_logits")
+    prm = load_published_prm(folder, "token_logits", max_length=np.int64(512), trust_remote_code=np.bool_(False))
+    again = PublishedPRM(prm.model, prm.tokenizer, prm.convention, prm.options, max_length=np.int32(64))
+    assert (prm.max_length, type(prm.max_length), again.max_length, type(again.max_length)) == (512, int, 64, int)
+    with pytest.raises(ValueError, match=r"max_length=1 must be an int in \[2, inf\)"):
+        PublishedPRM(prm.model, prm.tokenizer, prm.convention, prm.options, max_length=1)
+
+
 def test_a_classifier_read_as_token_logits_raises_even_with_tied_embeddings(tmp_path, tiny_backbone):
     import json
 
@@ -257,3 +270,22 @@ def test_save_tiny_published_prm_failure_part_way_keeps_the_old_folder(tmp_path,
     monkeypatch.undo()
     assert snapshot(folder) == before and leftovers(tmp_path) == []
     load_published_prm(folder, "qwen_prm", trust_remote_code=remote_code)
+
+
+@pytest.mark.parametrize("damage", [lambda f: (f / "config.json").write_text('{"model_type": '),
+                                    lambda f: (f / "tokenizer.json").write_text('{"version": '),
+                                    lambda f: (f / "tokenizer.json").unlink()],
+                         ids=["cut-config", "cut-tokenizer", "no-tokenizer-vocabulary"])
+def test_load_published_prm_damaged_config_or_tokenizer_raises_naming_the_folder(tmp_path, tiny_backbone, damage):
+    from prm_core.files import CorruptFileError
+
+    folder = _save(tmp_path, tiny_backbone, "token_classification")
+    damage(folder)
+    with pytest.raises(CorruptFileError, match=str(folder)):
+        load_published_prm(folder, "token_classification")
+
+
+def test_score_steps_names_the_solution_of_the_batch_that_is_refused(published):
+    eos = published.tokenizer.eos_token or published.tokenizer.pad_token
+    with pytest.raises(ValueError, match=r"^samples\[2\]: sample\.steps\[0\] contains"):
+        published.score_steps([SAMPLES[0], SAMPLES[1], StepSample("q", [f"a {eos} b."])])
