@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from prm_core.files import CorruptFileError
+from prm_core.files import CorruptFileError, read_json
 
 # bytes per element of each safetensors dtype; the F* and BF16 ones are floating point
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -94,8 +94,8 @@ def _is_local(folder: Path, what: str) -> bool:
     if folder.is_dir():
         return True
     if folder.is_absolute() or folder.exists():
-        raise CorruptFileError(f"{what} {folder} is missing or not a folder; save it again (a cache entry is "
-                               "rebuilt when its folder is deleted).")
+        raise CorruptFileError(f"{what} {folder} is missing or not a folder; check the path, or save it there "
+                               "again (a cache entry is rebuilt when its folder is deleted).")
     return False
 
 
@@ -209,13 +209,14 @@ def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, s
                                    "save_pretrained (which writes model.safetensors).")
         for path in weights:
             header.update(safetensors_header(path, f"{what}: weight file"))
-    if local and uniform_dtype:
-        _check_uniform_dtype(folder, header, what)
+        config = read_json(folder / "config.json", f"{what}: model config", required=("model_type",))
+        if uniform_dtype:
+            _check_uniform_dtype(folder, config, header, what)
     try:
         model, info = model_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
-    except Exception as err:  # safetensors' own SafetensorError derives from Exception alone
-        if not local or isinstance(err, CorruptFileError | TypeError):
-            raise
+    except Exception as err:
+        if not local or not _is_file_error(err):
+            raise  # the caller's own mistake (an unknown dtype, a missing attention backend): the files are fine
         raise CorruptFileError(f"{what} {folder} cannot be loaded ({str(err)[:300]}); its files are damaged or "
                                "from another model: save it again.") from err
     problems = {kind: sorted(str(k) for k in info.get(kind) or ()) for kind in
@@ -239,20 +240,26 @@ TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spi
 _TORCH_TO_SAFETENSORS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 
 
+SAFETENSORS_FLOAT_DTYPES = tuple(_TORCH_TO_SAFETENSORS.values())
+
+
 def safetensors_dtype(dtype: Any) -> str | None:
     """The safetensors name of a torch float dtype (``torch.bfloat16`` -> "BF16"), None for others."""
     return _TORCH_TO_SAFETENSORS.get(str(dtype).removeprefix("torch."))
 
 
-def _check_uniform_dtype(folder: Path, header: dict[str, tuple[str, tuple[int, ...]]], what: str) -> None:
-    config = folder / "config.json"
-    if not config.is_file():
-        return  # from_pretrained names the missing config itself
-    try:
-        saved = json.loads(config.read_text(encoding="utf-8"))
-        recorded = saved.get("dtype") or saved.get("torch_dtype")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
-        raise CorruptFileError(f"{what} {config} is not valid JSON ({err}); save the folder again.") from err
+def _is_file_error(err: Exception) -> bool:
+    """Whether an error of ``from_pretrained`` says the files are damaged (rather than the call is wrong):
+    an OS or decoding error, safetensors' own ``SafetensorError`` (an ``Exception`` alone), the bare
+    ``Exception`` the tokenizers library raises for a cut tokenizer.json, or a weight of another size."""
+    return (isinstance(err, OSError | UnicodeDecodeError | json.JSONDecodeError) or type(err) is Exception
+            or type(err).__name__ == "SafetensorError"
+            or (isinstance(err, RuntimeError) and "size mismatch" in str(err)))
+
+
+def _check_uniform_dtype(folder: Path, config: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]],
+                         what: str) -> None:
+    recorded = config.get("dtype") or config.get("torch_dtype")
     expected = safetensors_dtype(recorded) if isinstance(recorded, str) else None
     wrong = {name: dtype for name, (dtype, _) in header.items() if _is_float(dtype) and dtype != expected}
     if expected and wrong:
@@ -279,8 +286,13 @@ def load_tokenizer(folder: str | os.PathLike, what: str, **kwargs: Any) -> Any:
         raise CorruptFileError(f"{what} {folder} holds no tokenizer vocabulary (none of {list(TOKENIZER_VOCAB_FILES)}: "
                                "without one transformers builds a near-empty tokenizer from tokenizer_config.json); "
                                "save it again with the tokenizer's save_pretrained.")
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # cut or overwritten: caught here, named
+        if (folder / name).is_file():
+            read_json(folder / name, f"the tokenizer of {what}")
     try:
         return AutoTokenizer.from_pretrained(str(folder), **kwargs)
-    except Exception as err:  # the tokenizers library raises a bare Exception for a cut tokenizer.json
+    except Exception as err:
+        if not _is_file_error(err):
+            raise  # the caller's own mistake: the files are fine
         raise CorruptFileError(f"the tokenizer of {what} {folder} cannot be read ({str(err)[:200]}); save it "
                                "again.") from err

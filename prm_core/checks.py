@@ -5,6 +5,7 @@ a boolean used as an index or a YAML string never turns into a silent wrong numb
 
 * ``bool`` is never a number or an index here (Python's ``True == 1`` is a trap, not a feature);
 * NaN never passes a range, and infinity only where the interval closes on it (``"[0, inf]"``);
+* a numpy scalar, or a 0-d numpy array or torch tensor of a real dtype, is the number it holds;
 * a wrong *type* raises ``ArgumentTypeError``, which is both a ``TypeError`` and a ``ValueError``
   (as numpy's ``AxisError`` is both), so ``except ValueError`` catches every bad argument.
 
@@ -18,6 +19,7 @@ import functools
 import math
 import numbers
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,13 +70,23 @@ def _kind(interval: str) -> str:
     return "number" if allows_inf else "finite number"
 
 
-def _message(name: str, value: Any, rule: str, fix: str) -> str:
+def bad_value_message(name: str, value: Any, rule: str, fix: str) -> str:
+    """The one message shape of a refused argument: ``"{name}={value!r} {rule}; {fix}."``.
+
+    Examples
+    --------
+    >>> bad_value_message("n_bins", 0, "must be an int in [1, inf)", "pass e.g. n_bins=10")
+    'n_bins=0 must be an int in [1, inf); pass e.g. n_bins=10.'
+    """
     fix = fix if not fix or fix.endswith((".", "?", ")")) else fix + "."
     return f"{name}={value!r} {rule}" + (f"; {fix}" if fix else ".")
 
 
 def check_int(value: Any, name: str, interval: str = ANY, fix: str = "") -> int:
     """``value`` as an int in ``interval``; refuses bools, floats (even ``3.0``) and strings.
+
+    A 0-d numpy array or torch tensor of an integer dtype counts as the int it holds
+    (``np.array(3)``, ``torch.tensor(3)``).
 
     Raises
     ------
@@ -92,19 +104,22 @@ def check_int(value: Any, name: str, interval: str = ANY, fix: str = "") -> int:
     ...
     prm_core.checks.ArgumentTypeError: n_bins=True must be an int in [1, inf), not bool.
     """
+    value = _zero_d_item(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         whole = _whole_number(value)
         if whole is not None:  # 1000.0, or "1e3" as YAML reads it
             fix = f"write {whole} (an int)" + (f"; {fix}" if fix else "")
-        raise ArgumentTypeError(_message(name, value, f"must be an int{_within(interval)}, not {type(value).__name__}", fix))
+        raise ArgumentTypeError(bad_value_message(name, value, f"must be an int{_within(interval)}, not {type(value).__name__}", fix))
     if not _inside(int(value), interval):
-        raise ValueError(_message(name, value, f"must be an int{_within(interval)}", fix))
+        raise ValueError(bad_value_message(name, value, f"must be an int{_within(interval)}", fix))
     return int(value)
 
 
 def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> float:
     """``value`` as a float in ``interval``: a real number (ints too), not a bool, never NaN, and
-    infinite only where ``interval`` is closed at that infinity (``"[0, inf]"``).
+    infinite only where ``interval`` is closed at that infinity (``"[0, inf]"``). A 0-d numpy array
+    or torch tensor of a real dtype counts as the number it holds (``torch.tensor(0.5)``), not of a
+    bool one.
 
     Raises
     ------
@@ -122,6 +137,7 @@ def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> flo
     ...
     ValueError: threshold=nan must be a finite number in [0, 1].
     """
+    value = _zero_d_item(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         exponent_text = _EXPONENT_TEXT.match(value) if isinstance(value, str) else None
         if exponent_text:
@@ -130,11 +146,11 @@ def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> flo
                    f"{mantissa}.0{exponent}, not {value})")
         elif isinstance(value, str) and _is_number_text(value):
             fix = "pass a number, not text"
-        raise ArgumentTypeError(_message(name, value, f"must be a {_kind(interval)}{_within(interval)}, not {type(value).__name__}",
+        raise ArgumentTypeError(bad_value_message(name, value, f"must be a {_kind(interval)}{_within(interval)}, not {type(value).__name__}",
                                          fix))
     number = float(value)
     if not _inside(number, interval):
-        raise ValueError(_message(name, value, f"must be a {_kind(interval)}{_within(interval)}", fix))
+        raise ValueError(bad_value_message(name, value, f"must be a {_kind(interval)}{_within(interval)}", fix))
     return number
 
 
@@ -171,16 +187,34 @@ def check_seed(value: Any, name: str = "seed") -> int:
     return check_int(value, name, SEED_INTERVAL, "pass e.g. seed=0")
 
 
+def _loaded_numpy_and_torch() -> tuple[Any, Any]:
+    """numpy and torch where they are imported, else None: an array or a tensor exists only once its
+    module is, so the scalar checks look at dtypes without importing either."""
+    return sys.modules.get("numpy"), sys.modules.get("torch")
+
+
+def _zero_d_item(value: Any) -> Any:
+    """The Python number a 0-d numpy array or torch tensor of an integer or float dtype holds
+    (``.item()``); anything else (bool and complex dtypes, other shapes, numpy scalars) unchanged."""
+    np, torch = _loaded_numpy_and_torch()
+    if np is not None and isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 and value.dtype.kind in "iuf" else value
+    if torch is not None and isinstance(value, torch.Tensor):
+        is_real = value.dtype != torch.bool and not value.dtype.is_complex
+        return value.item() if value.ndim == 0 and is_real else value
+    return value
+
+
 def _is_numpy_bool(value: Any) -> bool:
-    """numpy's bool scalar: ``bool_`` in numpy 1, ``bool`` (with ``bool_`` an alias) in numpy 2."""
-    kind = type(value)
-    return kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
+    """numpy's bool scalar (``np.bool_``, which numpy 2 also calls ``np.bool``)."""
+    np, _ = _loaded_numpy_and_torch()
+    return np is not None and isinstance(value, np.bool_)
 
 
-def check_bool(value: Any, name: str) -> bool:
-    """``value`` as a bool; refuses 0/1, strings such as ``"false"`` and None."""
+def check_bool(value: Any, name: str, fix: str = "") -> bool:
+    """``value`` as a bool (numpy's bool too); refuses 0/1, strings such as ``"false"``, NaN and None."""
     if not isinstance(value, bool) and not _is_numpy_bool(value):
-        raise ArgumentTypeError(_message(name, value, f"must be True or False, not {type(value).__name__}", ""))
+        raise ArgumentTypeError(bad_value_message(name, value, f"must be True or False, not {type(value).__name__}", fix))
     return bool(value)
 
 
@@ -208,7 +242,7 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
             meant = [c for c in words if _YAML_BOOL_WORDS[c.lower()] is value] or words
             if meant:
                 fix = f"quote it in YAML ({meant[0]!r}): unquoted, YAML reads no/yes/on/off as booleans"
-        raise ValueError(_message(name, value, f"must be one of {list(choices)}", fix))
+        raise ValueError(bad_value_message(name, value, f"must be one of {list(choices)}", fix))
     return value
 
 
@@ -216,7 +250,13 @@ _NO_BAD = object()  # "every element is a real number": None is a legal element
 
 
 def _is_bool(item: Any) -> bool:
-    return isinstance(item, bool) or "bool" in str(getattr(item, "dtype", ""))  # numpy's bool_, torch's bool
+    """A Python bool, or a numpy scalar or array of dtype bool, or a torch tensor of dtype bool."""
+    if isinstance(item, bool):
+        return True
+    np, torch = _loaded_numpy_and_torch()
+    if np is not None and isinstance(item, np.generic | np.ndarray):
+        return item.dtype == np.bool_
+    return torch is not None and isinstance(item, torch.Tensor) and item.dtype == torch.bool
 
 
 def _first_non_real(values: Any, allow_bool: bool) -> Any:
@@ -285,7 +325,12 @@ def check_real_array(values: Any, name: str, *, allow_nan: bool = False, allow_i
     values = _untensor(values) if isinstance(values, list | tuple) else tensor_to_numpy(values)
     if isinstance(values, np.ndarray) and values.dtype.kind != "O":
         kind = values.dtype.kind
-        bad = _NO_BAD if kind in "fiu" or (kind == "b" and allow_bool) else values.flat[0] if values.size else values.dtype.type()
+        if kind in "fiu" or (kind == "b" and allow_bool):
+            bad = _NO_BAD
+        elif values.size:
+            bad = values.flat[0]
+        else:  # an empty array of a wrong dtype: its dtype's zero names the type in the message
+            bad = values.dtype.type()
     else:
         bad = _first_non_real(values if isinstance(values, list | tuple | np.ndarray) else [values], allow_bool)
     if bad is not _NO_BAD:

@@ -254,18 +254,21 @@ def separation(a: dict[str, float], b: dict[str, float]) -> int:
     >>> separation({"ci_low": 0.7, "ci_high": 0.9}, {"ci_low": 0.6, "ci_high": 0.75})
     0
     """
+    bounds = []
     for name, interval in (("a", a), ("b", b)):
         try:
-            if any(isinstance(interval[k], bool) for k in ("ci_low", "ci_high")):
-                raise TypeError("a bool is not a bound")
+            if any(isinstance(interval[k], bool | str) for k in ("ci_low", "ci_high")):
+                raise ValueError("a bool or a text is not a bound")  # float("0.8") would read text as a number
             low, high = float(interval["ci_low"]), float(interval["ci_high"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{name} must be a dict with numbers 'ci_low' and 'ci_high'; got {interval!r}.") from err
         if not low <= high:  # also False for nan
             raise ValueError(f"{name} has ci_low={low} and ci_high={high}; an interval needs ci_low <= ci_high, "
                              "both numbers (an undefined metric's nan interval separates nothing).")
-    if a["ci_low"] > b["ci_high"]:
+        bounds.append((low, high))
+    (a_low, a_high), (b_low, b_high) = bounds  # the checked floats, never the raw values
+    if a_low > b_high:
         return 1
-    if a["ci_high"] < b["ci_low"]:
+    if a_high < b_low:
         return -1
     return 0

@@ -18,7 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
-from prm_core.checks import ArgumentTypeError, _message, check_bool, check_choice, check_int, check_real
+from prm_core.checks import (
+    ArgumentTypeError,
+    bad_value_message,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+)
 
 
 def _check_annotation(value: Any, hint: Any, name: str) -> Any:
@@ -42,13 +49,13 @@ def _check_annotation(value: Any, hint: Any, name: str) -> Any:
             except (TypeError, ValueError):
                 continue
         names = " or ".join(getattr(o, "__name__", str(o)) for o in typing.get_args(hint))
-        raise ArgumentTypeError(_message(name, value, f"must be {names}, not {type(value).__name__}", ""))
+        raise ArgumentTypeError(bad_value_message(name, value, f"must be {names}, not {type(value).__name__}", ""))
     if origin is typing.Literal:
         check_choice(value, name, typing.get_args(hint))
     elif origin is tuple:
         args = typing.get_args(hint)
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ArgumentTypeError(_message(name, value, f"must be a sequence, not {type(value).__name__}", ""))
+            raise ArgumentTypeError(bad_value_message(name, value, f"must be a sequence, not {type(value).__name__}", ""))
         if len(args) == 2 and args[1] is Ellipsis:
             items = [_check_annotation(item, args[0], f"{name}[{i}]") for i, item in enumerate(value)]
             if any(new is not old for new, old in zip(items, value, strict=True)):
@@ -64,13 +71,13 @@ def _check_annotation(value: Any, hint: Any, name: str) -> Any:
         return int(value) if isinstance(value, numbers.Integral) else number  # np.int64(1) hashes as 1, like 1
     elif hint is str:
         if not isinstance(value, str):
-            raise ArgumentTypeError(_message(name, value, f"must be a str, not {type(value).__name__}", ""))
+            raise ArgumentTypeError(bad_value_message(name, value, f"must be a str, not {type(value).__name__}", ""))
         return str(value)  # numpy's str_ too
     elif hint is type(None):
         if value is not None:
-            raise ArgumentTypeError(_message(name, value, "must be None", ""))
+            raise ArgumentTypeError(bad_value_message(name, value, "must be None", ""))
     elif isinstance(hint, type) and hint is not typing.Any and not isinstance(value, hint):
-        raise ArgumentTypeError(_message(name, value, f"must be a {hint.__name__}, not {type(value).__name__}", ""))
+        raise ArgumentTypeError(bad_value_message(name, value, f"must be a {hint.__name__}, not {type(value).__name__}", ""))
     return value
 
 

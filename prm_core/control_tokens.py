@@ -18,6 +18,10 @@ from typing import Any
 from prm_core.backbones import STEP_TAG
 from prm_core.data import StepSample
 
+# transformers' named special tokens (``tokenizer.<name>_token``); where two share a text, the later
+# name is the one a message gives (EOS is often the pad token too: the pad name wins).
+NAMED_SPECIAL_TOKENS = ("mask", "cls", "sep", "unk", "bos", "eos", "pad")
+
 
 def control_tokens(tokenizer: Any, step_tag: str | None = None) -> dict[str, str]:
     """The texts a tokenizer turns into control tokens, each with what it would do.
@@ -28,7 +32,7 @@ def control_tokens(tokenizer: Any, step_tag: str | None = None) -> dict[str, str
     """
     texts = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
     texts.update(getattr(tokenizer, "all_special_tokens", ()))
-    acting = {getattr(tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad", "sep", "cls", "mask")}
+    acting = {getattr(tokenizer, f"{name}_token", None) for name in NAMED_SPECIAL_TOKENS if name != "unk"}
     unk = getattr(tokenizer, "unk_token", None)
     if unk not in acting:  # transformers may name EOS as the unknown token too: then it stays a control token
         texts.discard(unk)
@@ -41,8 +45,7 @@ def control_tokens(tokenizer: Any, step_tag: str | None = None) -> dict[str, str
 def check_settings_are_not_control_tokens(tokenizer: Any, step_tag: str, problem_separator: str) -> None:
     """Refuse a step tag that is already a named special token of the tokenizer (the tag's id would
     be the pad or EOS id) and a separator holding a control token (every sample would carry it)."""
-    names = ("mask", "cls", "sep", "unk", "bos", "eos", "pad")  # the last wins where two share a text
-    named = {getattr(tokenizer, f"{name}_token", None): name for name in names}
+    named = {getattr(tokenizer, f"{name}_token", None): name for name in NAMED_SPECIAL_TOKENS}  # the last wins
     if step_tag in named:
         raise ValueError(f"step_tag={step_tag!r} is the tokenizer's {named[step_tag]} token, so every step tag would "
                          f"have the {named[step_tag]} id; pass a token of its own, e.g. step_tag={STEP_TAG!r}.")

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prm_core.checks import check_probability, check_real
+from prm_core.checks import ArgumentTypeError, check_bool, check_probability, check_real
 
 Label = float | None
 
@@ -59,11 +59,11 @@ class StepSample:
 
     def __post_init__(self) -> None:
         if not isinstance(self.problem, str):
-            raise TypeError(f"problem has type {type(self.problem).__name__}; pass the question as a str.")
+            raise ArgumentTypeError(f"problem has type {type(self.problem).__name__}; pass the question as a str.")
         if not self.problem.strip():
             raise ValueError("problem is empty or whitespace; pass the question text.")
         if isinstance(self.steps, str) or not isinstance(self.steps, Sequence):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"steps has type {type(self.steps).__name__}; pass a list of step strings, "
                 "e.g. steps=['3 × 4 = 12.', '2 + 12 = 14.']."
             )
@@ -72,7 +72,7 @@ class StepSample:
             raise ValueError("steps is empty; a solution needs at least one step.")
         for i, step in enumerate(steps):
             if not isinstance(step, str):
-                raise TypeError(f"steps[{i}]={step!r} has type {type(step).__name__}; every step must be a str.")
+                raise ArgumentTypeError(f"steps[{i}]={step!r} has type {type(step).__name__}; every step must be a str.")
             if not step.strip():
                 raise ValueError(
                     f"steps[{i}]={step!r} is blank; remove it (and its label) or give it text."
@@ -80,7 +80,7 @@ class StepSample:
         object.__setattr__(self, "steps", steps)
         if self.labels is not None:
             if isinstance(self.labels, str) or not isinstance(self.labels, Sequence):
-                raise TypeError(f"labels has type {type(self.labels).__name__}; pass a list with one label per step.")
+                raise ArgumentTypeError(f"labels has type {type(self.labels).__name__}; pass a list with one label per step.")
             if len(self.labels) != len(steps):
                 raise ValueError(
                     f"labels has {len(self.labels)} entries but steps has {len(steps)}; give exactly one "
@@ -88,9 +88,9 @@ class StepSample:
                 )
             object.__setattr__(self, "labels", tuple(_check_label(i, x) for i, x in enumerate(self.labels)))
         if self.answer is not None and not isinstance(self.answer, str):
-            raise TypeError(f"answer={self.answer!r} has type {type(self.answer).__name__}; pass it as a str.")
+            raise ArgumentTypeError(f"answer={self.answer!r} has type {type(self.answer).__name__}; pass it as a str.")
         if not isinstance(self.meta, Mapping):
-            raise TypeError(f"meta has type {type(self.meta).__name__}; pass a dict.")
+            raise ArgumentTypeError(f"meta has type {type(self.meta).__name__}; pass a dict.")
 
     @property
     def n_steps(self) -> int:
@@ -142,3 +142,40 @@ class StepSample:
             answer=row.get("answer"),
             meta=row.get("meta") or {},
         )
+
+
+def is_correct_answer(sample: StepSample, where: str = "sample") -> bool:
+    """Whether ``sample``'s final answer is right: ``sample.meta["is_correct_answer"]``, checked.
+
+    Read as a bool (Python's or numpy's), never by truthiness: the string ``"False"`` would read as
+    True, None as False and NaN as True, and an ORM would train on the wrong outcome.
+
+    Parameters
+    ----------
+    sample : StepSample
+        A graded solution (``NoisyPolicy.sample``, ``LMPolicy.sample`` and ``beam_search`` write the flag).
+    where : str, default "sample"
+        How the message names the sample, e.g. ``"samples[3]"``.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        When ``meta`` lacks the flag; ``ArgumentTypeError`` (a ``ValueError`` too) when it is not a bool.
+
+    Examples
+    --------
+    >>> is_correct_answer(StepSample("q", ["a"], meta={"is_correct_answer": True}))
+    True
+    >>> is_correct_answer(StepSample("q", ["a"], meta={"is_correct_answer": "False"}), "samples[0]")
+    Traceback (most recent call last):
+    ...
+    prm_core.checks.ArgumentTypeError: samples[0].meta['is_correct_answer']='False' must be True or False, not str; grade the answer with prm_core.tasks.arithmetic.grade_answer and store the bool it returns, not text.
+    """
+    fix = "grade the answer with prm_core.tasks.arithmetic.grade_answer and store the bool it returns, not text"
+    if "is_correct_answer" not in sample.meta:
+        raise ValueError(f"{where}.meta lacks 'is_correct_answer'; {fix}.")
+    return check_bool(sample.meta["is_correct_answer"], f"{where}.meta['is_correct_answer']", fix)

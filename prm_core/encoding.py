@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from prm_core.backbones import STEP_TAG
-from prm_core.checks import check_bool, check_choice, check_int, check_seed
+from prm_core.checks import ArgumentTypeError, check_bool, check_choice, check_int, check_seed
 from prm_core.control_tokens import (
     check_settings_are_not_control_tokens,
     check_text_has_no_control_tokens,
@@ -96,7 +96,7 @@ class StepEncoder:
     ) -> None:
         max_length = check_int(max_length, "max_length", "[2, inf)", "a step and its tag need 2 tokens at least")
         check_choice(truncation, "truncation", TRUNCATION_POLICIES)
-        check_bool(add_bos, "add_bos")
+        add_bos = check_bool(add_bos, "add_bos")  # a numpy bool would not survive json.dumps
         if not isinstance(step_tag, str) or not step_tag.strip():
             raise ValueError(f"step_tag={step_tag!r} must be a non-blank str such as {STEP_TAG!r}.")
         if not isinstance(problem_separator, str):
@@ -160,7 +160,7 @@ class StepEncoder:
         controls = control_tokens(self.tokenizer, self.step_tag)
         for i, sample in enumerate(samples):
             if not isinstance(sample, StepSample):
-                raise TypeError(f"samples[{i}] has type {type(sample).__name__}; pass a prm_core.StepSample.")
+                raise ArgumentTypeError(f"samples[{i}] has type {type(sample).__name__}; pass a prm_core.StepSample.")
             check_text_has_no_control_tokens(sample, controls, f"samples[{i}]")
         # Each text is tokenized on its own, so equal texts get equal ids: tokenize each distinct one
         # once (candidates of one problem share its text and many of their steps).

@@ -6,6 +6,7 @@ the first-error threshold is picked on a train-side validation set, never on the
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import torch
 
 from prm_core.aggregation import AGGREGATIONS
 from prm_core.checks import check_choice, check_int, check_probability, check_real, check_seed
-from prm_core.data import StepSample
+from prm_core.data import StepSample, is_correct_answer
 from prm_core.metrics import (
     FirstErrorF1,
     best_of_n_curve,
@@ -31,6 +32,7 @@ from prm_core.metrics import (
     step_auroc,
 )
 from prm_core.model import ProcessRewardModel
+from prm_core.tasks.arithmetic import answer_value
 from prm_core.verification import StepScores, Verifier
 
 if TYPE_CHECKING:
@@ -163,8 +165,9 @@ def answer_arrays(samples: Sequence[StepSample], n_candidates: int) -> tuple[np.
     if len(samples) % n_candidates:
         raise ValueError(f"n_candidates={n_candidates} does not divide the {len(samples)} samples; pass the "
                          "candidates per problem of a problem-major list.")
-    answers = np.array([NO_ANSWER if s.answer is None else int(s.answer) for s in samples], dtype=np.int64)
-    correct = np.array([bool(s.meta["is_correct_answer"]) for s in samples])
+    values = [answer_value(s.answer) for s in samples]  # the benchmark's reading: "14.0" is 14, "14.5" no answer
+    answers = np.array([NO_ANSWER if v is None else v for v in values], dtype=np.int64)
+    correct = np.array([is_correct_answer(s, f"samples[{i}]") for i, s in enumerate(samples)])
     return answers.reshape(-1, n_candidates), correct.reshape(-1, n_candidates)
 
 
@@ -267,13 +270,43 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
 
 
 def candidates_per_problem(bon: Sequence[StepSample]) -> int:
-    """Candidates per problem of a problem-major best-of-N list (``Datasets.bon``); ValueError when the
-    problems do not all have the same number (a floor would misalign every later problem)."""
-    n_problems = len({s.meta["problem_id"] for s in bon})
-    if n_problems == 0 or len(bon) % n_problems:
-        raise ValueError(f"bon holds {len(bon)} candidates of {n_problems} problems; pass the same number of "
-                         "candidates for every problem, problem-major.")
-    return len(bon) // n_problems
+    """Candidates per problem of a problem-major best-of-N list (``Datasets.bon``): each problem's
+    candidates in one contiguous run, every run of the same length M.
+
+    Raises
+    ------
+    ValueError
+        For an empty list, a problem with more or fewer than M candidates, or one whose candidates
+        are not contiguous (``[A, B, A, B]``): reshaped to (P, M), such a list would mix problems
+        within a row, and every later problem would be misaligned. The message names the first
+        offending position.
+
+    Examples
+    --------
+    >>> bon = [StepSample("q", ["a"], meta={"problem_id": p}) for p in (7, 7, 9, 9)]
+    >>> candidates_per_problem(bon)
+    2
+    """
+    if len(bon) == 0:
+        raise ValueError("bon is empty; pass the best-of-N candidates, problem-major (Datasets.bon).")
+    ids = [s.meta["problem_id"] for s in bon]
+    runs, start = [], 0  # (start, length, problem_id) of each stretch of one problem's candidates
+    for pid, group in itertools.groupby(ids):
+        length = len(list(group))
+        runs.append((start, length, pid))
+        start += length
+    n_candidates = runs[0][1]
+    fix = (f"pass {n_candidates} candidates for every problem (as the first problem has), each problem's "
+           "candidates together (problem-major)")
+    seen = set()
+    for start, length, pid in runs:
+        if pid in seen:
+            raise ValueError(f"bon[{start}] starts a second run of problem_id={pid!r}; {fix}.")
+        if length != n_candidates:
+            raise ValueError(f"bon[{start}:{start + length}] holds {length} candidates of problem_id={pid!r}, but the "
+                             f"first problem has {n_candidates}; {fix}.")
+        seen.add(pid)
+    return n_candidates
 
 
 def held_out_report(scored: dict[str, StepScores], data: Datasets) -> dict[str, Any]:
@@ -351,9 +384,10 @@ def search_vs_best_of_n(search: dict[int, Sequence[Any]], prm_bon: StepScores, b
             raise ValueError(f"search[{budget}] has {p} results for {answers.shape[0]} best-of-N problems of "
                              f"{n_candidates} candidates; search a prefix of those problems with a budget <= "
                              f"{n_candidates}.")
-        for name, picked in ((f"beam search ({rule})", [r.solution for r in results]),
-                             (f"beam search + weighted vote ({rule})", [r.voted() for r in results])):
-            hit = np.array([bool(s.meta["is_correct_answer"]) for s in picked], dtype=float)
+        for name, kind, picked in ((f"beam search ({rule})", "solution", [r.solution for r in results]),
+                                   (f"beam search + weighted vote ({rule})", "voted()", [r.voted() for r in results])):
+            hit = np.array([is_correct_answer(s, f"search[{budget}][{i}].{kind}") for i, s in enumerate(picked)],
+                           dtype=float)
             low, high = bootstrap_ci(hit, n_bootstrap, seed)
             rows.append({"method": name, "budget": budget, "accuracy": float(hit.mean()), "ci_low": low,
                          "ci_high": high, "generated_steps": float(np.mean([r.n_generated_steps for r in results])),

@@ -91,6 +91,37 @@ def available_profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
     return sorted(p.stem for p in params_dir.glob("*.yaml"))
 
 
+def _params_loader() -> type:
+    """PyYAML's safe loader without YAML 1.1's surprises for settings: a repeated key is an error (not
+    the last one silently), and only plain decimal numbers are numbers (``3e-3`` included, as in YAML
+    1.2), so ``seed: 017`` (octal 15) and ``max_steps: 1:30`` (base 60: 90) stay text, which the
+    config then refuses by name."""
+    import re
+
+    import yaml
+
+    class ParamsLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"keys {repeated} appear more than once",
+                                                        node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    ParamsLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int",
+                                                                          "tag:yaml.org,2002:float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9_]*)$"),
+                                       list("-+0123456789"))
+    ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(\.[0-9]+|[0-9][0-9_]*\.[0-9_]*)([eE][-+]?[0-9]+)?$"  # a dot, maybe an exponent
+        r"|^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),  # or an exponent alone
+        list("-+0123456789."))
+    return ParamsLoader
+
+
 def profile_section(profile: str, section: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
     """One section of ``params/<profile>.yaml`` ({} when it is absent).
 
@@ -108,7 +139,7 @@ def profile_section(profile: str, section: str, params_dir: Path = PARAMS_DIR) -
     if not path.exists():
         raise ValueError(f"profile={profile!r} has no file {path}; use one of {available_profiles(params_dir)}.")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=_params_loader())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid YAML ({err}); fix the file.") from err
     if content is None:

@@ -251,13 +251,26 @@ def _install(tmp: Path, final: Path, marker: str | None) -> None:
     raise RuntimeError(f"could not install {final}: other processes kept replacing it; run again.")
 
 
+# Weight files a save writes: one that the new save did not write is an old one, and would load in
+# its place (transformers reads model.safetensors before the shards of a newer sharded save).
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json")
+
+
 def _merge_into(tmp: Path, final: Path, marker: str | None) -> None:
     """Rename every file of ``tmp`` into ``final``; the old marker goes first and the new one last, so a
-    crash part-way leaves a folder that says it is incomplete, never a mix that claims to be whole."""
+    crash part-way leaves a folder that says it is incomplete, never a mix that claims to be whole.
+    Old weight files (``WEIGHT_PATTERNS``) in a folder the new save wrote weights into are removed
+    before the marker goes in; other files there are kept."""
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     files.sort(key=lambda p: p.relative_to(tmp).as_posix() == marker)
     if marker is not None:
         (final / marker).unlink(missing_ok=True)
+    new = {p.relative_to(tmp) for p in files}
+    for folder in {p.parent for p in new if any(p.match(pattern) for pattern in WEIGHT_PATTERNS)}:
+        for pattern in WEIGHT_PATTERNS:
+            for stale in (final / folder).glob(pattern):
+                if stale.relative_to(final) not in new:
+                    stale.unlink()
     for path in files:
         target = final / path.relative_to(tmp)
         target.parent.mkdir(parents=True, exist_ok=True)

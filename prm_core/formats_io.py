@@ -98,6 +98,11 @@ class _RowError(ValueError):
     """A row breaks its format's schema; the reader adds the line number and the fix."""
 
 
+class _SampleFieldError(ValueError):
+    """A field of a sample (``meta['task']=...``) that its format's reader would refuse; the writer
+    names it as ``samples[i].<field>``."""
+
+
 def fixture_path(name: str) -> Path:
     """Path of the small hand-written sample file shipped for one format (offline, a few rows).
 
@@ -350,6 +355,8 @@ def _write(samples: Iterable[StepSample], dest: Destination, to_row: Callable[[S
             continue
         try:
             rows.append(to_row(kept, i))
+        except _SampleFieldError as err:
+            raise ValueError(f"{writer}: samples[{i}].{err}") from err
         except ValueError as err:
             raise ValueError(f"{writer}: samples[{i}]: {err}") from err
         try:  # every row becomes text before the destination is touched

@@ -22,12 +22,26 @@ from prm_core.formats_io import (
     _is_correct,
     _read,
     _RowError,
+    _SampleFieldError,
     _short,
     _str_list,
     _write,
 )
 
 TAG = "ки"  # Math-Shepherd's step tag ("ki" in Cyrillic): ends every step of `input`
+
+
+def _meta_column(sample: StepSample, key: str, kind: type, column: str) -> Any:
+    """``sample.meta.get(key)`` for a column its reader takes as ``kind`` or null, refused here when it
+    is anything else, so that whatever a writer writes its reader reads back. A numpy scalar of that
+    kind (``np.bool_``) is left to the JSON check, which names the conversion it needs."""
+    value = sample.meta.get(key)
+    if value is None or isinstance(value, kind):
+        return value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and isinstance(value.item(), kind):
+        return value
+    raise _SampleFieldError(f"meta[{key!r}]={_short(value)} has type {type(value).__name__}, but {column} holds "
+                            f"a {kind.__name__} or null; store a {kind.__name__} or None there.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,11 +135,16 @@ def _shepherd_row(sample: StepSample, threshold: float | None) -> dict[str, Any]
         if TAG in step:
             raise ValueError(f"steps[{i}]={_short(step)} contains the step tag {TAG!r}, which Math-Shepherd "
                              "reads as the end of a step; remove it from the text.")
+    if _STEP_ONE.search(sample.steps[0]):  # the reader finds where the problem ends by the one 'Step 1:'
+        raise ValueError(f"steps[0]={_short(sample.steps[0])} contains 'Step 1:' (any case), which the reader would "
+                         "take for a second start of step 1 and refuse as ambiguous; remove it from the step "
+                         "(the writer adds 'Step 1: ' itself).")
+    task = _meta_column(sample, "task", str, "Math-Shepherd's 'task' column")
     marks = ["+" if _is_correct(sample, i, threshold, "Math-Shepherd") else "-" for i in range(sample.n_steps)]
     bodies = [f"Step {i}: {step.strip()} " for i, step in enumerate(sample.steps, 1)]
     row = {"input": f"{problem} " + "\n".join(body + TAG for body in bodies),
            "label": f"{problem} " + "\n".join(body + mark for body, mark in zip(bodies, marks, strict=True)),
-           "task": sample.meta.get("task")}
+           "task": task}
     if sample.answer != _shepherd_answer(sample.steps[-1].strip()):
         row["answer"] = sample.answer  # only when the last step does not already say it
     return row
@@ -142,7 +161,8 @@ def write_math_shepherd(samples: Iterable[StepSample], path_or_file: Destination
     Parameters
     ----------
     samples : iterable of StepSample
-        Labelled samples; no ``ки`` in any text, no ``Step 1:`` in the problem.
+        Labelled samples; no ``ки`` in any text, no ``Step 1:`` in the problem or the first step,
+        and ``meta["task"]`` a str or absent (None).
     path_or_file : str, path, or text file
         Destination; a ``.json`` path gets a JSON list, anything else JSONL.
     threshold : float, optional
@@ -327,9 +347,9 @@ def write_processbench(samples: Iterable[StepSample], path_or_file: Destination,
 
     Every step up to the first error must be labelled (1.0 before it, 0.0 at it, unless
     ``threshold`` rounds soft labels); labels after the first error are not written, since the
-    format has no place for them. ``id``, ``generator`` and ``final_answer_correct`` come from
-    ``meta`` (``id`` defaults to the sample's position, the others to null); ``answer`` is added
-    when a sample has one.
+    format has no place for them. ``id``, ``generator`` (a str) and ``final_answer_correct`` (a
+    bool) come from ``meta`` (``id`` defaults to the sample's position, the others to null), and are
+    refused when ``read_processbench`` would refuse them; ``answer`` is added when a sample has one.
 
     Parameters
     ----------
@@ -369,10 +389,11 @@ def write_processbench(samples: Iterable[StepSample], path_or_file: Destination,
             if not _is_correct(sample, i, threshold, "ProcessBench (up to the first error)"):
                 first_error = i
                 break
-        meta = sample.meta
-        row = {"id": meta.get("id", str(index)), "generator": meta.get("generator"), "problem": sample.problem,
-               "steps": list(sample.steps), "final_answer_correct": meta.get("final_answer_correct"),
-               "label": first_error}
+        generator = _meta_column(sample, "generator", str, "ProcessBench's 'generator' column")
+        is_final_answer_correct = _meta_column(sample, "final_answer_correct", bool,
+                                               "ProcessBench's 'final_answer_correct' column")
+        row = {"id": sample.meta.get("id", str(index)), "generator": generator, "problem": sample.problem,
+               "steps": list(sample.steps), "final_answer_correct": is_final_answer_correct, "label": first_error}
         return row if sample.answer is None else {**row, "answer": sample.answer}
 
     return _write(samples, path_or_file, to_row, "write_processbench")

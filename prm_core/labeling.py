@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from prm_core.checks import check_bool, check_choice, check_int, check_real, check_seed
-from prm_core.data import StepSample
+from prm_core.data import StepSample, is_correct_answer
 from prm_core.tasks.arithmetic import ArithmeticProblem, grade_answer
 from prm_core.tasks.arithmetic_policy import NoisyPolicy
 
@@ -47,7 +47,7 @@ def outcome_labels(sample: StepSample) -> StepSample:
     if "is_correct_answer" not in sample.meta:
         raise ValueError("sample.meta lacks 'is_correct_answer'; outcome labels need the graded outcome "
                          "(NoisyPolicy.sample writes it).")
-    label = 1.0 if sample.meta["is_correct_answer"] else 0.0
+    label = 1.0 if is_correct_answer(sample) else 0.0
     return _relabel(sample, [label] * sample.n_steps, "outcome")
 
 

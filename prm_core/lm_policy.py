@@ -24,10 +24,17 @@ import torch
 
 from prm_core.backbones import EOS_TOKEN, STEP_TAG, quiet_hf_progress
 from prm_core.checkpoints import load_pretrained, load_tokenizer
-from prm_core.checks import check_bool, check_int, check_probability, check_real, check_seed
+from prm_core.checks import (
+    ArgumentTypeError,
+    check_bool,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+)
 from prm_core.config_checks import check_fields
 from prm_core.data import StepSample
-from prm_core.files import atomic_folder
+from prm_core.files import CorruptFileError, atomic_folder
 from prm_core.tasks.arithmetic import ArithmeticProblem, graded_answer, parse_step, track_steps
 
 CONTROL_STANDIN = "\ufffd"  # stands for a control token the model generated inside a step (not a digit, not ".")
@@ -173,10 +180,10 @@ class LMPolicy:
         from prm_core.encoding import StepEncoder
 
         if not isinstance(sampling, SamplingConfig):
-            raise TypeError(f"sampling has type {type(sampling).__name__}; pass a SamplingConfig.")
+            raise ArgumentTypeError(f"sampling has type {type(sampling).__name__}; pass a SamplingConfig.")
         if not hasattr(model, "generate") or model.get_output_embeddings() is None:
-            raise TypeError(f"model has type {type(model).__name__}, which has no LM head; load it with "
-                            "AutoModelForCausalLM (LMPolicy.from_pretrained does).")
+            raise ArgumentTypeError(f"model has type {type(model).__name__}, which has no LM head; load it with "
+                                    "AutoModelForCausalLM (LMPolicy.from_pretrained does).")
         vocab = tokenizer.get_vocab()
         for token, what in ((STEP_TAG, "step tag"), (EOS_TOKEN, "EOS token")):
             if token not in vocab:
@@ -209,6 +216,9 @@ class LMPolicy:
         """
         from transformers import AutoModelForCausalLM
 
+        if not Path(folder).is_dir():  # a folder, never a hub name: a mistyped path is said to be one
+            raise CorruptFileError(f"LM policy {folder} is not a folder; check the path (policy_runs.sft_policy "
+                                   "writes one, and rebuilds it when it is deleted).")
         with quiet_hf_progress():
             tokenizer = load_tokenizer(folder, "LM policy")
             model, _ = load_pretrained(AutoModelForCausalLM, folder, "LM policy", uniform_dtype=True)
@@ -384,8 +394,8 @@ class LMPolicy:
                max_ops: int | None = None) -> StepSample:
         """One solution (``max_ops=None``) or one more step (``max_ops=1``) after ``prefix``; as
         ``NoisyPolicy.sample``, seeded from ``rng``. ``meta["is_finished"]`` says whether it ended."""
-        if max_ops is not None and (isinstance(max_ops, bool) or max_ops != 1 or not isinstance(max_ops, int)):
-            raise ValueError(f"max_ops={max_ops!r} must be None (a whole solution) or 1 (one step).")
+        if max_ops is not None:
+            max_ops = check_int(max_ops, "max_ops", "[1, 1]", "pass None (a whole solution) or 1 (one step)")
         if not isinstance(rng, random.Random):
             raise ValueError(f"rng is a {type(rng).__name__}; pass a random.Random, e.g. random.Random(0).")
         _check_problems([problem])
@@ -426,7 +436,8 @@ class SFTConfig:
         check_probability(self.noisy_share, "noisy_share", "0 trains on error-free solutions only")
         for name in ("n_problems", "max_steps", "batch_size"):
             check_int(getattr(self, name), name, "[1, inf)")
-        check_int(self.warmup_steps, "warmup_steps", f"[0, {self.max_steps}]", "at most max_steps")
+        max_steps = check_int(self.max_steps, "max_steps", "[1, inf)")  # the number, not a 0-d tensor's repr
+        check_int(self.warmup_steps, "warmup_steps", f"[0, {max_steps}]", "at most max_steps")
         check_seed(self.seed)
         check_real(self.learning_rate, "learning_rate", "(0, inf)", "e.g. 3e-3")
         check_fields(self)

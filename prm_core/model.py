@@ -17,8 +17,14 @@ import torch
 from torch import nn
 
 from prm_core.backbones import quiet_hf_progress
-from prm_core.checkpoints import load_pretrained, load_tensors, load_tokenizer, safetensors_dtype
-from prm_core.checks import check_int, check_real
+from prm_core.checkpoints import (
+    SAFETENSORS_FLOAT_DTYPES,
+    load_pretrained,
+    load_tensors,
+    load_tokenizer,
+    safetensors_dtype,
+)
+from prm_core.checks import ArgumentTypeError, check_int, check_real
 from prm_core.config_checks import check_fields
 from prm_core.encoding import StepEncoder
 from prm_core.files import CorruptFileError, atomic_folder, read_json, write_json
@@ -120,7 +126,7 @@ class ProcessRewardModel(nn.Module):
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r} must be one of {KINDS}.")
         if not isinstance(encoder, StepEncoder):
-            raise TypeError(f"encoder has type {type(encoder).__name__}; pass the StepEncoder built for this backbone.")
+            raise ArgumentTypeError(f"encoder has type {type(encoder).__name__}; pass the StepEncoder built for this backbone.")
         hidden_size = backbone.config.hidden_size
         self.head_config = head or HeadConfig(hidden_size=hidden_size)
         if self.head_config.hidden_size != hidden_size:
@@ -248,6 +254,10 @@ class ProcessRewardModel(nn.Module):
             model = cls(backbone, encoder, kind=config["kind"], head=HeadConfig(**config["head"]))
         except (TypeError, ValueError) as err:
             raise CorruptFileError(f"{src / CONFIG_FILE} holds settings this code cannot build ({err}); {fix}") from err
+        head_dtype = config.get("head_dtype")  # None in checkpoints from before it was recorded
+        if head_dtype is not None and head_dtype not in SAFETENSORS_FLOAT_DTYPES:
+            raise CorruptFileError(f"{src / CONFIG_FILE}: head_dtype={head_dtype!r} must be one of "
+                                   f"{list(SAFETENSORS_FLOAT_DTYPES)}; {fix}")
         model.head.load_state_dict(load_tensors(src / HEAD_FILE, model.head.state_dict(), "PRM checkpoint head",
-                                                config.get("head_dtype")))  # None in checkpoints from before it
+                                                head_dtype))
         return model

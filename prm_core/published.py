@@ -203,11 +203,11 @@ class PublishedPRM:
         ``max_length`` are dropped and counted (the model is causal: the kept scores do not change).
 
         Raises ``ValueError`` when not even the first step fits, a text holds the tag or another
-        control token of the tokenizer (``prm_core.encoding``'s policy), or a tag does not come out as
+        control token of the tokenizer (``prm_core.control_tokens``' policy), or a tag does not come out as
         its own token."""
         if not isinstance(sample, StepSample):
             raise ValueError(f"sample is a {type(sample).__name__}; pass a StepSample.")
-        # the course's one policy for control-token text (prm_core.encoding): refused, tag included
+        # the course's one policy for control-token text (prm_core.control_tokens): refused, tag included
         check_text_has_no_control_tokens(sample, control_tokens(self.tokenizer, self.options.get("step_tag")))
         if self.convention == "token_classification":
             ids, positions = self._encode_pieces(sample)

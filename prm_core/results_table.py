@@ -19,6 +19,48 @@ END = "<!-- results-table: end -->"
 
 REQUIRED = ("best_of_n", "prm", "orm", "prm_minus_orm", "by_n_operations", "data_efficiency", "ablations",
             "sweep_config")
+_REGENERATE = "regenerate them with `make results` (the cpu profile with its sweeps, not --no-sweeps)"
+
+
+class _Results:
+    """A results dict or list that names the key path of anything it lacks: asked for a missing key
+    or a null value, it raises a ``ValueError`` naming e.g. ``results['prm']['first_error']`` and the
+    fix, where a plain dict would raise ``KeyError: 'first_error'`` or fail to format None."""
+
+    def __init__(self, data: dict[str, Any] | list[Any], path: str = "results") -> None:
+        self._data, self._path = data, path
+
+    def _wrap(self, value: Any, path: str) -> Any:
+        return _Results(value, path) if isinstance(value, dict | list) else value
+
+    def __getitem__(self, key: Any) -> Any:
+        path = f"{self._path}[{key!r}]"
+        try:
+            value = self._data[key]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"{path} is missing; {_REGENERATE}.") from None
+        if value is None:
+            raise ValueError(f"{path} is null; {_REGENERATE}.")
+        return self._wrap(value, path)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._data.get(key, default) if isinstance(self._data, dict) else default
+        return self._wrap(value, f"{self._path}[{key!r}]")
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._data
+
+    def __iter__(self):  # a dict's keys, a list's items
+        return iter(self._data) if isinstance(self._data, dict) else (self[i] for i in range(len(self._data)))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(key, self[key]) for key in self._data]
+
+    def __format__(self, spec: str) -> str:
+        raise ValueError(f"{self._path} is a {type(self._data).__name__} where a number belongs; {_REGENERATE}.")
 
 
 def _ci(entry: dict[str, float], key: str = "value") -> str:
@@ -44,12 +86,13 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
     Raises
     ------
     ValueError
-        When the results lack a section or N = 16 and 64: regenerate them with ``make results``.
+        When the results lack a section, N = 16 and 64, or any key or value a table reads (named by
+        its path, e.g. ``results['prm']['first_error']``): regenerate them with ``make results``.
     """
     missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
     if missing or not {"1", "16", "64"} <= set(results["best_of_n"]):
-        raise ValueError(f"the results lack {missing or 'best-of-N at N = 1, 16 and 64'}; regenerate them with "
-                         "`make results` (the cpu profile with its sweeps, not --no-sweeps).")
+        raise ValueError(f"the results lack {missing or 'best-of-N at N = 1, 16 and 64'}; {_REGENERATE}.")
+    results = _Results(results)
     bon = results["best_of_n"]
     host = results.get("host", {})
     out = [f"From `{source}` (profile `{results.get('profile')}`, {host.get('cpu_count')} CPU cores, "

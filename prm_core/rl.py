@@ -30,11 +30,23 @@ import torch
 
 from prm_core.checks import check_choice, check_int, check_real, check_real_array, check_seed
 from prm_core.config_checks import check_fields
+from prm_core.data import is_correct_answer
 from prm_core.lm_policy import Completion, LMPolicy
 from prm_core.tasks.arithmetic import ArithmeticProblem
 
 REWARDS = ("outcome", "orm", "prm", "prm_min")
-_STD_FLOOR = 1e-6  # a group whose rewards are all equal carries no signal: its advantages are 0
+_STD_FLOOR = 1e-6  # absolute: a group whose rewards' std is below it carries no signal, its advantages are 0
+
+
+def _mean_and_std(values: np.ndarray, name: str) -> tuple[float, float]:
+    """The mean and population std of finite ``values``; ValueError where they overflow float64
+    (rewards near 1e154 or beyond), which would turn every advantage into 0 without a word."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = values.mean(), values.std()
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise ValueError(f"{name} span {values.min():.3g} to {values.max():.3g}, too wide for their mean and std in "
+                         "float64; rescale them (e.g. to [0, 1]) before computing advantages.")
+    return mean, std
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,11 @@ class RLConfig:
 
 # -- advantages ----------------------------------------------------------------------------------
 def group_advantages(rewards: Sequence[float]) -> list[float]:
-    """Rewards of one group, normalised: ``(r - mean) / std`` (population std); all 0 when equal.
+    """Rewards of one group, normalised: ``(r - mean) / std`` (population std).
+
+    All 0 when the std is below ``1e-6`` (an absolute floor, whatever the rewards' scale): equal
+    rewards, or rewards that differ by less than about that, carry no signal. Rewards so large that
+    their std overflows float64 are refused (ValueError).
 
     Examples
     --------
@@ -79,8 +95,8 @@ def group_advantages(rewards: Sequence[float]) -> list[float]:
     r = check_real_array(rewards, "rewards", fix="pass one finite reward per solution (float(is_correct), not a bool)")
     if r.ndim != 1 or r.size == 0:
         raise ValueError(f"rewards has shape {r.shape}; pass a non-empty list of finite numbers, one per solution.")
-    std = r.std()
-    return [0.0] * r.size if std < _STD_FLOOR else ((r - r.mean()) / std).tolist()
+    mean, std = _mean_and_std(r, "rewards")
+    return [0.0] * r.size if std < _STD_FLOOR else ((r - mean) / std).tolist()
 
 
 def process_advantages(step_rewards: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -111,10 +127,10 @@ def process_advantages(step_rewards: Sequence[Sequence[float]]) -> list[list[flo
     rows = [check_real_array(steps, f"step_rewards[{i}]", fix="score every step with a finite number").ravel()
             for i, steps in enumerate(step_rewards)]
     flat = np.concatenate(rows)
-    std = flat.std()
+    mean, std = _mean_and_std(flat, "step_rewards")
     out = []
     for steps in rows:
-        normalised = np.zeros(len(steps)) if std < _STD_FLOOR else (steps - flat.mean()) / std
+        normalised = np.zeros(len(steps)) if std < _STD_FLOOR else (steps - mean) / std
         out.append(np.cumsum(normalised[::-1])[::-1].tolist())  # suffix sums: this step and every later one
     return out
 
@@ -134,8 +150,9 @@ def token_advantages(step_advantages: Sequence[float], step_ends: Sequence[int],
                                        fix="a non-finite advantage spreads to every token: compute them from finite rewards").tolist()
     step_ends = [check_int(end, f"step_ends[{i}]", "[0, inf)") for i, end in enumerate(step_ends)]
     n_tokens = check_int(n_tokens, "n_tokens", "[1, inf)")
-    if step_ends != sorted(step_ends) or n_tokens < step_ends[-1] + 1:
-        raise ValueError(f"step_ends={list(step_ends)!r} must increase and lie within n_tokens={n_tokens} tokens.")
+    if any(later <= earlier for earlier, later in zip(step_ends[:-1], step_ends[1:], strict=True)) or n_tokens < step_ends[-1] + 1:
+        raise ValueError(f"step_ends={list(step_ends)!r} must strictly increase (one end per step, each step at least "
+                         f"one token) and lie within n_tokens={n_tokens} tokens.")
     out, j = [], 0
     for t in range(n_tokens):
         while j < len(step_ends) - 1 and step_ends[j] < t:
@@ -160,7 +177,7 @@ def compute_rewards(reward: str, completions: Sequence[Completion], verifiers: d
     samples = [c.sample for c in completions]
     is_ok = np.array([bool(s.meta["is_well_formed"]) for s in samples])
     if reward == "outcome":
-        return Rewards([float(s.meta["is_correct_answer"]) for s in samples])
+        return Rewards([float(is_correct_answer(s, f"completions[{i}].sample")) for i, s in enumerate(samples)])
     name = "orm" if reward == "orm" else "prm"
     if name not in verifiers:
         raise ValueError(f"reward={reward!r} needs verifiers[{name!r}], a Verifier on the course {name.upper()}.")
@@ -265,11 +282,11 @@ def evaluate_policy(policy: LMPolicy, problems: Sequence[ArithmeticProblem], see
     seed = check_seed(seed)
     sampled = policy.sample_many(problems, n_samples, seed)
     greedy = policy.sample_many(problems, 1, seed, greedy=True)
-    per_problem = np.array([s.meta["is_correct_answer"] for s in sampled], dtype=float).reshape(len(problems), n_samples)
-    return {"accuracy": float(per_problem.mean()), "greedy_accuracy": float(np.mean([s.meta["is_correct_answer"] for s in greedy])),
+    per_problem = np.array([is_correct_answer(s) for s in sampled], dtype=float).reshape(len(problems), n_samples)
+    return {"accuracy": float(per_problem.mean()), "greedy_accuracy": float(np.mean([is_correct_answer(s) for s in greedy])),
             "well_formed": float(np.mean([s.meta["is_well_formed"] for s in sampled])),
             "per_problem": per_problem.mean(axis=1).tolist(),
-            "greedy_per_problem": [float(s.meta["is_correct_answer"]) for s in greedy]}
+            "greedy_per_problem": [float(is_correct_answer(s)) for s in greedy]}
 
 
 @dataclass
@@ -394,7 +411,7 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
         n_tokens = sum(len(c.completion_ids) for c in completions)
         result.n_generated_tokens += n_tokens
         stats = {"update": update + 1, "reward": float(np.mean(rewards.solution)), "kl": float(kl),
-                 "train_accuracy": float(np.mean([c.sample.meta["is_correct_answer"] for c in completions]))}
+                 "train_accuracy": float(np.mean([is_correct_answer(c.sample) for c in completions]))}
         result.updates.append(stats)
         window.append(stats)
         bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.4f}")

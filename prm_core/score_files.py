@@ -17,18 +17,18 @@ import torch
 from prm_core.checkpoints import read_tensors
 from prm_core.data import StepSample
 from prm_core.encoding import StepEncoder
-from prm_core.files import CorruptFileError
+from prm_core.files import CorruptFileError, atomic_file
 
 
 def save_scores(scores: dict[str, dict[str, Any]], path: Path) -> None:
     """Write ``scores`` (model -> part -> StepScores) to the safetensors file ``path``, one tensor per
-    ``<model>.<part>.<field>`` (scores, mask, n_dropped_steps). Write into a temporary path
-    (``files.cached_file``/``cached`` do) so that a failure leaves no half file."""
+    ``<model>.<part>.<field>`` (scores, mask, n_dropped_steps), atomically (``files.atomic_file``)."""
     from safetensors.torch import save_file
 
     tensors = {f"{m}.{part}.{k}": getattr(s, k).contiguous() for m, parts in scores.items()
                for part, s in parts.items() for k in ("scores", "mask", "n_dropped_steps")}
-    save_file(tensors, str(path))
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp))
 
 
 def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
@@ -44,8 +44,8 @@ def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
         When the file is missing or damaged, a key is not ``<model>.<part>.<field>``, a part lacks
         its scores or mask, the scores are not a float matrix with one row per sample of the part,
         the mask is not bool of the same shape with a scored step in every row, a scored step is
-        not a probability, the counts are not one int per row, or one of ``models`` lacks a part of
-        ``parts``.
+        not a probability, the counts are not one int per row, a row's scored and dropped steps are
+        not its sample's steps (in order, no holes), or one of ``models`` lacks a part of ``parts``.
     """
     from prm_core.verification import StepScores
 
@@ -84,6 +84,15 @@ def load_scores(path: Path, parts: dict[str, Sequence[StepSample]],
         if dropped is None:
             encoder = encoder if isinstance(encoder, StepEncoder) else encoder()
             dropped = torch.tensor([e.n_dropped_steps for e in encoder.encode_many(parts[part])], dtype=torch.long)
+        scored = mask.sum(dim=1)  # (rows,) scored steps of each solution
+        is_prefix = (mask == (torch.arange(mask.shape[1]) < scored[:, None])).all(dim=1)  # True..True, then False
+        n_steps = torch.tensor([s.n_steps for s in parts[part]])
+        wrong = torch.nonzero(~is_prefix | (scored + dropped != n_steps)).flatten().tolist()
+        if wrong:
+            i = wrong[0]
+            found = "a mask with holes" if not bool(is_prefix[i]) else f"{int(scored[i])} + {int(dropped[i])} dropped steps"
+            raise corrupt(f"{model}.{part} row {i} holds {found}, but its sample has {int(n_steps[i])} steps "
+                          f"({len(wrong)} rows differ): these are the scores of other samples")
         scores.setdefault(model, {})[part] = StepScores(values, mask, dropped)
     for model in models:
         missing = sorted(set(parts) - set(scores.get(model, {})))

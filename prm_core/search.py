@@ -61,12 +61,17 @@ class SearchResult:
 
     def voted(self) -> StepSample:
         """The final candidate whose answer has the highest summed score (a PRM-weighted vote over
-        the last operation's candidates instead of keeping the single best; ties: first seen)."""
+        the last operation's candidates instead of keeping the single best; ties: first seen).
+
+        Only candidates that state an answer vote, as in ``Verifier.weighted_vote``: "no answer" never
+        wins while any candidate states one (when none does, the first candidate is returned).
+        """
         if not self.final:
             raise ValueError("final is empty; this result was not built by beam_search.")
-        answers = [s.answer for s in self.final]
-        winner = weighted_vote(answers, [s.meta["search_score"] for s in self.final])
-        return self.final[answers.index(winner)]
+        voters = [s for s in self.final if s.answer is not None] or list(self.final)
+        answers = [s.answer for s in voters]
+        winner = weighted_vote(answers, [s.meta["search_score"] for s in voters])
+        return voters[answers.index(winner)]
 
 
 def keep_top(candidates: Sequence[Any], scores: Sequence[float], beam_width: int) -> list[Any]:

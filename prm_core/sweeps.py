@@ -68,7 +68,7 @@ class SweepConfig:
             values = getattr(self, name)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not all(_is_int(v) for v in values):
                 raise ValueError(f"{name}={values!r} must be a sequence of ints, e.g. {example}.")
-            object.__setattr__(self, name, tuple(int(v) for v in values))
+            object.__setattr__(self, name, tuple(check_int(v, f"{name}[{i}]") for i, v in enumerate(values)))
         sizes = self.train_sizes
         if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
             raise ValueError(f"train_sizes={sizes!r} must be distinct positive ints, smallest first, "
@@ -99,7 +99,12 @@ class SweepConfig:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    """Whether ``check_int`` takes ``value``: an int (numpy's, or a 0-d integer array or tensor), not a bool."""
+    try:
+        check_int(value, "value")
+    except ValueError:
+        return False
+    return True
 
 
 def load_sweep(profile: str, params_dir: Path = PARAMS_DIR) -> SweepConfig:

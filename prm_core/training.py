@@ -108,12 +108,14 @@ def training_view(samples: Sequence[StepSample], kind: str) -> list[StepSample]:
         raise ValueError(f"kind={kind!r} must be one of {TRAIN_KINDS}.")
     if kind in ("prm", "lm"):
         return list(samples)
+    from prm_core.data import is_correct_answer
+
     views = []
     for i, sample in enumerate(samples):
         if "is_correct_answer" not in sample.meta:
             raise ValueError(f"samples[{i}].meta lacks 'is_correct_answer', which an ORM trains on; "
                              "grade the answer first (see prm_core.tasks.arithmetic.grade_answer).")
-        views.append(outcome_sample(sample, bool(sample.meta["is_correct_answer"])))
+        views.append(outcome_sample(sample, is_correct_answer(sample, f"samples[{i}]")))
     return views
 
 
@@ -230,6 +232,12 @@ def _check_before_the_first_step(model: ProcessRewardModel, encoded: Sequence[En
         except OSError as err:
             raise ValueError(f"checkpoint_dir={str(folder)!r} cannot be written ({err}); pass a folder you can "
                              "write to, or checkpoint_dir=None. Nothing was trained.") from err
+        every = config.checkpoint_every or config.max_steps
+        for step in sorted({*range(every, config.max_steps + 1, every), config.max_steps}):
+            path = folder / f"step-{step}"
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"{path} is a file where the checkpoint of step {step} goes; move it, or pass another "
+                                 "checkpoint_dir. Nothing was trained.")
 
 
 def train(model: ProcessRewardModel, train_samples: Sequence[StepSample],

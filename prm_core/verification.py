@@ -90,10 +90,11 @@ class StepScores:
 
         ``truncated``: "raise" (default) refuses when any solution lost steps; "prefix" aggregates
         the scored prefix; "lowest" gives a truncated solution the lowest score the rule can give
-        (0, or -inf for ``sum_logit``), so best-of-N picks it last. ``Verifier.best_of_n`` and
-        ``Verifier.weighted_vote`` leave truncated candidates (``is_truncated``) out of the pick and
-        the vote themselves: ``prm_core.voting`` takes finite scores only, and a weight of 0 would
-        beat the negative totals of ``sum_logit``.
+        (0, or -inf for ``sum_logit``). A whole solution can score as low (0 exactly), so that value
+        alone does not put truncated solutions last: ``Verifier.rank`` sorts them below every whole
+        one, and ``Verifier.best_of_n`` and ``Verifier.weighted_vote`` leave them (``is_truncated``)
+        out of the pick and the vote (``prm_core.voting`` takes finite scores only, and a weight of
+        0 would beat the negative totals of ``sum_logit``).
         """
         self._check(truncated, TRUNCATED_POLICIES, "solution scores")
         values = aggregate(self.scores, self.mask, rule)
@@ -219,9 +220,18 @@ class Verifier:
         return self.score_steps(samples).solution_scores(rule, truncated)
 
     def rank(self, samples: Sequence[StepSample], rule: str = "min", truncated: str = "raise") -> list[int]:
-        """Indices of ``samples`` from the highest score to the lowest (stable for ties)."""
-        scores = self.score(samples, rule, truncated).tolist()
-        return sorted(range(len(samples)), key=lambda i: -scores[i])
+        """Indices of ``samples`` from the highest score to the lowest (stable for ties).
+
+        Under ``truncated="lowest"`` every truncated candidate ranks below every whole one (their
+        lowest score, 0, would otherwise tie with a whole solution scoring exactly 0), in the order given.
+        """
+        if truncated != "lowest":
+            scores = self.score(samples, rule, truncated).tolist()
+            return sorted(range(len(samples)), key=lambda i: -scores[i])
+        scored = self.score_steps(samples)
+        scores = scored.solution_scores(rule, truncated).tolist()
+        is_truncated = scored.is_truncated.tolist()
+        return sorted(range(len(samples)), key=lambda i: (is_truncated[i], -scores[i]))  # sorted is stable
 
     def _selection_scores(self, samples: Sequence[StepSample], rule: str,
                           truncated: str) -> tuple[np.ndarray, np.ndarray]:

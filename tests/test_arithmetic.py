@@ -279,6 +279,68 @@ def test_grade_answer_parses_integer_answers(answer, expected):
     assert grade_answer(answer, p) is expected
 
 
+@pytest.mark.parametrize(("answer", "expected"),
+                         [("14.0", 14), ("14.00", 14), ("The answer is 14.0.", 14), ("3,000", 3000),
+                          ("-3,000.0", -3000), ("12,345,678", 12345678), ("-12", -12), ("The answer is 14.", 14)],
+                         ids=["one-zero-decimal", "two-zero-decimals", "sentence-decimal", "thousands", "negative-both",
+                              "millions", "negative", "sentence-period"])
+def test_answer_value_integer_forms_read_as_that_integer(answer, expected):
+    from prm_core.tasks.arithmetic import answer_value
+
+    assert answer_value(answer) == expected  # before: "14.0" -> 0 and "3,000" -> 0 (the last run of digits)
+
+
+@pytest.mark.parametrize("answer", ["1e3", "1E-3", "14.5", "1.2.3", "2.50", "1,2", ".5", "fourteen", ""],
+                         ids=["exponent", "negative-exponent", "fraction", "two-dots", "nonzero-decimals",
+                              "bad-grouping", "bare-decimal", "word", "empty"])
+def test_answer_value_last_number_that_is_not_an_integer_reads_as_no_answer(answer):
+    from prm_core.tasks.arithmetic import answer_value
+
+    assert answer_value(answer) is None  # before: "1e3" -> 3, "14.5" -> 5: a different number, never "no answer"
+
+
+def test_grade_answer_decimal_of_another_number_grades_wrong_for_an_answer_of_zero():
+    p = ArithmeticProblem(0, 12, (Operation("-", 12),), "Mei has 12 coins. ...")
+    assert p.answer == 0
+    assert grade_answer("7.0", p) is False  # before: True, its last integer being the 0 after the dot
+    assert grade_answer("0.0", p) is True and grade_answer("0", p) is True
+
+
+def test_grade_answer_numpy_integer_grades_as_the_int_it_holds():
+    import numpy as np
+
+    p = ArithmeticProblem(0, 12, (Operation("-", 12),), "Mei has 12 coins. ...")
+    assert grade_answer(np.int64(0), p) is True and grade_answer(np.int32(5), p) is False  # before: TypeError
+
+
+@pytest.mark.parametrize("answer", [14.0, [14], b"14"], ids=["float", "list", "bytes"])
+def test_grade_answer_wrong_type_raises_argument_type_error_which_except_value_error_catches(answer):
+    from prm_core.checks import ArgumentTypeError
+    from prm_core.tasks.arithmetic import answer_value
+
+    p = ArithmeticProblem(0, 12, (Operation("+", 2),), "Mei has 12 coins. ...")
+    with pytest.raises(ArgumentTypeError, match="answer=.* has type"):
+        grade_answer(answer, p)
+    with pytest.raises(ArgumentTypeError, match="answer=.* has type"):
+        answer_value(answer)
+
+
+def test_grade_answer_every_answer_the_noisy_policy_writes_grades_as_the_old_last_integer_rule():
+    from prm_core.tasks.arithmetic import answer_value
+
+    def old_value(answer):  # the rule before: the last run of digits, with its minus sign
+        found = re.findall(r"-?\d+", answer)
+        return int(found[-1]) if found else None
+
+    problems = make_problems(300, seed=0)
+    samples = NoisyPolicy().sample_many(problems, 4, seed=0)
+    pairs = [(s, problems[i // 4]) for i, s in enumerate(samples)]  # problem-major, 4 samples each
+    assert all(s.problem == p.text and s.answer is not None for s, p in pairs)  # every sample states an answer
+    assert all(answer_value(s.answer) == old_value(s.answer) for s, _ in pairs)
+    assert all(grade_answer(s.answer, p) == (old_value(s.answer) == p.answer) for s, p in pairs)
+    assert all(s.meta["is_correct_answer"] == grade_answer(s.answer, p) for s, p in pairs)
+
+
 def test_final_value_reads_last_step_or_none():
     assert final_value(["12 + 5 = 17.", "17 - 20 = -3."]) == -3
     assert final_value([]) is None and final_value(["12 + 5 = 17.", "Done."]) is None

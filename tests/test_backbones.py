@@ -198,3 +198,15 @@ def test_load_backbone_local_folder_missing_a_weight_raises_naming_it(tiny_backb
     _drop_weight(tmp_path)
     with pytest.raises(CorruptFileError, match=rf"backbone {tmp_path} lacks weights .*norm.weight"):
         load_backbone(str(tmp_path))
+
+
+@pytest.mark.parametrize("kwargs", [{"attn_implementation": "flash_attention_2"}, {"dtype": "float99"}],
+                         ids=["missing-attention-backend", "unknown-dtype"])
+def test_load_backbone_callers_bad_keyword_is_its_own_error_and_keeps_the_cache(tiny_cache, count_builds, kwargs):
+    config, cache, folder = tiny_cache
+    from prm_core.files import CorruptFileError
+
+    with pytest.raises(Exception) as info:
+        load_backbone("course-tiny", profile=config, cache_dir=cache, **kwargs)
+    assert not isinstance(info.value, CorruptFileError)
+    assert count_builds == []  # the good entry was not taken for a damaged one, nor rebuilt

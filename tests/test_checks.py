@@ -219,7 +219,7 @@ def test_check_real_array_non_finite_raises_naming_the_position_unless_allowed(b
 
 
 # ---------------------------------------------------------------- numpy scalars act as Python numbers
-def _numpy_scalar_calls():
+def _numpy_scalar_calls(int_wraps=(np.int64, np.int32, np.uint8), float_wraps=(np.float64, np.float32)):
     """(id, call): ``call(wrap)`` passes ``wrap(number)`` for the seed, size or threshold arguments of one
     public function or the fields of one config, and returns something comparable (JSON for configs)."""
     from prm_core.encoding import bucket_batches
@@ -258,15 +258,93 @@ def _numpy_scalar_calls():
         "PolicyRunConfig": lambda w: config(PolicyRunConfig(sampling=SamplingConfig(temperature=w(0.5)))),
     }
     return ([pytest.param(call, int, wrap, id=f"{name}-{wrap.__name__}") for name, call in ints.items()
-             for wrap in (np.int64, np.int32, np.uint8)]
+             for wrap in int_wraps]
             + [pytest.param(call, float, wrap, id=f"{name}-{wrap.__name__}") for name, call in floats.items()
-               for wrap in (np.float64, np.float32)])
+               for wrap in float_wraps])
 
 
 @pytest.mark.parametrize("call,python,wrap", _numpy_scalar_calls())
 def test_numpy_scalar_argument_or_field_gives_the_python_number_result(call, python, wrap):
     # 0.5 and 0.25 are exact in float32, so the numpy value is the Python one
     assert call(wrap) == call(python)
+
+
+def int_array_0d(number):
+    return np.array(number)  # int64
+
+
+def int_tensor_0d(number):
+    return torch.tensor(number)  # torch.int64
+
+
+def float_array_0d(number):
+    return np.array(number)  # float64
+
+
+def float_tensor_0d(number):
+    return torch.tensor(number)  # torch.float32
+
+
+def bf16_tensor_0d(number):
+    return torch.tensor(number, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("call,python,wrap", _numpy_scalar_calls(
+    int_wraps=(int_array_0d, int_tensor_0d), float_wraps=(float_array_0d, float_tensor_0d, bf16_tensor_0d)))
+def test_0d_array_or_tensor_argument_or_field_gives_the_python_number_result(call, python, wrap):
+    # before: refused with "not ndarray" / "not Tensor"; 0.5 and 0.25 are exact in bf16 too
+    assert call(wrap) == call(python)
+
+
+@pytest.mark.parametrize("value,expected", [(np.array(3), 3), (torch.tensor(3), 3), (np.array(3, dtype=np.uint8), 3)],
+                         ids=["numpy-0d", "tensor-0d", "numpy-0d-uint8"])
+def test_check_int_0d_integer_array_or_tensor_gives_a_python_int(value, expected):
+    out = check_int(value, "n_bins", "[1, inf)")
+    assert out == expected and type(out) is int
+
+
+@pytest.mark.parametrize("value", [np.array(0.5), torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float16),
+                                   np.array(1)], ids=["numpy-0d", "tensor-0d", "tensor-0d-fp16", "numpy-0d-int"])
+def test_check_real_0d_real_array_or_tensor_gives_a_python_float(value):
+    out = check_real(value, "threshold", "[0, 1]")
+    assert out == float(value) and type(out) is float
+
+
+@pytest.mark.parametrize("value", [np.array(True), torch.tensor(True), np.array([0.5]), torch.tensor([0.5]),
+                                   np.array(1 + 2j), torch.tensor(1 + 2j)],
+                         ids=["numpy-0d-bool", "tensor-0d-bool", "numpy-1d", "tensor-1d", "numpy-complex",
+                              "tensor-complex"])
+def test_check_real_array_or_tensor_that_is_not_one_real_number_is_still_refused(value):
+    with pytest.raises(ArgumentTypeError, match="threshold="):
+        check_real(value, "threshold", "[0, 1]")
+    with pytest.raises(ArgumentTypeError, match="n="):
+        check_int(value, "n")
+
+
+def test_check_real_0d_tensor_outside_the_interval_raises_naming_the_value():
+    with pytest.raises(ValueError, match=r"threshold=1.5 must be a finite number in \[0, 1\]"):
+        check_real(torch.tensor(1.5), "threshold", "[0, 1]")
+
+
+def test_check_int_0d_float_tensor_is_refused_as_the_float_it_holds():
+    with pytest.raises(ArgumentTypeError, match=r"n=2.0 must be an int, not float; write 2 \(an int\)"):
+        check_int(torch.tensor(2.0), "n")
+
+
+def test_train_config_0d_tensor_learning_rate_is_stored_as_a_python_float():
+    from prm_core.training import TrainConfig
+
+    config = TrainConfig(learning_rate=torch.tensor(1e-3, dtype=torch.float64))
+    assert config.learning_rate == 1e-3 and type(config.learning_rate) is float
+    json.dumps(asdict(config))  # a tensor would not serialise
+
+
+def test_sft_config_0d_tensor_max_steps_bounds_warmup_as_its_number():
+    from prm_core.lm_policy import SFTConfig
+
+    assert SFTConfig(max_steps=torch.tensor(40), warmup_steps=5).max_steps == 40
+    with pytest.raises(ValueError, match=r"warmup_steps=50 must be an int in \[0, 40\]"):
+        SFTConfig(max_steps=torch.tensor(40), warmup_steps=50)
 
 
 def test_check_fields_stores_numpy_scalars_as_the_annotation_type_and_keeps_a_python_int_in_a_float_field():
@@ -491,3 +569,59 @@ def _table():
 def test_public_function_bad_argument_raises_value_error_naming_it(call, name, bad):
     with pytest.raises(ValueError, match=name):
         call(bad)
+
+
+# ---------------------------------------------------------------- a wrong type is an ArgumentTypeError everywhere
+def _wrong_type_calls():
+    """name -> call(tiny_backbone) passing one argument of the wrong type to a public constructor or function."""
+    import copy
+    import random
+
+    from prm_core.data import StepSample
+    from prm_core.encoding import StepEncoder
+    from prm_core.model import ProcessRewardModel
+    from prm_core.tasks import arithmetic, arithmetic_policy, error_kinds
+
+    problem = arithmetic.make_problems(1, seed=0)[0]
+    return {
+        "ProcessRewardModel-encoder": lambda tiny: ProcessRewardModel(tiny[0], {"step_tag": "<|step|>"}),
+        "StepEncoder.encode_many-samples": lambda tiny: StepEncoder(copy.deepcopy(tiny[1])).encode_many(
+            [{"problem": "q", "steps": ["a"]}]),
+        "NoisyPolicy-config": lambda tiny: arithmetic_policy.NoisyPolicy({"p_slip": 0.1}),
+        "NoisyPolicy.sample-prefix": lambda tiny: arithmetic_policy.NoisyPolicy().sample(
+            problem, random.Random(0), prefix="12 + 5 = 17."),
+        "first_error_kind-steps": lambda tiny: error_kinds.first_error_kind(problem, "12 + 5 = 17."),
+        "answer_value-answer": lambda tiny: arithmetic.answer_value(14.0),
+        "grade_answer-answer": lambda tiny: arithmetic.grade_answer(14.0, problem),
+        "StepSample-problem": lambda tiny: StepSample(5, ["a"]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_wrong_type_calls()))
+def test_wrong_type_raises_argument_type_error_so_except_value_error_catches_it(name, tiny_backbone):
+    # before: a plain TypeError, which the module docstring's `except ValueError` would not catch
+    with pytest.raises(ArgumentTypeError, match="type|must be"):
+        _wrong_type_calls()[name](tiny_backbone)
+
+
+# ---------------------------------------------------------------- the message shape, public; bools by dtype
+def test_bad_value_message_gives_name_value_rule_and_fix_in_one_shape():
+    from prm_core.checks import bad_value_message
+
+    assert bad_value_message("n_bins", 0, "must be an int in [1, inf)", "pass e.g. n_bins=10") == \
+        "n_bins=0 must be an int in [1, inf); pass e.g. n_bins=10."
+    assert bad_value_message("x", "a", "must be None", "") == "x='a' must be None."
+
+
+def test_check_real_array_number_whose_dtype_text_mentions_bool_is_still_a_number():
+    class LabelledFloat(float):
+        dtype = "float64 (not a boolean)"  # before: '"bool" in str(dtype)' read it as a bool
+
+    assert check_real_array([LabelledFloat(0.5)], "scores").tolist() == [0.5]
+
+
+@pytest.mark.parametrize("value", [np.bool_(True), np.array([True]), torch.tensor([False]), [torch.tensor(True)]],
+                         ids=["numpy-bool", "numpy-bool-array", "torch-bool-tensor", "list-of-torch-bool"])
+def test_check_real_array_numpy_and_torch_bools_are_refused_by_their_dtype(value):
+    with pytest.raises(ArgumentTypeError, match="not bools"):
+        check_real_array(value, "scores")

@@ -188,3 +188,20 @@ def test_separation_bad_interval_raises(a, match):
 
     with pytest.raises(ValueError, match=match):
         separation(a, {"ci_low": 0.3, "ci_high": 0.4})
+
+
+def test_separation_text_bounds_raise_instead_of_comparing_as_text():
+    from prm_core.comparison import separation
+
+    # as text "10" < "4" and "20" < "3": before, these intervals came out as -1 (a wholly below b)
+    with pytest.raises(ValueError, match="'ci_low' and 'ci_high'"):
+        separation({"ci_low": "10", "ci_high": "20"}, {"ci_low": "3", "ci_high": "4"})
+
+
+def test_separation_compares_the_checked_floats_of_any_real_number_type():
+    from prm_core.comparison import separation
+
+    # 0-d tensors compare as tensors, numpy scalars as numpy: the checked floats give the same verdicts
+    a = {"ci_low": torch.tensor(0.8), "ci_high": np.float32(0.9)}
+    assert separation(a, {"ci_low": 0.6, "ci_high": np.float64(0.75)}) == 1
+    assert separation({"ci_low": 10, "ci_high": 20}, {"ci_low": 3, "ci_high": 4}) == 1

@@ -173,3 +173,40 @@ def test_shipped_profiles_read_without_error(profile):
     assert load_profile(profile).backbone_profile == profile
     assert load_sweep(profile).train_sizes[0] >= 1
     assert load_policy_runs(profile).min_ops == 2
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("seed: 017", {"seed": "017"}),  # YAML 1.1 would read octal 15
+    ("max_steps: 1:30", {"max_steps": "1:30"}),  # YAML 1.1 would read base 60: 90
+    ("learning_rate: 3e-3", {"learning_rate": 0.003}),  # YAML 1.1 would read text
+    ("x: 1_000", {"x": 1000}), ("x: .5", {"x": 0.5}), ("x: -2", {"x": -2}), ("x: 0", {"x": 0}),
+], ids=["octal", "sexagesimal", "exponent", "underscore", "leading-dot", "negative", "zero"])
+def test_params_loader_reads_only_plain_decimal_numbers_as_numbers(text, expected):
+    import yaml
+
+    from prm_core.experiments import _params_loader
+
+    assert yaml.load(text, Loader=_params_loader()) == expected
+
+
+def test_profile_with_a_repeated_key_raises_naming_it(tmp_path):
+    (tmp_path / "mine.yaml").write_text("experiment:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(ValueError, match=r"mine.yaml is not valid YAML .*keys \['seed'\] appear more than once"):
+        profile_section("mine", "experiment", tmp_path)
+
+
+def test_profile_octal_seed_is_refused_by_name_not_read_as_15(tmp_path):
+    (tmp_path / "mine.yaml").write_text("experiment:\n  seed: 017\n")
+    with pytest.raises(ValueError, match=r"experiment: seed='017'"):
+        load_profile("mine", tmp_path)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_shipped_profiles_read_as_pyyaml_reads_them(profile):
+    import yaml
+
+    from prm_core.experiments import PARAMS_DIR
+
+    expected = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text())
+    for section in ("experiment", "sweeps", "rl"):
+        assert profile_section(profile, section) == expected[section]

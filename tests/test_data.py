@@ -101,3 +101,44 @@ def test_first_error_index_of_a_labelled_sample_equals_first_error_index_of_its_
 def test_first_error_index_bad_threshold_raises_naming_it(threshold):
     with pytest.raises(ValueError, match="threshold="):
         StepSample("q", ["a", "b"], labels=[1.0, 0.0]).first_error_index(threshold)
+
+
+# ---------------------------------------------------------------- is_correct_answer: the flag read as a bool
+
+@pytest.mark.parametrize("flag", ["False", None, float("nan"), 1], ids=["text-false", "none", "nan", "int-one"])
+def test_is_correct_answer_flag_that_is_not_a_bool_raises_naming_the_sample_and_the_fix(flag):
+    from prm_core.checks import ArgumentTypeError
+    from prm_core.data import is_correct_answer
+
+    sample = StepSample("q", ["a"], meta={"is_correct_answer": flag})
+    with pytest.raises(ArgumentTypeError, match=r"samples\[3\]\.meta\['is_correct_answer'\]=.* must be True or False"
+                                                r".*grade_answer"):
+        is_correct_answer(sample, "samples[3]")
+
+
+@pytest.mark.parametrize("flag", [True, False, np.bool_(True), np.bool_(False)],
+                         ids=["true", "false", "numpy-true", "numpy-false"])
+def test_is_correct_answer_python_or_numpy_bool_reads_as_a_python_bool(flag):
+    from prm_core.data import is_correct_answer
+
+    out = is_correct_answer(StepSample("q", ["a"], meta={"is_correct_answer": flag}))
+    assert out is bool(flag)
+
+
+def test_is_correct_answer_missing_flag_raises_naming_the_sample():
+    from prm_core.data import is_correct_answer
+
+    with pytest.raises(ValueError, match=r"samples\[0\]\.meta lacks 'is_correct_answer'"):
+        is_correct_answer(StepSample("q", ["a"]), "samples[0]")
+
+
+@pytest.mark.parametrize("kwargs", [{"problem": 5, "steps": ["a"]}, {"problem": "q", "steps": "a"},
+                                    {"problem": "q", "steps": [1]}, {"problem": "q", "steps": ["a"], "labels": 1.0},
+                                    {"problem": "q", "steps": ["a"], "answer": 14},
+                                    {"problem": "q", "steps": ["a"], "meta": ["x"]}],
+                         ids=["problem", "steps-str", "step-int", "labels", "answer", "meta"])
+def test_step_sample_wrong_type_raises_argument_type_error_which_except_value_error_catches(kwargs):
+    from prm_core.checks import ArgumentTypeError
+
+    with pytest.raises(ArgumentTypeError, match="has type"):
+        StepSample(**kwargs)

@@ -418,3 +418,13 @@ def test_control_tokens_leave_out_unk_unless_it_is_also_eos_and_name_the_tag(tok
     assert tokenizer.pad_token in roles
     if tokenizer.unk_token is not None:  # the course tokenizer: transformers names EOS as unk too
         assert (tokenizer.unk_token in roles) == (tokenizer.unk_token == tokenizer.eos_token)
+
+
+def test_encoder_numpy_bool_add_bos_is_stored_as_a_bool_that_json_can_hold(course_backbone):
+    import copy
+    import json
+
+    import numpy as np
+
+    encoder = StepEncoder(copy.deepcopy(course_backbone[1]), add_bos=np.bool_(True))
+    assert type(encoder.add_bos) is bool and json.loads(json.dumps(encoder.config()))["add_bos"] is True

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from prm_core import experiments, score_files
 from prm_core.evaluation import answer_arrays, first_errors, padded_labels, summarize_best_of_n
@@ -419,6 +420,12 @@ SCORE_FAULTS = {
     "float-counts": (lambda t: t.update({"prm.val.n_dropped_steps": t["prm.val.n_dropped_steps"].float()}),
                      "must hold one int count per row"),
     "int-scores": (lambda t: t.update({"prm.val.scores": t["prm.val.scores"].int()}), "must be a float matrix"),
+    # the same number of rows, of samples with other step counts: 1 scored step where the sample has 2
+    "steps-of-other-samples": (lambda t: t["prm.test.mask"][:, 1].fill_(False),
+                               r"prm.test row 0 holds 1 \+ 0 dropped steps, but its sample has 2 steps \(3 rows"),
+    "mask-with-a-hole": (lambda t: t.update({"prm.val.mask": torch.tensor([[False, True], [True, True]])}),
+                         "prm.val row 0 holds a mask with holes"),
+    "not-a-probability": (lambda t: t["prm.val.scores"].fill_(1.5), r"scores outside \[0, 1\]"),
 }
 
 

@@ -646,3 +646,32 @@ def test_loader_absent_local_folder_raises_corrupt_file_error_naming_it(tmp_path
             "load_tokenizer": lambda: load_tokenizer(folder, "LM policy")}[loader]
     with pytest.raises(CorruptFileError, match=f"LM policy {folder} is missing or not a folder"):
         load()
+
+
+def test_lm_policy_from_pretrained_mistyped_relative_path_says_it_is_no_folder(tmp_path, monkeypatch):
+    from prm_core.lm_policy import LMPolicy
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CorruptFileError, match="LM policy runs/polcy is not a folder; check the path"):
+        LMPolicy.from_pretrained("runs/polcy")
+
+
+def test_save_scores_failure_part_way_keeps_the_old_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from prm_core.score_files import save_scores
+    from prm_core.verification import StepScores
+
+    path = tmp_path / "scores.safetensors"
+    scores = {"prm": {"val": StepScores(torch.full((1, 1), 0.5), torch.ones(1, 1, dtype=torch.bool))}}
+    save_scores(scores, path)
+    before = path.read_bytes()
+
+    def fail(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half")
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fail)
+    with pytest.raises(OSError, match="No space"):
+        save_scores(scores, path)
+    assert path.read_bytes() == before and leftovers(tmp_path) == []

@@ -43,6 +43,13 @@ def test_outcome_labels_without_graded_outcome_raises():
         outcome_labels(StepSample("q", ["a"]))
 
 
+@pytest.mark.parametrize("flag", ["False", None, float("nan")], ids=["text-false", "none", "nan"])
+def test_outcome_labels_flag_that_is_not_a_bool_raises_instead_of_labelling_by_truthiness(flag):
+    s = StepSample("q", ["a", "b"], labels=[1.0, 0.0], meta={"is_correct_answer": flag})
+    with pytest.raises(ValueError, match=r"sample\.meta\['is_correct_answer'\]=.* must be True or False"):
+        outcome_labels(s)
+
+
 def test_rollout_last_row_is_the_samples_own_outcome(samples, problems):
     hits = rollout_successes(samples[:20], problems, NoisyPolicy(), n_rollouts=3, show_progress=False)
     for sample, h in zip(samples[:20], hits, strict=True):

@@ -5,6 +5,7 @@ learns only the solution tokens, and the search takes the LM policy."""
 import copy
 import random
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -142,6 +143,29 @@ def test_one_step_sample_adds_exactly_one_step_to_the_prefix(tiny_policy, proble
 def test_sample_max_ops_other_than_one_raises(tiny_policy, problems):
     with pytest.raises(ValueError, match="max_ops=2"):
         tiny_policy.sample(problems[0], random.Random(0), max_ops=2)
+
+
+@pytest.mark.parametrize("max_ops", [np.int64(1), np.array(1), torch.tensor(1)], ids=["numpy-int", "numpy-0d", "tensor-0d"])
+def test_sample_max_ops_one_as_numpy_or_tensor_writes_one_step_as_max_ops_1_does(tiny_policy, problems, max_ops):
+    # before: "max_ops=np.int64(1) must be None (a whole solution) or 1 (one step)"
+    prefix = reference_solution(problems[0])[:1]
+    sample = tiny_policy.sample(problems[0], random.Random(0), prefix=prefix, max_ops=max_ops)
+    assert sample == tiny_policy.sample(problems[0], random.Random(0), prefix=prefix, max_ops=1)
+
+
+@pytest.mark.parametrize("max_ops", [True, 1.0, 0], ids=["bool", "float", "zero"])
+def test_sample_max_ops_that_is_not_the_int_one_raises_naming_it(tiny_policy, problems, max_ops):
+    with pytest.raises(ValueError, match=r"max_ops=.* must be an int in \[1, 1\].*pass None \(a whole solution\) or 1"):
+        tiny_policy.sample(problems[0], random.Random(0), max_ops=max_ops)
+
+
+@pytest.mark.parametrize("kwargs", [{"sampling": "greedy"}, {"model": object()}], ids=["sampling", "model"])
+def test_lm_policy_wrong_type_raises_argument_type_error_which_except_value_error_catches(tiny_policy, kwargs):
+    from prm_core.checks import ArgumentTypeError
+
+    args = {"model": tiny_policy.model, "tokenizer": tiny_policy.tokenizer, **kwargs}
+    with pytest.raises(ArgumentTypeError, match="has type"):
+        LMPolicy(**args)
 
 
 @pytest.mark.parametrize("call, match", [

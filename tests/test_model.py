@@ -399,3 +399,26 @@ def test_training_checkpoint_failure_part_way_keeps_the_previous_checkpoint(make
     monkeypatch.undo()
     assert snapshot(tmp_path / "step-1") == before and leftovers(tmp_path) == []
     ProcessRewardModel.from_pretrained(tmp_path / "step-1")
+
+
+def test_save_pretrained_sharded_over_a_single_file_removes_the_old_weights(make_tiny_prm, tmp_path):
+    folder = make_tiny_prm(seed=0).save_pretrained(tmp_path / "ck")
+    newer = make_tiny_prm(seed=1)
+    with torch.no_grad():
+        for p in newer.backbone.parameters():
+            p.add_(1.0)
+    real = newer.backbone.save_pretrained
+    newer.backbone.save_pretrained = lambda out, **kw: real(out, max_shard_size="40KB", **kw)  # shards this time
+    newer.save_pretrained(folder)
+    assert not (folder / BACKBONE_DIR / "model.safetensors").exists()  # would load in place of the shards
+    loaded = ProcessRewardModel.from_pretrained(folder)
+    for a, b in zip(loaded.backbone.state_dict().values(), newer.backbone.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_from_pretrained_head_dtype_that_is_no_dtype_raises_naming_it(saved):
+    _, folder = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, "head_dtype": 5}))
+    with pytest.raises(CorruptFileError, match=r"head_dtype=5 must be one of \['F32'"):
+        ProcessRewardModel.from_pretrained(folder)

@@ -98,3 +98,32 @@ def test_results_table_cli_full_disk_half_way_keeps_the_old_readme(tmp_path, mon
     monkeypatch.undo()
     assert readme.read_bytes() == before and leftovers(tmp_path) == []
     assert main(["--results", str(RESULTS), "--readme", str(readme)]) == 0 and "old tables" not in readme.read_text()
+
+
+def test_markdown_tables_missing_nested_key_raises_naming_its_path_and_make_results(results):
+    import copy
+
+    broken = copy.deepcopy(results)
+    del broken["prm"]["first_error"]  # before: KeyError: 'first_error'
+    with pytest.raises(ValueError, match=r"results\['prm'\]\['first_error'\] is missing; regenerate them with "
+                                         r"`make results`"):
+        markdown_tables(broken)
+
+
+def test_markdown_tables_null_value_raises_naming_its_path(results):
+    import copy
+
+    broken = copy.deepcopy(results)
+    broken["by_n_operations"][1]["orm"]["step_auroc"]["ci_low"] = None  # before: TypeError: unsupported format string
+    with pytest.raises(ValueError, match=r"results\['by_n_operations'\]\[1\]\['orm'\]\['step_auroc'\]\['ci_low'\] is "
+                                         r"null; regenerate"):
+        markdown_tables(broken)
+
+
+def test_markdown_tables_section_where_a_number_belongs_raises_naming_its_path(results):
+    import copy
+
+    broken = copy.deepcopy(results)
+    broken["prm"]["step_auroc"] = {"value": 0.9}
+    with pytest.raises(ValueError, match=r"results\['prm'\]\['step_auroc'\] is a dict where a number belongs"):
+        markdown_tables(broken)

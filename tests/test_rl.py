@@ -131,6 +131,18 @@ def test_outcome_reward_is_the_graded_answer():
     assert compute_rewards("outcome", [right, wrong, unended], {}).solution == [1.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("flag", ["False", None], ids=["text-false", "none"])
+def test_outcome_reward_flag_that_is_not_a_bool_raises_naming_the_completion(flag):
+    import dataclasses
+
+    right = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."])
+    odd = _completion(["12 + 2 = 14.", "Then 14 × 3 = 42."])
+    odd = dataclasses.replace(odd, sample=dataclasses.replace(odd.sample, meta={**odd.sample.meta,
+                                                                               "is_correct_answer": flag}))
+    with pytest.raises(ValueError, match=r"completions\[1\]\.sample\.meta\['is_correct_answer'\]=.* must be True"):
+        compute_rewards("outcome", [right, odd], {})
+
+
 @pytest.mark.parametrize("reward", ["orm", "prm_min", "prm"])
 def test_learned_rewards_give_a_malformed_solution_nothing(reward):
     ok = _completion(["12 + 2 = 14.", "Then 14 × 3 = 43."])
@@ -252,6 +264,29 @@ def test_train_rl_same_seed_same_run(tiny_policy, seed):
 def test_token_advantages_bad_step_ends_raise(ends, n_tokens):
     with pytest.raises(ValueError, match="step_ends"):
         token_advantages([0.0] * len(ends), ends, n_tokens)
+
+
+def test_token_advantages_equal_step_ends_raise_as_not_strictly_increasing():
+    # two steps cannot both end at token 1: the second would hold no token of its own
+    with pytest.raises(ValueError, match=r"step_ends=\[1, 1\] must strictly increase"):
+        token_advantages([0.5, -1.0], [1, 1], 3)
+
+
+@pytest.mark.parametrize("rewards", [[1e300, -1e300], [1.7e308, 1.7e308, -1.7e308]], ids=["std-overflows", "mean-overflows"])
+def test_group_advantages_rewards_too_large_for_their_std_raise_instead_of_giving_zeros(rewards):
+    with pytest.raises(ValueError, match="too wide for their mean and std in float64; rescale them"):
+        group_advantages(rewards)
+
+
+def test_process_advantages_step_rewards_too_large_for_their_std_raise():
+    with pytest.raises(ValueError, match="step_rewards span .* too wide"):
+        process_advantages([[1e300], [-1e300]])
+
+
+def test_group_advantages_spread_below_the_absolute_floor_gives_zeros_at_any_scale():
+    # std 5e-7 < 1e-6: no signal, although the rewards differ (the floor is absolute, not relative)
+    assert group_advantages([1e-6, 0.0]) == [0.0, 0.0]
+    assert group_advantages([1e-5, 0.0]) == pytest.approx([1.0, -1.0])  # std 5e-6 >= 1e-6: normalised
 
 
 def test_token_advantages_non_finite_advantage_raises():

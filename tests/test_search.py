@@ -117,6 +117,26 @@ def test_voted_sums_scores_per_answer_and_counts_copies():
         SearchResult(candidate("5", 0.9), 0, 0).voted()
 
 
+def test_voted_no_answer_never_wins_while_a_candidate_states_one():
+    from prm_core.data import StepSample
+    from prm_core.search import SearchResult
+
+    def candidate(answer, score):
+        return StepSample("q", ["= 5."], answer=answer, meta={"search_score": score})
+
+    # None: 0.6 + 0.6 = 1.2 would beat "5": 0.9; as in Verifier.weighted_vote, only stated answers vote
+    final = (candidate(None, 0.6), candidate(None, 0.6), candidate("5", 0.9))
+    assert SearchResult(final[0], 0, 0, final).voted() is final[2]
+
+
+def test_voted_with_no_candidate_stating_an_answer_returns_the_first():
+    from prm_core.data import StepSample
+    from prm_core.search import SearchResult
+
+    final = tuple(StepSample("q", ["?"], meta={"search_score": score}) for score in (0.2, 0.9))
+    assert SearchResult(final[1], 0, 0, final).voted() is final[0]  # one group, None: its first candidate
+
+
 @pytest.mark.parametrize(("field", "value"), [("beam_width", 0), ("expansions", -1), ("beam_width", 1.5),
                                               ("rule", "median")], ids=["width-zero", "expansions-negative",
                                                                         "width-float", "unknown-rule"])

@@ -109,6 +109,22 @@ def test_training_view_orm_sample_without_is_correct_answer_raises():
         training_view(samples, "orm")
 
 
+@pytest.mark.parametrize("flag", ["False", None, float("nan")], ids=["text-false", "none", "nan"])
+def test_training_view_orm_flag_that_is_not_a_bool_raises_instead_of_training_its_truthiness(flag):
+    # bool("False") is True and bool(None) is False: an ORM would learn the wrong outcome without a word
+    samples = [StepSample("q", ["a"], labels=[1.0], meta={"is_correct_answer": True}),
+               StepSample("q", ["a"], labels=[1.0], meta={"is_correct_answer": flag})]
+    with pytest.raises(ValueError, match=r"samples\[1\]\.meta\['is_correct_answer'\]=.* must be True or False"):
+        training_view(samples, "orm")
+
+
+def test_training_view_orm_numpy_bool_flag_trains_as_that_bool():
+    import numpy as np
+
+    samples = [StepSample("q", ["a"], labels=[0.0], meta={"is_correct_answer": np.bool_(True)})]
+    assert training_view(samples, "orm")[0].labels == (1.0,)
+
+
 def test_train_orm_sample_without_is_correct_answer_raises(make_tiny_prm):
     samples = [StepSample("2 + 3?", ["2 + 3 = 5."], labels=[1.0])]
     with pytest.raises(ValueError, match=r"samples\[0\]\.meta lacks 'is_correct_answer'"):
@@ -415,3 +431,13 @@ def test_train_next_token_loss_on_an_untied_backbone_raises_before_any_step(make
 def test_train_config_of_another_type_raises(make_tiny_prm, arithmetic_data):
     with pytest.raises(ValueError, match="config has type dict; pass a TrainConfig"):
         train(make_tiny_prm(), arithmetic_data[0][:16], config={"max_steps": 2})
+
+
+def test_train_checkpoint_path_that_is_a_file_raises_before_any_step(make_tiny_prm, arithmetic_data, monkeypatch,
+                                                                     tmp_path):
+    (tmp_path / "step-2").write_text("not a folder")  # where the last checkpoint of max_steps=2 goes
+    model = make_tiny_prm()
+    calls = _count_forwards(model, monkeypatch)
+    with pytest.raises(ValueError, match=r"step-2 is a file where the checkpoint of step 2 goes"):
+        train(model, arithmetic_data[0][:16], config=_quick_config(max_steps=2, checkpoint_dir=tmp_path))
+    assert calls == []

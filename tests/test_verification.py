@@ -406,3 +406,21 @@ def test_first_error_predictions_agree_with_first_error_index_on_each_row(rows, 
 def test_verifier_batch_size_that_is_not_an_int_raises_naming_it(make_tiny_prm, batch_size):
     with pytest.raises(ValueError, match="batch_size="):
         Verifier(make_tiny_prm(), batch_size=batch_size)
+
+
+def test_rank_lowest_puts_a_truncated_candidate_below_a_whole_one_that_scores_exactly_zero(make_tiny_prm):
+    # row 0 truncated (its lowest score is 0), row 1 whole and scoring 0: before, the stable sort kept row 0 first
+    verifier = Verifier(make_tiny_prm())
+    samples = _answers("1", "2", "3")
+    scored = StepScores(torch.tensor([[0.9], [0.0], [0.5]]), torch.ones(3, 1, dtype=torch.bool), torch.tensor([2, 0, 0]))
+    verifier.score_steps = lambda s: scored
+    assert verifier.rank(samples, truncated="lowest") == [2, 1, 0]
+
+
+def test_rank_lowest_keeps_truncated_candidates_in_their_order_after_the_whole_ones(make_tiny_prm):
+    verifier = Verifier(make_tiny_prm())
+    samples = _answers("1", "2", "3", "4")
+    scored = StepScores(torch.tensor([[0.2], [0.9], [0.4], [0.3]]), torch.ones(4, 1, dtype=torch.bool),
+                        torch.tensor([1, 1, 0, 0]))
+    verifier.score_steps = lambda s: scored
+    assert verifier.rank(samples, rule="min", truncated="lowest") == [2, 3, 0, 1]  # 0.4 > 0.3, then truncated 0, 1

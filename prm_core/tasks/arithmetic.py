@@ -11,13 +11,14 @@ The noisy policy that samples solutions lives in ``prm_core.tasks.arithmetic_pol
 from __future__ import annotations
 
 import hashlib
+import numbers
 import operator
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prm_core.checks import check_choice, check_int, check_seed
+from prm_core.checks import ArgumentTypeError, check_choice, check_int, check_seed
 from prm_core.config_checks import check_fields
 
 OPS = ("+", "-", "×", "÷")
@@ -50,7 +51,10 @@ _ITEMS = ("marbles", "stickers", "coins", "shells", "cards", "beads", "stamps", 
 _REFERENCE_LEADS = ("Then ", "Next, ", "Now ")
 # One computation: "A SYM B = C"; the look-behind keeps a number from being read out of a longer word.
 _COMPUTATION = re.compile(r"(?<![\w-])(-?\d+)\s*([+\-×÷])\s*(-?\d+)\s*=\s*(-?\d+)(?!\d)")
-_INTEGER = re.compile(r"-?\d+")
+# A number as an answer writes it: digits (in groups of three after commas: "3,000"), decimals ("14.0",
+# also "1.2.3" to refuse it), an exponent ("1e3"). Never started inside another number (".5" is not 5).
+_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:,\d+)*(?:\.\d+)*(?:[eE][+-]?\d+)?")
+_INTEGER_TEXT = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?")  # an integer, maybe "3,000" or "14.00"
 # Floor division keeps everything an integer; it only floors for a value the divisor does not divide.
 _APPLY = {"+": operator.add, "-": operator.sub, "×": operator.mul, "÷": operator.floordiv}
 
@@ -519,32 +523,42 @@ def graded_answer(problem: ArithmeticProblem, steps: Sequence[str]) -> tuple[str
     return answer, grade_answer(answer, problem)
 
 
-def answer_value(answer: str | None) -> int | None:
-    """The value an answer states on this benchmark: its last integer (None without one).
+def answer_value(answer: str | int | None) -> int | None:
+    """The integer an answer states on this benchmark: its last number, when that is an integer.
 
     The benchmark's exact grader, and the ``answer_key`` its votes group by (``Verifier(...,
-    answer_key=answer_value)``): answers are integers, so no equivalence checking is needed.
+    answer_key=answer_value)``): answers are integers, so no equivalence checking is needed. The
+    last number may be written with thousands separators (``"3,000"``) or zero decimals
+    (``"14.0"``); any other last number (``"14.5"``, ``"1e3"``, ``"1.2.3"``) states no integer
+    and reads as None, never as another number. An int (numpy's too) is its own value.
 
     Examples
     --------
-    >>> answer_value("The answer is 14."), answer_value("14"), answer_value("fourteen"), answer_value(None)
-    (14, 14, None, None)
+    >>> answer_value("The answer is 14."), answer_value("14.0"), answer_value("3,000"), answer_value(None)
+    (14, 14, 3000, None)
+    >>> answer_value("fourteen"), answer_value("14.5"), answer_value("1e3")
+    (None, None, None)
     """
     if answer is None:
         return None
+    if isinstance(answer, numbers.Integral) and not isinstance(answer, bool):
+        return int(answer)
     if not isinstance(answer, str):
-        raise TypeError(f"answer has type {type(answer).__name__}; pass a str or None.")
-    numbers = _INTEGER.findall(answer)
-    return int(numbers[-1]) if numbers else None
+        raise ArgumentTypeError(f"answer={answer!r} has type {type(answer).__name__}; pass a str, an int or None.")
+    found = _NUMBER.findall(answer)
+    if not found or not _INTEGER_TEXT.fullmatch(found[-1]):
+        return None
+    return int(found[-1].split(".")[0].replace(",", ""))
 
 
 def grade_answer(answer: str | int | None, problem: ArithmeticProblem) -> bool:
-    """True iff ``answer`` is the problem's answer; a string is read by its last integer.
+    """True iff ``answer`` is the problem's answer; a string is read by ``answer_value``.
 
     Parameters
     ----------
     answer : str, int or None
-        ``14``, ``"14"`` or ``"The answer is 14."``; None or a string without digits grades False.
+        ``14`` (a numpy integer too), ``"14"``, ``"14.0"`` or ``"The answer is 14."``; None, a bool,
+        or a string whose last number is not an integer (``"14.5"``, ``"1e3"``) grades False.
     problem : ArithmeticProblem
 
     Returns
@@ -559,9 +573,9 @@ def grade_answer(answer: str | int | None, problem: ArithmeticProblem) -> bool:
     """
     if answer is None or isinstance(answer, bool):
         return False
-    if isinstance(answer, int):
-        return answer == problem.answer
+    if isinstance(answer, numbers.Integral):
+        return int(answer) == problem.answer
     if not isinstance(answer, str):
-        raise TypeError(f"answer has type {type(answer).__name__}; pass a str, an int or None.")
+        raise ArgumentTypeError(f"answer={answer!r} has type {type(answer).__name__}; pass a str, an int or None.")
     return answer_value(answer) == problem.answer
 

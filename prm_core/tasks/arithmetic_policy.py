@@ -21,9 +21,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from prm_core.checks import check_int, check_probability, check_seed
+from prm_core.checks import ArgumentTypeError, check_int, check_probability, check_seed
 from prm_core.config_checks import check_fields
-from prm_core.data import StepSample
+from prm_core.data import StepSample, is_correct_answer
 from prm_core.tasks.arithmetic import (
     MISREAD_OPS,
     OPS,
@@ -175,7 +175,7 @@ class NoisyPolicy:
 
     def __init__(self, config: PolicyConfig = PolicyConfig()) -> None:
         if not isinstance(config, PolicyConfig):
-            raise TypeError(f"config has type {type(config).__name__}; pass a PolicyConfig.")
+            raise ArgumentTypeError(f"config has type {type(config).__name__}; pass a PolicyConfig.")
         self.config = config
 
     def _normal_step(self, problem: ArithmeticProblem, k: int, believed: int, is_on_track: bool,
@@ -259,7 +259,7 @@ class NoisyPolicy:
         (True, 1.0)
         """
         if isinstance(prefix, str) or not all(isinstance(step, str) for step in prefix):
-            raise TypeError("prefix must be a sequence of step strings, e.g. prefix=['12 + 5 = 17.'].")
+            raise ArgumentTypeError("prefix must be a sequence of step strings, e.g. prefix=['12 + 5 = 17.'].")
         if max_ops is not None:
             max_ops = check_int(max_ops, "max_ops", "[1, inf)", "pass None to finish the solution, or max_ops=1 for one step")
         track = track_steps(problem, prefix)
@@ -334,7 +334,7 @@ def benchmark_stats(samples: Sequence[StepSample]) -> dict[str, float]:
         if sample.labels is None or "is_correct_answer" not in sample.meta or "error_kinds" not in sample.meta:
             raise ValueError(f"samples[{i}] lacks labels or meta['is_correct_answer'/'error_kinds']; pass "
                              "samples from NoisyPolicy.sample.")
-        is_correct = bool(sample.meta["is_correct_answer"])
+        is_correct = is_correct_answer(sample, f"samples[{i}]")
         all_right = all(label == 1.0 for label in sample.labels)
         counts["correct_answer_rate"] += is_correct
         counts["all_steps_correct_rate"] += all_right

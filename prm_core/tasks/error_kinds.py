@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from prm_core.checks import check_bool
+from prm_core.checks import ArgumentTypeError, check_bool
 from prm_core.data import StepSample
 from prm_core.tasks.arithmetic import MISREAD_OPS, ArithmeticProblem, parse_step, track_steps
 
@@ -40,7 +40,7 @@ def first_error_kind(problem: ArithmeticProblem, steps: Sequence[str], is_ended:
     'too_few_steps'
     """
     if isinstance(steps, str) or not all(isinstance(step, str) for step in steps):
-        raise TypeError("steps must be a sequence of step strings, e.g. ['12 + 2 = 14.'].")
+        raise ArgumentTypeError("steps must be a sequence of step strings, e.g. ['12 + 2 = 14.'].")
     check_bool(is_ended, "is_ended")
     parsed = [parse_step(s) for s in steps]
     if not is_ended or any(p is None for p in parsed):
