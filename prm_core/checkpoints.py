@@ -251,10 +251,12 @@ def safetensors_dtype(dtype: Any) -> str | None:
 def _is_file_error(err: Exception) -> bool:
     """Whether an error of ``from_pretrained`` says the files are damaged (rather than the call is wrong):
     an OS or decoding error, safetensors' own ``SafetensorError`` (an ``Exception`` alone), the bare
-    ``Exception`` the tokenizers library raises for a cut tokenizer.json, or a weight of another size."""
+    ``Exception`` the tokenizers library raises for a cut tokenizer.json, or a weight of another size
+    (older transformers say "size mismatch", 5.x ones name ``ignore_mismatched_sizes``)."""
     return (isinstance(err, OSError | UnicodeDecodeError | json.JSONDecodeError) or type(err) is Exception
             or type(err).__name__ == "SafetensorError"
-            or (isinstance(err, RuntimeError) and "size mismatch" in str(err)))
+            or (isinstance(err, RuntimeError) and any(s in str(err) for s in ("size mismatch",
+                                                                               "ignore_mismatched_sizes"))))
 
 
 def _check_uniform_dtype(folder: Path, config: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]],
