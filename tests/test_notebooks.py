@@ -62,6 +62,7 @@ def test_notebook_backbone_parameter_accepts_a_local_save_pretrained_folder(cour
     assert executed["metadata"]["papermill"]["parameters"]["BACKBONE"] == folder
 
 
+@pytest.mark.timeout(2400)  # run alone on a cold cache, it trains the standard PRM (~16 min on a slow 2-core machine)
 def test_real_models_notebook_takes_a_local_backbone_and_data_files(course_backbone, tmp_path):
     # The online path of notebook 11 (a hub backbone, downloaded dataset files), offline: a
     # save_pretrained folder and copies of the fixture files passed as papermill parameters.
