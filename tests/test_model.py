@@ -422,3 +422,12 @@ def test_from_pretrained_head_dtype_that_is_no_dtype_raises_naming_it(saved):
     (folder / CONFIG_FILE).write_text(json.dumps({**config, "head_dtype": 5}))
     with pytest.raises(CorruptFileError, match=r"head_dtype=5 must be one of \['F32'"):
         ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_checkpoint_from_before_head_dtype_was_recorded_loads_the_same_scores(saved):
+    model, folder = saved  # cache entries written by earlier versions have no head_dtype: they must load, not rebuild
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    del config["head_dtype"]
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    loaded = ProcessRewardModel.from_pretrained(folder)
+    torch.testing.assert_close(_step_logits(loaded, _samples()), _step_logits(model, _samples()), rtol=0, atol=0)
