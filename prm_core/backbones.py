@@ -276,11 +276,23 @@ def _from_pretrained(name: str, what: str = "backbone", uniform_dtype: bool = Fa
             "folder saved with save_pretrained."
         ) from err
     missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    missing += _misplaced_weights(model, info.get("unexpected_keys") or ())
     if missing:
-        raise CorruptFileError(f"{what} {name} lacks weights or holds them in another shape ({missing[:4]}); "
+        raise CorruptFileError(f"{what} {name} lacks weights, holds them in another shape or holds weights of another architecture ({missing[:4]}); "
                                "transformers would fill them at random: save the folder again, or load the one "
                                "it came from.")
     return model, tokenizer
+
+
+def _misplaced_weights(model: Any, unexpected: Any) -> list[str]:
+    """The unexpected weights that lie inside the base model (under one of its own modules, e.g.
+    ``layers.0.self_attn.q_proj.bias``): weights of another architecture, such as a config.json whose
+    ``model_type`` names a model without those biases, which transformers would drop. A causal LM's or
+    classifier's head (``lm_head.weight``, ``score.weight``) lies outside it and is allowed."""
+    prefix = getattr(model, "base_model_prefix", "")
+    children = {name for name, _ in model.named_children()}
+    inside = [str(k) for k in unexpected if str(k).removeprefix(f"{prefix}.").split(".")[0] in children]
+    return sorted(f"unexpected {k}" for k in inside)
 
 
 def load_backbone(

@@ -215,7 +215,7 @@ def load_pretrained(model_class: Any, folder: str | os.PathLike, what: str, *, s
     try:
         model, info = model_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
     except Exception as err:
-        if not local or not _is_file_error(err):
+        if not local or not is_file_error(err, kwargs):
             raise  # the caller's own mistake (an unknown dtype, a missing attention backend): the files are fine
         raise CorruptFileError(f"{what} {folder} cannot be loaded ({str(err)[:300]}); its files are damaged or "
                                "from another model: save it again.") from err
@@ -248,13 +248,29 @@ def safetensors_dtype(dtype: Any) -> str | None:
     return _TORCH_TO_SAFETENSORS.get(str(dtype).removeprefix("torch."))
 
 
-def _is_file_error(err: Exception) -> bool:
-    """Whether an error of ``from_pretrained`` says the files are damaged (rather than the call is wrong):
-    an OS or decoding error, safetensors' own ``SafetensorError`` (an ``Exception`` alone), the bare
-    ``Exception`` the tokenizers library raises for a cut tokenizer.json, or a weight of another size
-    (older transformers say "size mismatch", 5.x ones name ``ignore_mismatched_sizes``)."""
-    return (isinstance(err, OSError | UnicodeDecodeError | json.JSONDecodeError) or type(err) is Exception
-            or type(err).__name__ == "SafetensorError"
+# Arguments with which the caller picks which files to read: an OSError under them ("no file named
+# model.fp16.safetensors") is the caller's choice of files, not a damaged folder.
+_FILE_CHOOSING_KWARGS = ("variant", "use_safetensors", "subfolder", "revision", "gguf_file")
+
+
+def is_file_error(err: Exception, kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether an error of ``from_pretrained`` on a local folder says its files are damaged (rather
+    than the call is wrong).
+
+    File errors: an OS or decoding error; safetensors' own ``SafetensorError`` and the bare
+    ``Exception`` the tokenizers library raises for a cut tokenizer.json; a ``KeyError`` (a config
+    value such as ``hidden_act`` naming nothing, a tokenizer.json without its sections); the
+    tokenizers library's "failed to extract" ``TypeError`` (a section of the wrong shape);
+    huggingface_hub's ``StrictDataclass*`` validation errors (a config value of the wrong type or an
+    inconsistent one); a weight of another size (older transformers say "size mismatch", 5.x ones
+    name ``ignore_mismatched_sizes``). An ``OSError`` under a file-choosing argument (``variant``,
+    ``use_safetensors``, ...) is the caller's.
+    """
+    if isinstance(err, OSError) and set(kwargs or ()) & set(_FILE_CHOOSING_KWARGS):
+        return False
+    return (isinstance(err, OSError | UnicodeDecodeError | json.JSONDecodeError | KeyError) or type(err) is Exception
+            or type(err).__name__ == "SafetensorError" or type(err).__name__.startswith("StrictDataclass")
+            or (isinstance(err, TypeError) and str(err).startswith("failed to extract"))
             or (isinstance(err, RuntimeError) and any(s in str(err) for s in ("size mismatch",
                                                                                "ignore_mismatched_sizes"))))
 
@@ -294,7 +310,7 @@ def load_tokenizer(folder: str | os.PathLike, what: str, **kwargs: Any) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(folder), **kwargs)
     except Exception as err:
-        if not _is_file_error(err):
+        if not is_file_error(err, kwargs):
             raise  # the caller's own mistake: the files are fine
-        raise CorruptFileError(f"the tokenizer of {what} {folder} cannot be read ({str(err)[:200]}); save it "
-                               "again.") from err
+        raise CorruptFileError(f"the tokenizer of {what} {folder} cannot be read with its config.json "
+                               f"({str(err)[:200]}); save both again.") from err

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from prm_core.checkpoints import load_pretrained, load_tokenizer
+from prm_core.checkpoints import is_file_error, load_pretrained, load_tokenizer
 from prm_core.checks import check_bool, check_int
 from prm_core.control_tokens import check_text_has_no_control_tokens, control_tokens
 from prm_core.data import StepSample
@@ -358,8 +358,8 @@ def load_published_prm(name_or_path: str | Path, convention: str, **options: Any
     what = f"published PRM (convention={convention!r})"
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
-    except (OSError, ValueError) as err:  # a cut or missing config.json of a local folder
-        if not Path(name_or_path).is_dir():
+    except Exception as err:  # a cut, missing or invalid config.json of a local folder
+        if not Path(name_or_path).is_dir() or not (isinstance(err, ValueError) or is_file_error(err)):
             raise
         raise CorruptFileError(f"{what} {name_or_path}: its config.json cannot be read ({str(err)[:200]}); save the "
                                "folder again.") from err

@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import pytest
@@ -179,7 +180,12 @@ def _drop_weight(folder, name="norm.weight"):
     lambda folder: (folder / "config.json").unlink(),
     lambda folder: (folder / "tokenizer.json").write_text('{"version": '),
     lambda folder: (folder / "tokenizer.json").unlink(),  # tokenizer_config.json alone: a 3-token tokenizer
-], ids=["missing-weight", "no-config", "cut-tokenizer", "no-tokenizer-vocabulary"])
+    lambda folder: _edit_json(folder / "config.json", hidden_act="nope"),  # transformers: a raw KeyError
+    lambda folder: _edit_json(folder / "config.json", num_hidden_layers=2),  # huggingface_hub's validation error
+    lambda folder: (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}'),
+    lambda folder: _edit_json(folder / "config.json", model_type="llama"),  # would load, dropping q/k/v biases
+], ids=["missing-weight", "no-config", "cut-tokenizer", "no-tokenizer-vocabulary", "unknown-activation",
+        "inconsistent-config", "tokenizer-without-sections", "another-architecture"])
 def test_load_backbone_damaged_cache_entry_is_rebuilt_once_and_loads_whole(tiny_cache, count_builds, damage):
     config, cache, folder = tiny_cache
     damage(folder)
@@ -190,13 +196,38 @@ def test_load_backbone_damaged_cache_entry_is_rebuilt_once_and_loads_whole(tiny_
     assert len(count_builds) == 1  # repaired: the second call loads without building
 
 
+def _edit_json(path, **values):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+@pytest.mark.parametrize("kwargs", [{"variant": "fp16"}, {"use_safetensors": False}], ids=["variant", "use_safetensors"])
+def test_load_backbone_caller_choosing_absent_files_is_the_callers_error_and_keeps_the_entry(tiny_cache, count_builds,
+                                                                                            kwargs):
+    from prm_core.files import CorruptFileError
+
+    config, cache, _ = tiny_cache
+    with pytest.raises(OSError) as info:
+        load_backbone("course-tiny", profile=config, cache_dir=cache, **kwargs)
+    assert not isinstance(info.value, CorruptFileError) and count_builds == []  # the intact entry is not rebuilt
+
+
+def test_load_backbone_local_folder_of_another_architecture_raises_naming_the_weights(tiny_backbone, tmp_path):
+    from prm_core.files import CorruptFileError
+
+    tiny_backbone[0].save_pretrained(tmp_path)
+    tiny_backbone[1].save_pretrained(tmp_path)
+    _edit_json(tmp_path / "config.json", model_type="llama")  # Llama has no q/k/v biases: transformers drops them
+    with pytest.raises(CorruptFileError, match=r"another architecture .*unexpected layers\.0\.self_attn\.[qkv]_proj\.bias"):
+        load_backbone(str(tmp_path))
+
+
 def test_load_backbone_local_folder_missing_a_weight_raises_naming_it(tiny_backbone, tmp_path):
     from prm_core.files import CorruptFileError
 
     tiny_backbone[0].save_pretrained(tmp_path)
     tiny_backbone[1].save_pretrained(tmp_path)
     _drop_weight(tmp_path)
-    with pytest.raises(CorruptFileError, match=rf"backbone {tmp_path} lacks weights .*norm.weight"):
+    with pytest.raises(CorruptFileError, match=rf"backbone {tmp_path} lacks weights.*norm.weight"):
         load_backbone(str(tmp_path))
 
 

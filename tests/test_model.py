@@ -328,6 +328,11 @@ def _edit_config(folder, edit):
     (folder / CONFIG_FILE).write_text(json.dumps(config))
 
 
+def _edit_backbone_config(folder, **values):
+    path = folder / BACKBONE_DIR / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
 def _resave_head(folder, edit):
     from safetensors.torch import load_file, save_file
 
@@ -371,6 +376,12 @@ CHECKPOINT_FAULTS = {
                              "'norm.weight' is stored as I32"),
     "missing-tokenizer": (lambda f: [p.unlink() for p in (f / BACKBONE_DIR).glob("tokenizer*")], "holds no tokenizer"),
     "missing-backbone": (lambda f: shutil.rmtree(f / BACKBONE_DIR), f"has no {BACKBONE_DIR}/ folder"),
+    "unknown-activation": (lambda f: _edit_backbone_config(f, hidden_act="nope"),
+                           "cannot be loaded"),
+    "config-value-of-the-wrong-type": (lambda f: _edit_backbone_config(f, hidden_size="32"),
+                                       "expected int, got str"),
+    "tokenizer-without-sections": (lambda f: (f / BACKBONE_DIR / "tokenizer.json").write_text(
+        '{"version": "1.0", "model": {"type": "BPE"}}'), "tokenizer .* cannot be read"),
 }
 
 
@@ -422,6 +433,13 @@ def test_from_pretrained_head_dtype_that_is_no_dtype_raises_naming_it(saved):
     (folder / CONFIG_FILE).write_text(json.dumps({**config, "head_dtype": 5}))
     with pytest.raises(CorruptFileError, match=r"head_dtype=5 must be one of \['F32'"):
         ProcessRewardModel.from_pretrained(folder)
+
+
+def test_from_pretrained_caller_choosing_absent_files_is_the_callers_error(saved):
+    _, folder = saved
+    with pytest.raises(OSError, match="fp16") as info:
+        ProcessRewardModel.from_pretrained(folder, variant="fp16")
+    assert not isinstance(info.value, CorruptFileError)
 
 
 def test_from_pretrained_checkpoint_from_before_head_dtype_was_recorded_loads_the_same_scores(saved):

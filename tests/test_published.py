@@ -1,6 +1,7 @@
 """Published PRMs in their three conventions, on tiny models built and saved locally (offline)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -289,3 +290,13 @@ def test_score_steps_names_the_solution_of_the_batch_that_is_refused(published):
     eos = published.tokenizer.eos_token or published.tokenizer.pad_token
     with pytest.raises(ValueError, match=r"^samples\[2\]: sample\.steps\[0\] contains"):
         published.score_steps([SAMPLES[0], SAMPLES[1], StepSample("q", [f"a {eos} b."])])
+
+
+def test_load_published_prm_config_value_of_the_wrong_type_raises_corrupt_file_error(tmp_path, tiny_backbone):
+    from prm_core.files import CorruptFileError
+
+    folder = _save(tmp_path, tiny_backbone, "token_classification")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": "32"}))  # huggingface_hub's own error
+    with pytest.raises(CorruptFileError, match=rf"{folder}: its config.json cannot be read .*hidden_size"):
+        load_published_prm(folder, "token_classification")
