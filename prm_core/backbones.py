@@ -278,9 +278,9 @@ def _from_pretrained(name: str, what: str = "backbone", uniform_dtype: bool = Fa
     missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
     missing += _misplaced_weights(model, info.get("unexpected_keys") or ())
     if missing:
-        raise CorruptFileError(f"{what} {name} lacks weights, holds them in another shape or holds weights of another architecture ({missing[:4]}); "
-                               "transformers would fill them at random: save the folder again, or load the one "
-                               "it came from.")
+        raise CorruptFileError(f"{what} {name} lacks weights, holds them in another shape or holds weights of "
+                               f"another architecture ({missing[:4]}); transformers would fill them at random: save "
+                               "the folder again, or load the one it came from.")
     return model, tokenizer
 
 
@@ -291,8 +291,8 @@ def _misplaced_weights(model: Any, unexpected: Any) -> list[str]:
     classifier's head (``lm_head.weight``, ``score.weight``) lies outside it and is allowed."""
     prefix = getattr(model, "base_model_prefix", "")
     children = {name for name, _ in model.named_children()}
-    inside = [str(k) for k in unexpected if str(k).removeprefix(f"{prefix}.").split(".")[0] in children]
-    return sorted(f"unexpected {k}" for k in inside)
+    return sorted(f"unexpected {k}" for k in map(str, unexpected)
+                  if k.removeprefix(f"{prefix}.").split(".")[0] in children)
 
 
 def load_backbone(

@@ -250,7 +250,7 @@ def safetensors_dtype(dtype: Any) -> str | None:
 
 # Arguments with which the caller picks which files to read: an OSError under them ("no file named
 # model.fp16.safetensors") is the caller's choice of files, not a damaged folder.
-_FILE_CHOOSING_KWARGS = ("variant", "use_safetensors", "subfolder", "revision", "gguf_file")
+_FILE_CHOOSING_KWARGS = frozenset({"variant", "use_safetensors", "subfolder", "revision", "gguf_file"})
 
 
 def is_file_error(err: Exception, kwargs: dict[str, Any] | None = None) -> bool:
@@ -266,7 +266,7 @@ def is_file_error(err: Exception, kwargs: dict[str, Any] | None = None) -> bool:
     name ``ignore_mismatched_sizes``). An ``OSError`` under a file-choosing argument (``variant``,
     ``use_safetensors``, ...) is the caller's.
     """
-    if isinstance(err, OSError) and set(kwargs or ()) & set(_FILE_CHOOSING_KWARGS):
+    if isinstance(err, OSError) and not _FILE_CHOOSING_KWARGS.isdisjoint(kwargs or ()):
         return False
     return (isinstance(err, OSError | UnicodeDecodeError | json.JSONDecodeError | KeyError) or type(err) is Exception
             or type(err).__name__ == "SafetensorError" or type(err).__name__.startswith("StrictDataclass")

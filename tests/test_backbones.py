@@ -1,4 +1,3 @@
-import json
 from dataclasses import replace
 
 import pytest
@@ -6,6 +5,7 @@ import torch
 
 from prm_core import backbones
 from prm_core.backbones import MARKER, PROFILES, CourseTinyConfig, course_tiny_dir, load_backbone
+from tests.test_files import edit_json
 
 
 def test_course_tiny_is_a_qwen2_model_of_the_cpu_profile_size(course_backbone):
@@ -180,10 +180,10 @@ def _drop_weight(folder, name="norm.weight"):
     lambda folder: (folder / "config.json").unlink(),
     lambda folder: (folder / "tokenizer.json").write_text('{"version": '),
     lambda folder: (folder / "tokenizer.json").unlink(),  # tokenizer_config.json alone: a 3-token tokenizer
-    lambda folder: _edit_json(folder / "config.json", hidden_act="nope"),  # transformers: a raw KeyError
-    lambda folder: _edit_json(folder / "config.json", num_hidden_layers=2),  # huggingface_hub's validation error
+    lambda folder: edit_json(folder / "config.json", hidden_act="nope"),  # transformers: a raw KeyError
+    lambda folder: edit_json(folder / "config.json", num_hidden_layers=2),  # huggingface_hub's validation error
     lambda folder: (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}'),
-    lambda folder: _edit_json(folder / "config.json", model_type="llama"),  # would load, dropping q/k/v biases
+    lambda folder: edit_json(folder / "config.json", model_type="llama"),  # would load, dropping q/k/v biases
 ], ids=["missing-weight", "no-config", "cut-tokenizer", "no-tokenizer-vocabulary", "unknown-activation",
         "inconsistent-config", "tokenizer-without-sections", "another-architecture"])
 def test_load_backbone_damaged_cache_entry_is_rebuilt_once_and_loads_whole(tiny_cache, count_builds, damage):
@@ -194,10 +194,6 @@ def test_load_backbone_damaged_cache_entry_is_rebuilt_once_and_loads_whole(tiny_
     assert "norm.weight" in model.state_dict()
     load_backbone("course-tiny", profile=config, cache_dir=cache)
     assert len(count_builds) == 1  # repaired: the second call loads without building
-
-
-def _edit_json(path, **values):
-    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
 
 
 @pytest.mark.parametrize("kwargs", [{"variant": "fp16"}, {"use_safetensors": False}], ids=["variant", "use_safetensors"])
@@ -216,7 +212,7 @@ def test_load_backbone_local_folder_of_another_architecture_raises_naming_the_we
 
     tiny_backbone[0].save_pretrained(tmp_path)
     tiny_backbone[1].save_pretrained(tmp_path)
-    _edit_json(tmp_path / "config.json", model_type="llama")  # Llama has no q/k/v biases: transformers drops them
+    edit_json(tmp_path / "config.json", model_type="llama")  # Llama has no q/k/v biases: transformers drops them
     with pytest.raises(CorruptFileError, match=r"another architecture .*unexpected layers\.0\.self_attn\.[qkv]_proj\.bias"):
         load_backbone(str(tmp_path))
 

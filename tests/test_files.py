@@ -81,6 +81,11 @@ def fail_safetensors_save(monkeypatch) -> None:
     monkeypatch.setattr(safetensors.torch, "save_file", half)
 
 
+def edit_json(path: Path, **values) -> None:
+    """Overwrite some top-level values of a JSON file (a config.json), keeping the rest."""
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
 def rewrite_header(path: Path, edit) -> None:
     """Rewrite a safetensors file's JSON header in place (``edit(header)``), keeping its length and data."""
     data = path.read_bytes()

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from prm_core.data import StepSample
 from prm_core.files import CorruptFileError
 from prm_core.model import BACKBONE_DIR, CONFIG_FILE, HEAD_FILE, HeadConfig, ProcessRewardModel
+from tests.test_files import edit_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -328,11 +329,6 @@ def _edit_config(folder, edit):
     (folder / CONFIG_FILE).write_text(json.dumps(config))
 
 
-def _edit_backbone_config(folder, **values):
-    path = folder / BACKBONE_DIR / "config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
-
-
 def _resave_head(folder, edit):
     from safetensors.torch import load_file, save_file
 
@@ -376,9 +372,9 @@ CHECKPOINT_FAULTS = {
                              "'norm.weight' is stored as I32"),
     "missing-tokenizer": (lambda f: [p.unlink() for p in (f / BACKBONE_DIR).glob("tokenizer*")], "holds no tokenizer"),
     "missing-backbone": (lambda f: shutil.rmtree(f / BACKBONE_DIR), f"has no {BACKBONE_DIR}/ folder"),
-    "unknown-activation": (lambda f: _edit_backbone_config(f, hidden_act="nope"),
+    "unknown-activation": (lambda f: edit_json(f / BACKBONE_DIR / "config.json", hidden_act="nope"),
                            "cannot be loaded"),
-    "config-value-of-the-wrong-type": (lambda f: _edit_backbone_config(f, hidden_size="32"),
+    "config-value-of-the-wrong-type": (lambda f: edit_json(f / BACKBONE_DIR / "config.json", hidden_size="32"),
                                        "expected int, got str"),
     "tokenizer-without-sections": (lambda f: (f / BACKBONE_DIR / "tokenizer.json").write_text(
         '{"version": "1.0", "model": {"type": "BPE"}}'), "tokenizer .* cannot be read"),

@@ -1,7 +1,6 @@
 """Published PRMs in their three conventions, on tiny models built and saved locally (offline)."""
 
 import copy
-import json
 
 import pytest
 import torch
@@ -294,9 +293,9 @@ def test_score_steps_names_the_solution_of_the_batch_that_is_refused(published):
 
 def test_load_published_prm_config_value_of_the_wrong_type_raises_corrupt_file_error(tmp_path, tiny_backbone):
     from prm_core.files import CorruptFileError
+    from tests.test_files import edit_json
 
     folder = _save(tmp_path, tiny_backbone, "token_classification")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": "32"}))  # huggingface_hub's own error
+    edit_json(folder / "config.json", hidden_size="32")  # huggingface_hub's own error
     with pytest.raises(CorruptFileError, match=rf"{folder}: its config.json cannot be read .*hidden_size"):
         load_published_prm(folder, "token_classification")
