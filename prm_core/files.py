@@ -14,7 +14,9 @@ two kinds:
 Reads are checked before any value is used: ``read_json`` here (cut or undecodable JSON, missing
 keys), and weights in ``prm_core.checkpoints``. A file that is not what it claims raises
 ``CorruptFileError`` (a ValueError), which names the path and the fix, and which ``cached`` answers
-with one rebuild.
+with one rebuild. Builds of one entry take a lock beside it (``entry_lock``), so two processes
+that want the same missing entry (two notebooks, the workers of ``prm_core.prebuild``) build it once:
+the second waits and loads what the first built.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent builds of one entry then both run
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -321,12 +328,39 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
             return load(folder)
         except CorruptFileError as err:
             _warn_unreadable(what, folder, err)
-        (folder / marker).unlink(missing_ok=True)  # now incomplete: the install below swaps it out
-    elif folder.exists():
-        logger.warning("%s %s is incomplete (no %s); rebuilding it once", what, folder, marker)
-    with atomic_folder(folder, marker) as tmp:
-        build(tmp)
+    with entry_lock(folder):
+        if is_complete(folder, marker):  # another process may have built or repaired it meanwhile
+            try:
+                return load(folder)
+            except CorruptFileError:
+                pass  # warned above, or built damaged by the other process: rebuild it here
+            (folder / marker).unlink(missing_ok=True)  # now incomplete: the install below swaps it out
+        elif folder.exists():
+            logger.warning("%s %s is incomplete (no %s); rebuilding it once", what, folder, marker)
+        with atomic_folder(folder, marker) as tmp:
+            build(tmp)
     return load(folder)
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on cache entry ``path`` (a file ``.<name>.lock`` beside it) while building it.
+
+    Another process that asks for the same entry waits here until the build is done, then finds it
+    complete. Advisory (``fcntl.flock``), released when the holder exits or dies; a no-op where
+    ``fcntl`` is missing (Windows).
+    """
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Callable[[Path], T],
@@ -352,6 +386,12 @@ def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Ca
             return load(path)
         except CorruptFileError as err:
             _warn_unreadable(what, path, err)
-    with atomic_file(path) as tmp:
-        build(tmp)
+    with entry_lock(path):
+        if path.is_file():  # another process may have built it meanwhile
+            try:
+                return load(path)
+            except CorruptFileError:
+                pass
+        with atomic_file(path) as tmp:
+            build(tmp)
     return load(path)
