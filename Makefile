@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run-notebooks refresh-notebooks exercises grade bench experiment results lab lint clean
+.PHONY: help setup test test-exercises prebuild run-notebooks refresh-notebooks exercises grade bench experiment results lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -26,13 +26,22 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its extras
 
-test: $(STAMP)  ## run the test suite and re-run the notebooks under nbval (offline, CPU)
+test: $(STAMP)  ## train what the notebooks use (2 workers), run the test suite, re-run the notebooks under nbval
+	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-run-notebooks: $(STAMP)  ## execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
+prebuild: $(STAMP)  ## train every model the notebooks use, in 2 single-threaded workers (PROFILE=cpu|gpu)
+	$(PY) -m prm_core.prebuild --profile $(PROFILE) --jobs 2
+
+test-exercises: $(STAMP)  ## run every student notebook in exercises/ top to bottom (the notebooks' cost again)
+	$(PY) -m pytest -m exercise_run tests/test_classroom.py
+
+run-notebooks: $(STAMP)  ## train what the notebooks use (2 workers), execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
+	$(PY) -m prm_core.prebuild --profile $(PROFILE) --jobs 2
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
 
 refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default parameters, regenerate exercises/
+	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
 	$(PY) scripts/run_notebooks.py --in-place
 	$(PY) -m prm_core.classroom make-exercises
 

@@ -1,5 +1,6 @@
 """Student notebooks generated from the instructor's, and the autograder that checks them."""
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -56,7 +57,84 @@ def test_untouched_exercise_notebook_fails_every_check_with_its_hint(path):
         assert not r.passed and r.message.startswith("not implemented yet. Hint: ") and len(r.message) > 40
 
 
-@pytest.mark.timeout(2400)  # cold, notebook 14 trains 12 RL runs in one cell (~14 min on 2 cores)
+def _bound_at_top(tree):
+    """Names a cell's top-level statements bind (def, class, import, assignment targets)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _is_check_of(node, name):
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "check"
+            and [getattr(a, "value", None) for a in node.value.args[:1]] == [name])
+
+
+def _run_problems(teacher, student):
+    """Why a top-to-bottom run of the student cells would not raise exactly one NotImplementedError per
+    exercise, given that the teacher cells run (code-cell sources, in order); [] when it would."""
+    if len(teacher) != len(student):
+        return [f"{len(student)} code cells, the instructor's notebook has {len(teacher)}"]
+    problems, owner, checked, defined = [], {}, [], []
+    for i, (t, s) in enumerate(zip(teacher, student, strict=True)):
+        name = exercise_name(s)
+        if name is not None:
+            defined.append(name)
+            if _bound_at_top(ast.parse(s)) != _bound_at_top(ast.parse(t)):
+                problems.append(f"cell {i} ({name}) binds other top-level names than the instructor's")
+            owner |= dict.fromkeys((n.name for n in ast.parse(s).body  # the stubbed functions
+                                    if isinstance(n, (ast.FunctionDef, ast.ClassDef))), name)
+            continue
+        if s != t:
+            problems.append(f"cell {i} is not an exercise but differs from the instructor's")
+        for node in ast.parse(s).body:
+            used = sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in owner})
+            if used:  # the first statement that reaches an exercise's functions must be its check: it raises
+                if len(used) == 1 and _is_check_of(node, owner[used[0]]):
+                    checked.append(owner[used[0]])
+                else:
+                    problems.append(f"cell {i} uses the student's {used} outside check(): {ast.unparse(node)[:120]}")
+                break
+    if sorted(checked) != sorted(defined):
+        problems.append(f"exercises {sorted(defined)} are checked by {sorted(checked)}")
+    return problems
+
+
+def _code(path):
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("stem", [p.stem for p in STUDENT])
+def test_exercise_notebook_runs_like_the_instructor_one_but_for_its_checks(stem):
+    """A top-to-bottom run of the student notebook, read from its code (the run itself is `make
+    test-exercises`, the notebooks' whole cost again): the instructor notebook runs (nbval), the student
+    one differs only inside its exercise cells, and a later cell first reaches an exercise's functions
+    through ``check(name, ...)``, which raises NotImplementedError: one error per exercise."""
+    assert _run_problems(_code(INSTRUCTOR[stem]), _code(ROOT / "exercises" / f"{stem}.ipynb")) == []
+
+
+def test_run_problems_finds_each_way_a_student_notebook_would_break():
+    teacher = ["# EXERCISE: my_f\ndef my_f(x):\n    return x + 1", "check(\"my_f\", my_f)\nprint(my_f(1))", "y = 2"]
+    student = [strip_solutions("# EXERCISE: my_f\ndef my_f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n"
+                               "    ### END SOLUTION"), teacher[1], teacher[2]]
+    assert _run_problems(teacher, student) == []
+    used_later = _run_problems(teacher + ["z = my_f(3)"], student + ["z = my_f(3)"])
+    assert len(used_later) == 1 and "uses the student's ['my_f'] outside check()" in used_later[0]
+    assert "differs" in _run_problems(teacher, student[:2] + ["y = 3"])[0]
+    assert "checked by []" in _run_problems(teacher[:1] + teacher[2:], student[:1] + student[2:])[0]
+    assert "other top-level names" in _run_problems(
+        teacher, ["# EXERCISE: my_f\nraise NotImplementedError('x')", *teacher[1:]])[0]
+
+
+@pytest.mark.exercise_run
+@pytest.mark.timeout(2400)  # cold, notebook 14 trains its RL runs in one cell
 @pytest.mark.parametrize("path", STUDENT, ids=[p.stem for p in STUDENT])
 def test_exercise_notebook_runs_top_to_bottom_with_only_not_implemented_errors(path):
     from nbclient import NotebookClient
