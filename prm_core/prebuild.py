@@ -19,11 +19,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
+KINDS = ("standard", "policy", "rl", "labels", "sweep", "ablation")
 MC_TRAIN_K = 8  # notebook 08's TRAIN_K: Monte Carlo rollouts per prefix for its training labels
 
 
@@ -75,6 +76,8 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
     """Build (or load) what ``task`` names with the profile's defaults; the seconds it took."""
     from prm_core import experiments, policy_runs, sweeps
 
+    if task.kind not in KINDS:
+        raise ValueError(f"task kind {task.kind!r} is not one of {', '.join(KINDS)}.")
     start = time.perf_counter()
     config, data, sweep, runs = _setting(profile)
     if task.kind == "standard":
@@ -90,12 +93,10 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
                             cache_dir=cache_dir, labels=task.args[0], n_rollouts=MC_TRAIN_K)
     elif task.kind == "sweep":
         sweeps.sweep_scores(config, sweep, task.args[0], data, *task.args[1:], cache_dir=cache_dir)
-    elif task.kind == "ablation":
+    else:  # "ablation"
         change = sweeps.ABLATIONS[task.args[0]][2]
         sweeps.sweep_scores(config, sweep, "prm", data, sweep.ablation_train_size, sweep.ablation_seed, change,
                             cache_dir)
-    else:
-        raise ValueError(f"task kind {task.kind!r} is not one of standard, policy, rl, labels, sweep, ablation.")
     return time.perf_counter() - start
 
 
@@ -121,7 +122,7 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     ValueError
         For ``jobs`` that is not an int >= 1, or an unknown profile.
     Exception
-        The first task's error, with the task named in a note; the other workers are stopped.
+        The first task's error, with the task named in a note; tasks not yet started are dropped.
     """
     from tqdm.auto import tqdm
 
@@ -135,14 +136,13 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
         with tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress) as bar:
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     task = futures[future]
-                    if future.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        err = future.exception()
-                        err.add_note(f"while prebuilding: {task}")
+                    err = future.exception()
+                    if err is not None:  # the tasks not started are dropped; the running ones finish first
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        err.add_note(f"while prebuilding: {task} (a notebook that needs it raises the same)")
                         raise err
                     seconds[str(task)] = future.result()
                     bar.update()

@@ -112,3 +112,9 @@ def test_training_and_sampling_give_the_same_bits_with_one_thread_as_with_two(co
     problems = E.bon_problems(cfg)[:64]
     sample = lambda: [s.steps for s in policy.sample_many(problems, 4, seed=3)]  # noqa: E731
     assert _with_threads(1, sample) == _with_threads(2, sample)
+
+
+def test_a_failing_task_raises_its_error_naming_the_task(tmp_path):
+    with pytest.raises(ValueError, match="task kind 'bogus'") as info:
+        prebuild("cpu", jobs=1, cache_dir=str(tmp_path), show_progress=False, only=[Task("bogus", (1,))])
+    assert any("while prebuilding: bogus 1" in note for note in info.value.__notes__)
