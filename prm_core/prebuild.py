@@ -43,8 +43,9 @@ def tasks(profile: str = "cpu") -> list[Task]:
     """The builds behind the notebooks' cold cells, in the order a worker should start them.
 
     The standard PRM and ORM come first (nearly everything needs them), then the LM policy (it
-    waits for the pretrained backbone), then the long tail: RL runs that need no reward model,
-    the sweeps, and the RL runs that need one. Raises ``ValueError`` for an unknown profile.
+    waits for the pretrained backbone), then the RL runs, the longest tasks (those that need no reward
+    model first), and last the short sweep models, which fill the gaps while the last RL runs finish.
+    Raises ``ValueError`` for an unknown profile.
     """
     from prm_core.experiments import load_profile
     from prm_core.labeling import LABEL_SOURCES
@@ -55,10 +56,10 @@ def tasks(profile: str = "cpu") -> list[Task]:
     runs, sweep = load_policy_runs(profile), load_sweep(profile)
     out = [Task("standard"), Task("policy")]
     out += [Task("rl", ("outcome", seed)) for seed in runs.seeds if "outcome" in runs.rewards]
+    out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]
     out += [Task("labels", (source,)) for source in LABEL_SOURCES]
     out += [Task("sweep", (kind, n, seed)) for n in sweep.train_sizes for seed in sweep.seeds for kind in ("prm", "orm")]
     out += [Task("ablation", (name,)) for name in ABLATIONS]
-    out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]
     return out
 
 
