@@ -14,7 +14,7 @@ two kinds:
 Reads are checked before any value is used: ``read_json`` here (cut or undecodable JSON, missing
 keys), and weights in ``prm_core.checkpoints``. A file that is not what it claims raises
 ``CorruptFileError`` (a ValueError), which names the path and the fix, and which ``cached`` answers
-with one rebuild. Builds of one entry take a lock beside it (``entry_lock``), so two processes
+with one rebuild. Builds of one entry take a lock (``entry_lock``), so two processes
 that want the same missing entry (two notebooks, the workers of ``prm_core.prebuild``) build it once:
 the second waits and loads what the first built.
 """
@@ -22,6 +22,7 @@ the second waits and loads what the first built.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -342,25 +343,44 @@ def cached(folder: str | os.PathLike, marker: str, build: Callable[[Path], None]
     return load(folder)
 
 
+def _lock_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"prm-course-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+_HELD_LOCKS: set[Path] = set()  # entries this process is building: asking for one again is a cycle
+
+
 @contextlib.contextmanager
 def entry_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on cache entry ``path`` (a file ``.<name>.lock`` beside it) while building it.
+    """Hold an exclusive lock on cache entry ``path`` while building it.
 
-    Another process that asks for the same entry waits here until the build is done, then finds it
-    complete. Advisory (``fcntl.flock``), released when the holder exits or dies; a no-op where
-    ``fcntl`` is missing (Windows).
+    Another process of this user that asks for the same entry waits here until the build is done,
+    then finds it complete. Advisory (``fcntl.flock``) on a file named by a hash of the entry's path
+    in the user's temporary folder (so the cache holds nothing but entries), released when the holder
+    exits or dies; a no-op where ``fcntl`` is missing (Windows).
+
+    Raises
+    ------
+    RuntimeError
+        When this process asks for an entry it is already building (a build that needs itself).
     """
-    path = Path(path)
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    path = Path(path).absolute()
+    if path in _HELD_LOCKS:
+        raise RuntimeError(f"cache entry {path} is needed by its own build; a builder must not ask for "
+                           "the entry it builds.")
+    lock = _lock_dir() / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.lock"
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        _HELD_LOCKS.add(path)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _HELD_LOCKS.discard(path)
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cached_file(path: str | os.PathLike, build: Callable[[Path], None], load: Callable[[Path], T],

@@ -101,12 +101,20 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
     return time.perf_counter() - start
 
 
-def _one_thread() -> None:
+def _worker_setup() -> None:
+    """One torch thread, and no progress bars: two workers' bars would interleave on one terminal
+    (the main process shows one bar, a step per finished task)."""
     import torch
+    import tqdm.std
 
     torch.set_num_threads(1)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["TQDM_DISABLE"] = "1"  # two workers' bars would interleave; the main process shows one per task
+    shown = tqdm.std.tqdm.__init__
+
+    def hidden(self: Any, *args: Any, **kwargs: Any) -> None:
+        shown(self, *args, **{**kwargs, "disable": True})
+
+    tqdm.std.tqdm.__init__ = hidden  # every tqdm class (auto, notebook) initialises through it
 
 
 def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, show_progress: bool = True,
@@ -127,35 +135,51 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     """
     from tqdm.auto import tqdm
 
+    from prm_core.backbones import cache_root
     from prm_core.checks import check_int
 
     jobs = check_int(jobs, "jobs", "[1, inf)", "pass e.g. jobs=2 (one per core)")
+    root = cache_root(cache_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"the cache {root} is a file; point PRM_COURSE_CACHE (or cache_dir) at a folder.")
     todo = list(only) if only is not None else tasks(profile)
     seconds: dict[str, float] = {}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+    if not todo:
+        return seconds
+    jobs = min(jobs, len(todo))
+    bar = tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress)
+    seconds = _run_all(todo, profile, jobs, cache_dir, bar)
+    return seconds
+
+
+def _run_all(todo: list[Task], profile: str, jobs: int, cache_dir: str | None, bar: Any) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup) as pool:
         futures = {pool.submit(run_task, task, profile, cache_dir): task for task in todo}
-        with tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress) as bar:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = futures[future]
-                    err = future.exception()
-                    if err is not None:  # the tasks not started are dropped; the running ones finish first
-                        pool.shutdown(wait=False, cancel_futures=True)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = futures[future]
+                err = future.exception()
+                if err is not None:  # the tasks not started are dropped; the running ones finish first
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    if hasattr(err, "add_note"):  # Python 3.11+
                         err.add_note(f"while prebuilding: {task} (a notebook that needs it raises the same)")
-                        raise err
-                    seconds[str(task)] = future.result()
-                    bar.update()
-                    bar.set_postfix_str(f"{task}: {seconds[str(task)]:.0f} s")
+                    raise err
+                seconds[str(task)] = future.result()
+                bar.update()
+                bar.set_postfix_str(f"{task}: {seconds[str(task)]:.0f} s")
     return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m prm_core.prebuild", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default 2)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: pass 1 or more worker processes, e.g. --jobs 2 (one per core)")
     start = time.perf_counter()
     seconds = prebuild(args.profile, args.jobs)
     slowest = sorted(seconds.items(), key=lambda kv: -kv[1])[:5]

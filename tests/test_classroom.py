@@ -79,29 +79,43 @@ def _is_check_of(node, name):
 
 def _run_problems(teacher, student):
     """Why a top-to-bottom run of the student cells would not raise exactly one NotImplementedError per
-    exercise, given that the teacher cells run (code-cell sources, in order); [] when it would."""
+    exercise, given that the teacher cells run (code-cell sources, in order); [] when it would.
+
+    Exercise cells may only define (def, class, import), so running one raises nothing. Any other cell
+    must equal the instructor's and may reach an exercise's functions only through ``check(name, ...)``
+    after the exercise, as the first statement of its cell that names one: that call raises, so what
+    follows it in the cell never runs, and no later cell may use a name only those statements bind.
+    """
     if len(teacher) != len(student):
         return [f"{len(student)} code cells, the instructor's notebook has {len(teacher)}"]
-    problems, owner, checked, defined = [], {}, [], []
-    for i, (t, s) in enumerate(zip(teacher, student, strict=True)):
+    trees = [ast.parse(s) for s in student]
+    owner = {n.name: exercise_name(s) for s, tree in zip(student, trees, strict=True) if exercise_name(s)
+             for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}  # the stubbed functions
+    problems, checked, defined, skipped = [], [], [], set()
+    for i, (t, s, tree) in enumerate(zip(teacher, student, trees, strict=True)):
         name = exercise_name(s)
         if name is not None:
             defined.append(name)
-            if _bound_at_top(ast.parse(s)) != _bound_at_top(ast.parse(t)):
+            if _bound_at_top(tree) != _bound_at_top(ast.parse(t)):
                 problems.append(f"cell {i} ({name}) binds other top-level names than the instructor's")
-            owner |= dict.fromkeys((n.name for n in ast.parse(s).body  # the stubbed functions
-                                    if isinstance(n, (ast.FunctionDef, ast.ClassDef))), name)
+            if any(not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)) for n in tree.body):
+                problems.append(f"cell {i} ({name}) runs code besides its definitions")
             continue
         if s != t:
             problems.append(f"cell {i} is not an exercise but differs from the instructor's")
-        for node in ast.parse(s).body:
+        loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        if loads & skipped:
+            problems.append(f"cell {i} uses {sorted(loads & skipped)}, bound only after a check() that raises")
+        for k, node in enumerate(tree.body):
             used = sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in owner})
-            if used:  # the first statement that reaches an exercise's functions must be its check: it raises
-                if len(used) == 1 and _is_check_of(node, owner[used[0]]):
-                    checked.append(owner[used[0]])
-                else:
-                    problems.append(f"cell {i} uses the student's {used} outside check(): {ast.unparse(node)[:120]}")
-                break
+            if not used:
+                continue
+            if len(used) == 1 and _is_check_of(node, owner[used[0]]) and owner[used[0]] in defined:
+                checked.append(owner[used[0]])
+                skipped |= set().union(*(_bound_at_top(ast.Module(body=[n], type_ignores=[])) for n in tree.body[k + 1:]))
+            else:
+                problems.append(f"cell {i} uses the student's {used} outside check(): {ast.unparse(node)[:120]}")
+            break
     if sorted(checked) != sorted(defined):
         problems.append(f"exercises {sorted(defined)} are checked by {sorted(checked)}")
     return problems
@@ -131,6 +145,13 @@ def test_run_problems_finds_each_way_a_student_notebook_would_break():
     assert "checked by []" in _run_problems(teacher[:1] + teacher[2:], student[:1] + student[2:])[0]
     assert "other top-level names" in _run_problems(
         teacher, ["# EXERCISE: my_f\nraise NotImplementedError('x')", *teacher[1:]])[0]
+    demo = ["# EXERCISE: my_f\ndef my_f(x):\n    return x + 1\nprint(my_f(1))"]  # a call in the exercise cell
+    assert any("runs code" in p for p in _run_problems(demo + teacher[1:], [strip_solutions(demo[0])] + student[1:]))
+    late = ["check(\"my_f\", my_f)\nTABLE = [1, 2]", "print(TABLE)"]  # bound after the raising check
+    assert any("bound only after a check()" in p
+               for p in _run_problems(teacher[:1] + late, student[:1] + late))
+    helper = ["def helper(x):\n    return my_f(x) * 2"]  # defined before the exercise, called after
+    assert any("outside check()" in p for p in _run_problems(helper + teacher, helper + student))
 
 
 @pytest.mark.exercise_run

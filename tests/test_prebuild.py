@@ -118,3 +118,16 @@ def test_a_failing_task_raises_its_error_naming_the_task(tmp_path):
     with pytest.raises(ValueError, match="task kind 'bogus'") as info:
         prebuild("cpu", jobs=1, cache_dir=str(tmp_path), show_progress=False, only=[Task("bogus", (1,))])
     assert any("while prebuilding: bogus 1" in note for note in info.value.__notes__)
+
+
+def test_a_build_that_asks_for_its_own_entry_raises_instead_of_waiting_forever(tmp_path):
+    folder = tmp_path / "entry-3c4d"
+
+    def build(tmp):
+        cached(folder, "done.json", build, lambda f: read_json(f / "done.json"))
+
+    with pytest.raises(RuntimeError, match="needed by its own build"):
+        cached(folder, "done.json", build, lambda f: read_json(f / "done.json"))
+    assert not (folder / "done.json").exists()
+    assert cached(folder, "done.json", lambda tmp: write_json(tmp / "done.json", {"n": 1}),
+                  lambda f: read_json(f / "done.json")) == {"n": 1}  # the lock was let go
