@@ -34,6 +34,7 @@ prebuild: $(STAMP)  ## train every model the notebooks use, in 2 single-threaded
 	$(PY) -m prm_core.prebuild --profile $(PROFILE) --jobs 2
 
 test-exercises: $(STAMP)  ## run every student notebook in exercises/ top to bottom (the notebooks' cost again)
+	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
 	$(PY) -m pytest -m exercise_run tests/test_classroom.py
 
 run-notebooks: $(STAMP)  ## train what the notebooks use (2 workers), execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
