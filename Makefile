@@ -8,6 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the cached models the notebooks use, trained first in 2 single-threaded workers (prm_core.prebuild)
+PREBUILD := $(PY) -m prm_core.prebuild --jobs 2
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
@@ -27,22 +29,22 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its extras
 
 test: $(STAMP)  ## train what the notebooks use (2 workers), run the test suite, re-run the notebooks under nbval
-	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
+	$(PREBUILD) --profile cpu
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 prebuild: $(STAMP)  ## train every model the notebooks use, in 2 single-threaded workers (PROFILE=cpu|gpu)
-	$(PY) -m prm_core.prebuild --profile $(PROFILE) --jobs 2
+	$(PREBUILD) --profile $(PROFILE)
 
 test-exercises: $(STAMP)  ## run every student notebook in exercises/ top to bottom (the notebooks' cost again)
-	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
+	$(PREBUILD) --profile cpu
 	$(PY) -m pytest -m exercise_run tests/test_classroom.py
 
 run-notebooks: $(STAMP)  ## train what the notebooks use (2 workers), execute notebooks/ in order with papermill (PROFILE=cpu|gpu)
-	$(PY) -m prm_core.prebuild --profile $(PROFILE) --jobs 2
+	$(PREBUILD) --profile $(PROFILE)
 	$(PY) scripts/run_notebooks.py --profile $(PROFILE)
 
 refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default parameters, regenerate exercises/
-	$(PY) -m prm_core.prebuild --profile cpu --jobs 2
+	$(PREBUILD) --profile cpu
 	$(PY) scripts/run_notebooks.py --in-place
 	$(PY) -m prm_core.classroom make-exercises
 
