@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
+COURSE ?= build/nbgrader
+GRADE_ARGS ?=
 # torch is pinned and installed before the package, or pip would pull a multi-GB CUDA build.
 # Off these machines, add TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU wheel.
 TORCH_SPEC ?= torch==2.13.0
@@ -14,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-exercises prebuild run-notebooks refresh-notebooks exercises grade bench experiment results lab lint clean
+.PHONY: help setup test test-exercises prebuild run-notebooks refresh-notebooks exercises grade nbgrader bench experiment results lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,7 +24,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[notebooks,dev]"
+	$(PY) -m pip install --quiet -e ".[notebooks,dev,classroom]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (prm-course)" >/dev/null
 	touch $@
 
@@ -51,9 +53,12 @@ refresh-notebooks: $(STAMP)  ## re-execute notebooks/ in place with default para
 exercises: $(STAMP)  ## write exercises/ (student versions: solutions stubbed, outputs cleared) from notebooks/
 	$(PY) -m prm_core.classroom make-exercises
 
-grade: $(STAMP)  ## grade a student's notebook, anywhere on disk: make grade NB=path/to/03_loss.ipynb
+grade: $(STAMP)  ## grade a student's notebook, anywhere on disk: make grade NB=path/to/03_loss.ipynb [GRADE_ARGS="--json out.json"]
 	@test -n "$(NB)" || { echo "NB is empty; run e.g. make grade NB=exercises/03_loss.ipynb"; exit 2; }
-	$(PY) -m prm_core.classroom grade "$(NB)"
+	$(PY) -m prm_core.classroom grade "$(NB)" $(GRADE_ARGS)
+
+nbgrader: $(STAMP)  ## write the assignments as an nbgrader course: make nbgrader COURSE=build/nbgrader
+	$(PY) -m prm_core.nbgrader_course "$(COURSE)"
 
 bench: $(STAMP)  ## throughput ratios measured in one run (PROFILE=cpu|gpu)
 	$(PY) benchmarks/throughput.py --profile $(PROFILE)

@@ -1,48 +1,63 @@
 """Classroom assignments: student notebooks generated from the instructor's, and an autograder.
 
-Instructor notebooks (``notebooks/``) hold exercise cells: a code cell whose first line is
-``# EXERCISE: <name>`` defines the function ``<name>``, and its body between ``### BEGIN SOLUTION``
-and ``### END SOLUTION`` is the answer. An optional ``### HINT: ...`` line right after ``BEGIN``
-becomes the stub's message. ``make exercises`` writes ``exercises/`` (each answer replaced by
-``raise NotImplementedError(hint)``, every output cleared); ``make grade NB=...`` runs only the
-exercise cells of a student's copy, wherever it is, and checks each function with
-``prm_core.exercise_checks``.
+Instructor notebooks (``notebooks/``) hold exercise cells: a code cell with a line
+``# EXERCISE: <name>`` (anywhere in the cell) defines the function ``<name>``, and its body between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` is the answer. An optional ``### HINT: ...`` line right
+after ``BEGIN`` becomes the stub's message. ``make exercises`` writes ``exercises/`` (each answer
+replaced by ``raise NotImplementedError(hint)``, every output cleared).
 
-CLI: ``python -m prm_core.classroom make-exercises [--check]`` and ``python -m prm_core.classroom grade NB``.
+``make grade NB=...`` grades a student's copy, wherever it is. The exercise registry
+(``prm_core.exercise_checks``) says which exercises the notebook's assignment holds and what each
+is worth; one that is missing, renamed or unparseable fails with 0 points. Each exercise cell runs
+alone in its own subprocess with a time limit (``prm_core.grading``) and the checks run here, out of
+its reach. ``make nbgrader`` writes the same assignments as an nbgrader course (``prm_core.nbgrader``).
+
+CLI: ``python -m prm_core.classroom make-exercises [--check]`` and
+``python -m prm_core.classroom grade NB [--assignment 03_loss] [--timeout 60] [--json out.json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
-from dataclasses import dataclass
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from prm_core.exercise_checks import EXERCISES, ExerciseFailed, run_check
-from prm_core.files import write_text
+from prm_core.exercise_checks import EXERCISES, exercises_of
+from prm_core.files import write_json, write_text
+from prm_core.grading import DEFAULT_TIMEOUT_S, GradeResult, finish_worker, refused, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
-EXERCISE_LINE = re.compile(r"^# EXERCISE: (\w+)\s*$")
+EXERCISE_LINE = re.compile(r"^\s*# EXERCISE: (\w+)\s*$", re.MULTILINE)
+METADATA_KEY = "prm_course"  # notebook metadata: {"assignment": "03_loss"} in every student copy
 BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "### HINT:"
 STUDENT_NOTE = ("**Student version.** Each `# EXERCISE` cell raises `NotImplementedError` until you write "
                 "its body; the cell after it checks your function. Grade the whole notebook with "
                 "`make grade NB=<path to this notebook>`.")
 
 
+def exercise_markers(source: str) -> list[str]:
+    """Every exercise a code cell's ``# EXERCISE: <name>`` lines name, wherever they stand in it."""
+    return EXERCISE_LINE.findall(source)
+
+
 def exercise_name(source: str) -> str | None:
-    """The exercise a code cell defines, from its first line; None for any other cell.
+    """The exercise a code cell defines, from its marker line; None for any other cell.
 
     Examples
     --------
-    >>> exercise_name("# EXERCISE: keep_top\\ndef keep_top(): ..."), exercise_name("x = 1")
+    >>> exercise_name("# my answer\\n# EXERCISE: keep_top\\ndef keep_top(): ..."), exercise_name("x = 1")
     ('keep_top', None)
     """
-    match = EXERCISE_LINE.match(source.split("\n", 1)[0])
-    return match.group(1) if match else None
+    names = exercise_markers(source)
+    return names[0] if names else None
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
@@ -86,6 +101,7 @@ def student_notebook(nb: nbformat.NotebookNode, where: str = "notebook") -> nbfo
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, f"{where} cell {i}")
             cell.outputs, cell.execution_count = [], None
+    student.metadata[METADATA_KEY] = {"assignment": where.removesuffix(".ipynb")}
     note = nbformat.v4.new_markdown_cell(STUDENT_NOTE)
     note.id = "student-version-note"
     student.cells.insert(1, note)
@@ -113,53 +129,136 @@ def make_exercises(out: Path = ROOT / "exercises", check_only: bool = False) -> 
     return stale
 
 
-@dataclass(frozen=True)
-class GradeResult:
-    """One exercise's outcome in one notebook."""
+@dataclass
+class Grade:
+    """A graded notebook: its assignment, one result per registered exercise, and notes on marked
+    cells that are not part of it (they earn nothing and fail nothing)."""
 
-    name: str
-    passed: bool
-    message: str
+    notebook: str
+    assignment: str
+    results: list[GradeResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return sum(r.points for r in self.results)
+
+    @property
+    def max_points(self) -> int:
+        return sum(r.max_points for r in self.results)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.notebook, "assignment": self.assignment, "points": self.points,
+                "max_points": self.max_points, "exercises_passed": sum(r.passed for r in self.results),
+                "exercises": len(self.results), "results": [r.to_dict() for r in self.results],
+                "notes": self.notes}
 
 
-def grade_notebook(path: str | Path) -> list[GradeResult]:
-    """Run every exercise cell of the notebook at ``path`` (and nothing else) and check each function.
+def assignments() -> list[str]:
+    """Every assignment: the stems of the notebooks that hold registered exercises."""
+    return list(dict.fromkeys(e.notebook for e in EXERCISES.values()))
 
-    Each exercise cell runs in a fresh namespace, so one broken cell fails only its own exercise.
+
+def assignment_of(path: Path, nb: nbformat.NotebookNode | None, found: list[str]) -> str:
+    """Which assignment a notebook is: its metadata (written into every student copy), else its file
+    name (``03_loss.ipynb`` or ``03_loss-alice.ipynb``), else the exercises its cells name."""
+    known = assignments()
+    meta = (nb.metadata.get(METADATA_KEY) or {}).get("assignment") if nb is not None else None
+    if meta in known:
+        return meta
+    by_name = [a for a in known if path.stem == a or path.stem.startswith(a)]
+    if by_name:
+        return by_name[0]
+    owners = {EXERCISES[n].notebook for n in found if n in EXERCISES}
+    if len(owners) == 1:
+        return owners.pop()
+    raise ValueError(f"cannot tell which assignment {path.name} is (no prm_course metadata, a file name that "
+                     f"starts with none of them, exercises of {sorted(owners) or 'none'}); pass "
+                     f"--assignment, one of {known}.")
+
+
+def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                   jobs: int | None = None) -> Grade:
+    """Grade every exercise the assignment of the notebook at ``path`` must contain.
+
+    ``assignment`` overrides what the notebook says of itself (see ``assignment_of``); ``timeout`` is
+    seconds per exercise; ``jobs`` exercises run at a time (default: the CPU count, at most 4).
+    Raises ValueError for a missing path, an unknown assignment or a bad ``timeout``/``jobs``.
     """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"NB={str(path)!r} does not exist; pass the path of a notebook, e.g. "
                          "NB=exercises/03_loss.ipynb.")
-    results = []
-    for cell in nbformat.read(path, as_version=4).cells:
-        name = exercise_name(cell.source) if cell.cell_type == "code" else None
-        if name is None:
-            continue
-        if name not in EXERCISES:
-            results.append(GradeResult(name, False, f"'{name}' is not a known exercise; was the first line edited?"))
-            continue
-        namespace: dict = {"__name__": "__student__"}
-        try:
-            exec(compile(cell.source, f"{path.name}:{name}", "exec"), namespace)  # noqa: S102 - the point of a grader
-            n_cases = run_check(EXERCISES[name], namespace.get(name))
-        except NotImplementedError as err:
-            results.append(GradeResult(name, False, f"not implemented yet. Hint: {err}"))
-        except ExerciseFailed as err:
-            results.append(GradeResult(name, False, str(err)))
-        except Exception as err:  # the cell itself does not run (syntax error, bad import, ...)
-            results.append(GradeResult(name, False, f"the exercise cell failed to run: {type(err).__name__}: {err}"))
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds, e.g. 60.")
+    jobs = min(4, os.cpu_count() or 1) if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} must be an integer >= 1.")
+    if assignment is not None and assignment not in assignments():
+        raise ValueError(f"assignment={assignment!r} is not one; known: {assignments()}.")
+    try:
+        nb, unreadable = nbformat.read(path, as_version=4), None
+    except Exception as err:  # not JSON, not a notebook: every exercise fails, the reason given
+        nb, unreadable = None, f"{type(err).__name__}: {str(err)[:200]}"
+    cells: dict[str, list[int]] = {}
+    for i, cell in enumerate(nb.cells if nb is not None else []):
+        if cell.get("cell_type") == "code":
+            for name in exercise_markers(cell.source):
+                cells.setdefault(name, []).append(i)
+    assignment = assignment or assignment_of(path, nb, list(cells))
+    expected = exercises_of(assignment)
+    notes = [f"{name} (cell {', '.join(map(str, where))}) is not an exercise of {assignment}; not graded. "
+             "Was its marker line edited?" for name, where in cells.items() if name not in {e.name for e in expected}]
+    results: dict[str, GradeResult] = {}
+    runnable = {}
+    for exercise in expected:
+        where = cells.get(exercise.name, [])
+        source = nb.cells[where[0]].source if len(where) == 1 else ""
+        status, message = "missing", None
+        if unreadable:
+            message = f"the notebook could not be read ({unreadable})"
+        elif not where:
+            message = (f"missing: no code cell has the line '# EXERCISE: {exercise.name}'; restore the cell "
+                       f"from exercises/{assignment}.ipynb")
+        elif len(where) > 1:
+            message = (f"marked in {len(where)} cells ({', '.join(map(str, where))}); keep one, so the grader "
+                       "knows which to grade")
+        elif len(exercise_markers(source)) > 1:
+            message = f"cell {where[0]} is marked for {exercise_markers(source)}; give each exercise its own cell"
         else:
-            results.append(GradeResult(name, True, f"{n_cases} cases passed"))
-    return results
+            status, message = "failed", refused(source)
+        if message is None:
+            runnable[exercise.name] = source
+        else:
+            results[exercise.name] = GradeResult(exercise.name, status, 0, exercise.points, message)
+
+    def grade_one(name: str) -> GradeResult:
+        with tempfile.TemporaryDirectory(prefix="prm-grade-") as tmp:
+            folder = Path(tmp)
+            return finish_worker(EXERCISES[name], start_worker(name, runnable[name], folder), folder, timeout)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, result in zip(runnable, pool.map(grade_one, runnable), strict=True):
+            results[name] = result
+    return Grade(str(path), assignment, [results[e.name] for e in expected], notes)
 
 
-def report(path: str | Path, results: list[GradeResult]) -> str:
-    """The grader's printout: one line per exercise, then the score."""
-    lines = [f"Grading {path}"]
-    lines += [f"  {'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}" for r in results]
-    n_passed = sum(r.passed for r in results)
-    lines.append(f"Score: {n_passed}/{len(results)} exercises ({100 * n_passed / max(1, len(results)):.0f}%)")
+def report(grade: Grade) -> str:
+    """The grader's printout: one line per exercise, notes, then the score."""
+    width = max([len(r.name) for r in grade.results] + [0])
+    label = {"passed": "PASS", "missing": "MISSING", "timeout": "TIMEOUT",
+             "crashed": "CRASH"}
+    lines = [f"Grading {grade.notebook} (assignment {grade.assignment})"]
+    lines += [f"  {label.get(r.status, 'FAIL'):7} {r.name:{width}} {r.points}/{r.max_points}  {r.message}"
+              for r in grade.results]
+    lines += [f"  NOTE    {note}" for note in grade.notes]
+    n_passed = sum(r.passed for r in grade.results)
+    lines.append(f"Score: {n_passed}/{len(grade.results)} exercises, {grade.points}/{grade.max_points} points "
+                 f"({100 * grade.points / max(1, grade.max_points):.0f}%)")
     return "\n".join(lines)
 
 
@@ -168,8 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make-exercises", help="write exercises/ from notebooks/")
     make.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
-    grade = sub.add_parser("grade", help="grade a notebook's exercises")
+    grade = sub.add_parser("grade", help="grade a notebook's exercises (exit 0 all passed, 1 any failed, 2 bad usage)")
     grade.add_argument("notebook", type=Path)
+    grade.add_argument("--assignment", help=f"which assignment it is, when its name and metadata do not say: "
+                                            f"one of {assignments()}")
+    grade.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per exercise (default 60)")
+    grade.add_argument("--jobs", type=int, default=None, help="exercises graded at a time (default: CPUs, at most 4)")
+    grade.add_argument("--json", type=Path, help="also write per-exercise results (name, points, max_points, "
+                                                 "status, message) to this file")
     args = parser.parse_args(argv)
     if args.command == "make-exercises":
         stale = make_exercises(check_only=args.check)
@@ -177,15 +282,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'stale' if args.check else 'wrote'}: {target.relative_to(ROOT)}")
         return 1 if args.check and stale else 0
     try:
-        results = grade_notebook(args.notebook)
+        result = grade_notebook(args.notebook, assignment=args.assignment, timeout=args.timeout, jobs=args.jobs)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
-    if not results:
-        print(f"{args.notebook} has no exercise cells (a first line '# EXERCISE: <name>').", file=sys.stderr)
-        return 2
-    print(report(args.notebook, results))
-    return 0 if all(r.passed for r in results) else 1
+    print(report(result))
+    if args.json:
+        write_json(args.json, result.to_dict(), indent=1)
+    return 0 if result.passed else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ is, so a student notebook shows the stub's hint; ``prm_core.classroom`` turns it
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,35 +32,152 @@ class ExerciseFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: where it lives, its cases and its reference."""
+    """One exercise: where it lives, what it is worth, its cases and its reference."""
 
     name: str
     notebook: str  # stem of the notebook that holds it, e.g. "03_loss"
     cases: Callable[[np.random.Generator], Iterable[tuple]]  # argument tuples: fixed first, then random
     reference: Callable[..., Any]
-    compare: Callable[[Any, Any], bool]
+    compare: Callable[[Any, Any], str | None] | None = None  # (got, want) -> why they differ; None: `difference`
     adapt: Callable[[tuple], tuple] | None = None  # case args -> the learner's args, built fresh per call
+    build: Callable[..., tuple] | None = None  # case spec -> the arguments, built fresh for every call
+    observe: Callable[[tuple, Any], Any] | None = None  # (args after the call, result) -> what is compared
+    points: int = 1  # what a pass is worth in `make grade` and in nbgrader
+
+    def _fresh(self, case: tuple) -> tuple:
+        # a model's gradients do not survive deepcopy, so model cases are built anew instead
+        return self.build(*case) if self.build else copy.deepcopy(case)
+
+    def learner_args(self, case: tuple) -> tuple:
+        """Fresh arguments for one case, in the form the learner's function takes."""
+        return self.adapt(self._fresh(case)) if self.adapt else self._fresh(case)
+
+    def expected(self, case: tuple) -> Any:
+        """What the reference gives on one case, seen as the learner's answer will be (``observe``)."""
+        fresh = self._fresh(case)
+        result = self.reference(*fresh)
+        return self.observe(fresh, result) if self.observe else result
+
+    def differ(self, got: Any, want: Any) -> str | None:
+        """Why ``got`` is not ``want`` (a sentence), or None when it passes."""
+        return (self.compare or difference)(got, want)
 
 
-def _same(got: Any, want: Any) -> bool:
+# One tolerance for every floating dtype a correct answer can use: float32 rounding (about 1e-7
+# relative per operation) stays far inside it, and float64 is held to the same standard.
+ATOL, RTOL = 1e-5, 1e-5
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+
+
+def _float_hint(got: Any, want: Any) -> str:
+    if isinstance(got, torch.Tensor) and got.dtype in (torch.float16, torch.bfloat16):
+        return f"; {got.dtype} keeps about 3 significant digits: compute in float32 or float64"
+    if isinstance(got, np.ndarray) and got.dtype == np.float16:
+        return "; float16 keeps about 3 significant digits: compute in float32 or float64"
+    return ""
+
+
+def _tensor_difference(got: Any, want: torch.Tensor) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        hint = " (convert with torch.as_tensor)" if isinstance(got, (np.ndarray, list)) else ""
+        return f"a {_type_name(got)} where a torch.Tensor is expected{hint}"
+    if tuple(got.shape) != tuple(want.shape):
+        return f"shape {tuple(got.shape)} where {tuple(want.shape)} is expected"
+    if want.dtype == torch.bool and got.dtype != torch.bool:
+        return f"dtype {got.dtype} where torch.bool is expected (a mask: compare, e.g. `x > 0`, or `.bool()`)"
+    if want.dtype.is_floating_point and not got.dtype.is_floating_point:
+        return f"dtype {got.dtype} where a floating dtype such as {want.dtype} is expected"
+    if not want.dtype.is_floating_point and want.dtype != torch.bool and (got.dtype.is_floating_point or got.dtype == torch.bool):
+        return f"dtype {got.dtype} where an integer dtype such as {want.dtype} is expected"
+    g, w = got.detach().cpu().double(), want.detach().cpu().double()
+    close = torch.isclose(g, w, rtol=RTOL, atol=ATOL, equal_nan=True) if want.dtype.is_floating_point else (g == w)
+    if bool(close.all()):
+        return None
+    where = tuple(int(i) for i in torch.nonzero(~close)[0]) if close.dim() else ()
+    at = f" at index {list(where)}" if where else ""
+    return (f"values differ{at}: {g[where].item():.8g} where {w[where].item():.8g} is expected "
+            f"(tolerance {ATOL:g} + {RTOL:g} x |expected|){_float_hint(got, want)}")
+
+
+def difference(got: Any, want: Any) -> str | None:
+    """Why the learner's ``got`` differs from the reference's ``want``, in words; None when it passes.
+
+    Tensors must match in shape and in kind of dtype (floating, integer or bool), not in width: a
+    float64 answer to a float32 reference passes when its values are within ``ATOL + RTOL * |want|``,
+    the same tolerance for every floating dtype. Containers compare item by item and say which item
+    differs; other values compare exactly, with their type.
+    """
     if isinstance(want, torch.Tensor):
-        return (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype
-                and torch.allclose(got.float(), want.float(), atol=1e-5, equal_nan=True))
-    if isinstance(want, tuple):
-        return isinstance(got, tuple) and len(got) == len(want) and all(map(_same, got, want))
+        return _tensor_difference(got, want)
+    if isinstance(want, tuple) or isinstance(want, list):
+        if isinstance(want, tuple) and not isinstance(got, tuple):
+            return f"a {_type_name(got)} where a tuple of {len(want)} is expected"
+        if isinstance(want, list) and not isinstance(got, (list, tuple)):
+            return f"a {_type_name(got)} where a list is expected"
+        if len(got) != len(want):
+            return f"{len(got)} items where {len(want)} are expected"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            why = difference(g, w)
+            if why is not None:
+                return f"item {i}: {why}"
+        return None
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or list(got) != list(want):
+            return f"{_show(got, 80)} where a dict with keys {list(want)} is expected"
+        for key in want:
+            why = difference(got[key], want[key])
+            if why is not None:
+                return f"{key}: {why}"
+        return None
+    if isinstance(want, bool):
+        return None if isinstance(got, (bool, np.bool_)) and bool(got) == want else (
+            f"{_show(got)} where {want} is expected")
     if isinstance(want, float):
-        return isinstance(got, (int, float, np.floating)) and bool(np.isclose(float(got), want, atol=1e-6,
-                                                                                equal_nan=True))
-    if isinstance(want, list):
-        return hasattr(got, "__iter__") and list(got) == want  # None etc. is a wrong answer, not a crash
-    return type(got) is type(want) and got == want
+        if isinstance(got, torch.Tensor):
+            return "a torch.Tensor where a Python float is expected (return `.item()` of it)"
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.integer, np.floating)):
+            return f"a {_type_name(got)} where a float is expected"
+        if bool(np.isclose(float(got), want, rtol=RTOL, atol=ATOL, equal_nan=True)):
+            return None
+        return f"{float(got):.8g} where {want:.8g} is expected (tolerance {ATOL:g} + {RTOL:g} x |expected|)"
+    if isinstance(want, int):
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
+            return f"a {_type_name(got)} where an int is expected"
+        return None if int(got) == want else f"{int(got)} where {want} is expected"
+    if type(got) is not type(want):
+        return f"a {_type_name(got)} where a {_type_name(want)} is expected"
+    return None if got == want else f"{_show(got)} where {_show(want)} is expected"
 
 
-def _show(value: Any) -> str:
-    text = repr(value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value)
-    if isinstance(value, torch.Tensor):
-        text = f"tensor({text}, dtype={value.dtype})"
-    return text if len(text) <= 300 else text[:297] + "..."
+def _show(value: Any, limit: int = 300) -> str:
+    """A short, readable rendering of a case or an answer: large tensors by shape, models by class."""
+    if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+        text = f"<{type(value).__name__}>"
+    elif isinstance(value, tuple):
+        text = "(" + ", ".join(_show(v, limit) for v in value) + ("," if len(value) == 1 else "") + ")"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k!r}: " + (f"<{tuple(v.shape)} {str(v.dtype)[6:]} tensor>" if isinstance(v, torch.Tensor)
+                                            else _show(v, limit)) for k, v in value.items()) + "}"
+    elif isinstance(value, torch.Tensor) and value.numel() > 24:
+        text = f"tensor(shape {tuple(value.shape)}, dtype={value.dtype})"
+    elif isinstance(value, torch.Tensor):
+        text = f"tensor({value.tolist()!r}, dtype={value.dtype})"
+    else:
+        text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def failure_message(exercise: Exercise, shown_args: str, got: Any, want: Any, why: str) -> str:
+    """The line a learner reads for a wrong answer: the input, both values, and what differs."""
+    if exercise.observe:  # what is compared is the state after the call, too large to print whole
+        return f"{exercise.name}{shown_args}: {why}."
+    plain = isinstance(want, (int, float, str)) and not isinstance(got, (torch.Tensor, np.ndarray))
+    tail = "." if plain and type(got) is type(want) else f" ({why})."
+    return f"{exercise.name}{shown_args} returned {_show(got)}; expected {_show(want)}{tail}"
 
 
 def run_check(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> int:
@@ -68,17 +186,21 @@ def run_check(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> int:
         raise ExerciseFailed(f"{exercise.name} is {type(fn).__name__}, not a function; define "
                              f"`def {exercise.name}(...)` in its exercise cell.")
     n = 0
-    for args in exercise.cases(np.random.default_rng(seed)):
-        want = exercise.reference(*copy.deepcopy(args))
-        learner_args = exercise.adapt(copy.deepcopy(args)) if exercise.adapt else copy.deepcopy(args)
+    for case in exercise.cases(np.random.default_rng(seed)):
+        want = exercise.expected(case)
+        learner_args = exercise.learner_args(case)
+        shown = _show(exercise._fresh(case) if exercise.build else case)
         try:
             got = fn(*learner_args)
         except NotImplementedError:
             raise
         except Exception as err:  # a learner's bug: report it on the case that triggered it
-            raise ExerciseFailed(f"{exercise.name}{_show(args)} raised {type(err).__name__}: {err}") from err
-        if not exercise.compare(got, want):
-            raise ExerciseFailed(f"{exercise.name}{_show(args)} returned {_show(got)}; expected {_show(want)}.")
+            raise ExerciseFailed(f"{exercise.name}{shown} raised {type(err).__name__}: {err}") from err
+        if exercise.observe:
+            got = exercise.observe(learner_args, got)
+        why = exercise.differ(got, want)
+        if why is not None:
+            raise ExerciseFailed(failure_message(exercise, shown, got, want, why))
         n += 1
     return n
 
@@ -335,40 +457,162 @@ def _group_cases(rng):
         yield (rewards,)
 
 
-def _close_flat(got: Any, want: list[float]) -> bool:
+def _close_flat(got: Any, want: list[float]) -> str | None:
     return _close_nested([got], [want])
 
 
-def _close_nested(got: Any, want: list[list[float]]) -> bool:
+def _close_nested(got: Any, want: list[list[float]]) -> str | None:
+    """Any nested sequence of numbers (lists, tuples, arrays) within the tolerance, row by row."""
     try:
-        return len(got) == len(want) and all(len(g) == len(w) and np.allclose(np.asarray(g, dtype=float), w, atol=1e-6)
-                                             for g, w in zip(got, want, strict=True))
+        if len(got) != len(want):
+            return f"{len(got)} rows where {len(want)} are expected"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            g = np.asarray(g, dtype=float)
+            if g.shape != (len(w),):
+                return f"row {i} has shape {g.shape} where ({len(w)},) is expected"
+            if not np.allclose(g, w, rtol=RTOL, atol=ATOL):
+                return f"row {i} differs (tolerance {ATOL:g} + {RTOL:g} x |expected|)"
     except (TypeError, ValueError):
-        return False
+        return f"a {_type_name(got)} where a list of lists of floats is expected"
+    return None
+
+
+# ---------------------------------------------------------------- exercises on the model itself
+
+# The grader's own model: the course backbone at its smallest, untrained (weights seeded, built and
+# cached on first use in a few seconds), so checks need no trained checkpoint and stay fast.
+GRADER_BACKBONE = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64,
+                   "corpus_problems": 300}
+
+
+@functools.lru_cache(maxsize=1)
+def _grader_backbone() -> tuple[Any, Any]:
+    from prm_core.backbones import CourseTinyConfig, load_backbone
+
+    return load_backbone("course-tiny", profile=CourseTinyConfig(**GRADER_BACKBONE))
+
+
+def _grader_prm(seed: int, mlp_size: int = 0):
+    from prm_core.encoding import StepEncoder
+    from prm_core.model import HeadConfig, ProcessRewardModel
+
+    backbone, tokenizer = (copy.deepcopy(x) for x in _grader_backbone())
+    torch.manual_seed(seed)
+    return ProcessRewardModel(backbone, StepEncoder(tokenizer, model=backbone),
+                              head=HeadConfig(hidden_size=backbone.config.hidden_size, mlp_size=mlp_size))
+
+
+def _grader_batch(prm, seed: int, n_samples: int) -> dict[str, torch.Tensor]:
+    """A collated batch of benchmark solutions with exact step labels, of mixed lengths (padding)."""
+    from prm_core.tasks.arithmetic import make_problems
+    from prm_core.tasks.arithmetic_policy import NoisyPolicy
+
+    samples = NoisyPolicy().sample_many(make_problems(n_samples, seed=seed), 1, seed=seed)
+    return prm.encoder(samples[:n_samples])
+
+
+def _head(rng: np.random.Generator, hidden_size: int) -> torch.nn.Module:
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    if rng.random() < 0.5:
+        return torch.nn.Linear(hidden_size, 1)
+    return torch.nn.Sequential(torch.nn.Linear(hidden_size, 8), torch.nn.GELU(), torch.nn.Linear(8, 1))
+
+
+def _step_logits_reference(hidden: torch.Tensor, step_positions: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+    from prm_core.model import gather_step_hidden, head_logits
+
+    with torch.no_grad():
+        return head_logits(head, *gather_step_hidden(hidden, step_positions))
+
+
+def _step_logits_cases(rng):
+    torch.manual_seed(0)
+    yield torch.randn(1, 5, 4), torch.tensor([[1, 4]]), torch.nn.Linear(4, 1)
+    yield torch.randn(2, 4, 3), torch.tensor([[3, -1], [0, 2]]), torch.nn.Linear(3, 1)
+    for _ in range(N_RANDOM // 4):
+        b, s, h = (int(x) for x in rng.integers(1, 4, size=3))
+        t = s + int(rng.integers(1, 6))
+        positions = torch.tensor(np.sort(rng.choice(t, size=(b, s)), axis=1))
+        cut = torch.tensor(rng.integers(1, s + 1, size=b))
+        positions[torch.arange(s)[None, :] >= cut[:, None]] = -1
+        yield torch.tensor(rng.normal(size=(b, t, h)), dtype=torch.float32), positions, _head(rng, h)
+
+
+def _prm_forward_reference(prm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        return prm(**batch).logits
+
+
+def _model_cases(rng):
+    """Case specs (seed, number of solutions, head MLP width) for the exercises on the model."""
+    yield 0, 1, 0
+    yield 1, 3, 0
+    for _ in range(2):
+        yield int(rng.integers(2, 1000)), int(rng.integers(2, 5)), 8
+
+
+def _model_case(seed: int, n_samples: int, mlp_size: int) -> tuple:
+    """(prm, batch): a seeded grader PRM and a batch of ``n_samples`` labelled solutions."""
+    prm = _grader_prm(seed, mlp_size)
+    return prm, _grader_batch(prm, seed, n_samples)
+
+
+def _training_step_reference(prm, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    optimizer.zero_grad()
+    loss = losses.step_bce_loss(prm(**batch).logits, batch["labels"], batch["label_mask"]).loss
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _training_case(seed: int, n_samples: int, mlp_size: int) -> tuple:
+    """(prm, batch, optimizer), the model holding gradients left over from an earlier backward pass:
+    a step that does not zero them first trains on stale gradients."""
+    prm, batch = _model_case(seed, n_samples, mlp_size)
+    optimizer = torch.optim.SGD(prm.parameters(), lr=0.5)
+    prm(**batch).logits.sum().backward()
+    return prm, batch, optimizer
+
+
+def _after_training_step(args: tuple, loss: Any) -> dict[str, Any]:
+    """The returned loss, then every parameter of the model after the step: a step that was not taken,
+    or was taken on stale gradients or another loss, shows here."""
+    return {"the returned loss": loss} | {f"{name} after the step": p.detach().clone()
+                                          for name, p in args[0].named_parameters()}
 
 
 _EXERCISES = [
-    Exercise("my_step_tag_positions", "02_architecture", _tag_cases, _tag_positions_reference, _same),
-    Exercise("my_gather_step_scores", "02_architecture", _gather_cases, _gather_reference, _same),
-    Exercise("my_masked_step_bce", "03_loss", _bce_cases, lambda lo, la, m: losses.step_bce_loss(lo, la, m).loss, _same),
-    Exercise("my_mask_after_first_error", "03_loss", _first_error_mask_cases, losses.mask_after_first_error, _same),
-    Exercise("my_majority_label_accuracy", "04_training", _majority_label_cases, _majority_label_reference, _same),
-    Exercise("my_warmup_cosine_lr", "04_training", _lr_cases, _lr_reference, _same),
-    Exercise("my_min_aggregate", "05_aggregation", _aggregation_cases, aggregation.min_score, _same),
-    Exercise("my_geomean_aggregate", "05_aggregation", _aggregation_cases, aggregation.geomean_score, _same),
-    Exercise("my_majority_vote", "06_verification", lambda rng: _vote_cases(rng, False), voting.majority_vote, _same),
-    Exercise("my_weighted_vote", "06_verification", lambda rng: _vote_cases(rng, True), voting.weighted_vote, _same),
+    Exercise("my_step_tag_positions", "02_architecture", _tag_cases, _tag_positions_reference),
+    Exercise("my_gather_step_scores", "02_architecture", _gather_cases, _gather_reference),
+    Exercise("my_step_logits", "02_architecture", _step_logits_cases, _step_logits_reference, points=2),
+    Exercise("my_prm_forward", "02_architecture", _model_cases, _prm_forward_reference, build=_model_case, points=2),
+    Exercise("my_masked_step_bce", "03_loss", _bce_cases, lambda lo, la, m: losses.step_bce_loss(lo, la, m).loss),
+    Exercise("my_mask_after_first_error", "03_loss", _first_error_mask_cases, losses.mask_after_first_error),
+    Exercise("my_majority_label_accuracy", "04_training", _majority_label_cases, _majority_label_reference),
+    Exercise("my_warmup_cosine_lr", "04_training", _lr_cases, _lr_reference),
+    Exercise("my_training_step", "04_training", lambda rng: [(0, 2, 0), (1, 3, 8), (int(rng.integers(2, 1000)), 4, 0)],
+             _training_step_reference, build=_training_case, observe=_after_training_step, points=2),
+    Exercise("my_min_aggregate", "05_aggregation", _aggregation_cases, aggregation.min_score),
+    Exercise("my_geomean_aggregate", "05_aggregation", _aggregation_cases, aggregation.geomean_score),
+    Exercise("my_majority_vote", "06_verification", lambda rng: _vote_cases(rng, False), voting.majority_vote),
+    Exercise("my_weighted_vote", "06_verification", lambda rng: _vote_cases(rng, True), voting.weighted_vote),
     Exercise("my_expected_calibration_error", "07_visualization", _calibration_cases,
-             metrics.expected_calibration_error, _same),
-    Exercise("my_step_auroc", "07_visualization", _auroc_cases, metrics.step_auroc, _same),
-    Exercise("my_monte_carlo_label", "08_step_labels", _mc_cases, _mc_reference, _same),
-    Exercise("my_missed_error_rate", "08_step_labels", _missed_errors_cases, _missed_errors_reference, _same),
-    Exercise("my_keep_top", "09_search", _keep_top_cases, search.keep_top, _same),
-    Exercise("my_beam_step", "09_search", _beam_step_cases, _beam_step_reference, _same, adapt=_beam_step_args),
-    Exercise("my_first_error_index", "10_first_error", _first_error_cases, metrics.first_error_index, _same),
-    Exercise("my_processbench_f1", "10_first_error", _f1_cases, lambda p, t: metrics.first_error_f1(p, t).f1, _same),
-    Exercise("my_group_advantages", "14_rl_with_process_rewards", _group_cases, rl.group_advantages, _close_flat),
+             metrics.expected_calibration_error),
+    Exercise("my_step_auroc", "07_visualization", _auroc_cases, metrics.step_auroc),
+    Exercise("my_monte_carlo_label", "08_step_labels", _mc_cases, _mc_reference),
+    Exercise("my_missed_error_rate", "08_step_labels", _missed_errors_cases, _missed_errors_reference),
+    Exercise("my_keep_top", "09_search", _keep_top_cases, search.keep_top),
+    Exercise("my_beam_step", "09_search", _beam_step_cases, _beam_step_reference, adapt=_beam_step_args, points=2),
+    Exercise("my_first_error_index", "10_first_error", _first_error_cases, metrics.first_error_index),
+    Exercise("my_processbench_f1", "10_first_error", _f1_cases, lambda p, t: metrics.first_error_f1(p, t).f1),
+    Exercise("my_group_advantages", "14_rl_with_process_rewards", _group_cases, rl.group_advantages,
+             compare=_close_flat),
     Exercise("my_process_token_advantages", "14_rl_with_process_rewards", _process_tokens_cases,
-             _process_tokens_reference, _close_nested),
+             _process_tokens_reference, compare=_close_nested, points=2),
 ]
 EXERCISES: dict[str, Exercise] = {e.name: e for e in _EXERCISES}
+
+
+def exercises_of(notebook: str) -> list[Exercise]:
+    """The exercises a notebook (its stem, e.g. ``"03_loss"``) must contain, in the registry's order."""
+    return [e for e in _EXERCISES if e.notebook == notebook]

@@ -97,6 +97,24 @@ def step_surprise(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_positio
     return torch.stack([lowest, mean], dim=-1)  # (B, S, 2)
 
 
+def gather_step_hidden(hidden: torch.Tensor, step_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's hidden state at each step tag: what the value head reads.
+
+    ``hidden`` (B, T, H) and ``step_positions`` (B, S), -1 at padded steps, give features (B, S, H),
+    the first token's state at padded steps (masked later), and the mask (B, S), True at real steps.
+    Each step ends in a tag token whose state the head scores, like the step tag of Math-Shepherd
+    (Wang et al., 2024) and the end-of-step token of "Let's Verify Step by Step" (Lightman et al., 2023).
+    """
+    mask = step_positions >= 0  # (B, S)
+    index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, S, H)
+    return hidden.gather(1, index), mask
+
+
+def head_logits(head: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One float32 logit per step from ``head`` on features (B, S, H): (B, S), 0.0 where ``mask`` is False."""
+    return head(features).squeeze(-1).float().masked_fill(~mask, 0.0)
+
+
 class ProcessRewardModel(nn.Module):
     """Backbone + value head; ``forward`` returns one logit per step tag.
 
@@ -154,9 +172,7 @@ class ProcessRewardModel(nn.Module):
         the auxiliary language-model loss.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        mask = step_positions >= 0  # (B, S)
-        index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, S, H)
-        features = hidden.gather(1, index)  # (B, S, H)
+        features, mask = gather_step_hidden(hidden, step_positions)  # (B, S, H), (B, S)
         use_lm = return_lm_logits or self.head_config.use_lm_features
         if use_lm:
             _require_tied_embeddings(self.backbone, "next-token logits (return_lm_logits, lm_loss_weight > 0)")
@@ -167,7 +183,7 @@ class ProcessRewardModel(nn.Module):
                                  "StepEncoder.collate, which includes it.")
             surprise = step_surprise(lm_logits, input_ids, step_positions, steps_start)  # (B, S, 2)
             features = torch.cat([features, surprise.to(features.dtype)], dim=-1)
-        logits = self.head(features).squeeze(-1).float().masked_fill(~mask, 0.0)  # (B, S)
+        logits = head_logits(self.head, features, mask)  # (B, S)
         return StepLogits(logits=logits, mask=mask, lm_logits=lm_logits if return_lm_logits else None)
 
     @torch.inference_mode()

@@ -1,6 +1,7 @@
 """Student notebooks generated from the instructor's, and the autograder that checks them."""
 
 import ast
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from prm_core.classroom import (
     strip_solutions,
     student_notebook,
 )
-from prm_core.exercise_checks import EXERCISES, ExerciseFailed, check, run_check
+from prm_core.exercise_checks import EXERCISES, ExerciseFailed, check, exercises_of, run_check
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTRUCTOR = {p.stem: p for p in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))}
@@ -45,16 +46,18 @@ def test_exercises_folder_is_up_to_date_with_notebooks():
 
 @pytest.mark.parametrize("stem", [s for s in INSTRUCTOR if _exercises_in(INSTRUCTOR[s])])
 def test_instructor_notebook_gets_full_marks(stem):
-    results = grade_notebook(INSTRUCTOR[stem])
-    assert results and all(r.passed for r in results), [r.message for r in results if not r.passed]
+    grade = grade_notebook(INSTRUCTOR[stem])
+    assert grade.assignment == stem and [r.name for r in grade.results] == [e.name for e in exercises_of(stem)]
+    assert grade.passed and grade.points == grade.max_points > 0, [r.message for r in grade.results if not r.passed]
 
 
 @pytest.mark.parametrize("path", STUDENT, ids=[p.stem for p in STUDENT])
 def test_untouched_exercise_notebook_fails_every_check_with_its_hint(path):
-    results = grade_notebook(path)
-    assert len(results) == len(_exercises_in(path)) >= 2
-    for r in results:
-        assert not r.passed and r.message.startswith("not implemented yet. Hint: ") and len(r.message) > 40
+    grade = grade_notebook(path)
+    assert len(grade.results) == len(_exercises_in(path)) >= 2 and grade.points == 0 < grade.max_points
+    for r in grade.results:
+        assert r.status == "not_implemented" and r.message.startswith("not implemented yet. Hint: ")
+        assert len(r.message) > 40
 
 
 def _bound_at_top(tree):
@@ -182,13 +185,14 @@ def test_grader_scores_a_student_copy_anywhere_on_disk(tmp_path, capsys):
     nbformat.write(nb, copy)
     assert main(["grade", str(copy)]) == 1  # one of two still fails
     out = capsys.readouterr().out
-    assert "PASS  my_mask_after_first_error" in out and "FAIL  my_masked_step_bce" in out
-    assert "Score: 1/2 exercises (50%)" in out
+    assert "(assignment 03_loss)" in out  # from the copy's metadata: its file name says nothing
+    assert re.search(r"PASS +my_mask_after_first_error +1/1", out) and re.search(r"FAIL +my_masked_step_bce +0/1", out)
+    assert "Score: 1/2 exercises, 1/2 points (50%)" in out
 
 
 def test_grader_exits_zero_on_full_marks_and_two_on_a_missing_file(capsys):
     assert main(["grade", str(INSTRUCTOR["10_first_error"])]) == 0
-    assert "Score: 2/2" in capsys.readouterr().out
+    assert "Score: 2/2 exercises, 2/2 points (100%)" in capsys.readouterr().out
     assert main(["grade", "/nowhere/03_loss.ipynb"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -202,9 +206,9 @@ def test_grader_reports_a_wrong_answer_with_the_input_and_both_values(tmp_path):
             cell.source = "# EXERCISE: my_processbench_f1\ndef my_processbench_f1(pred, true)\n    return 1.0\n"
     path = tmp_path / "wrong.ipynb"
     nbformat.write(nb, path)
-    by_name = {r.name: r for r in grade_notebook(path)}
+    by_name = {r.name: r for r in grade_notebook(path).results}
     assert by_name["my_first_error_index"].message == "my_first_error_index([0.9, 0.3, 0.1], 0.5) returned 0; expected 1."
-    assert by_name["my_processbench_f1"].message.startswith("the exercise cell failed to run: SyntaxError")
+    assert by_name["my_processbench_f1"].message.startswith("the exercise cell does not parse: SyntaxError at line 2")
 
 
 def test_check_raises_exercise_failed_naming_the_case():
