@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import nbformat
 
 from prm_core.exercise_checks import EXERCISES, exercises_of
 from prm_core.files import write_json, write_text
-from prm_core.grading import DEFAULT_TIMEOUT_S, GradeResult, finish_worker, refused, start_worker
+from prm_core.grading import DEFAULT_TIMEOUT_S, GradeResult, grade_source
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISE_LINE = re.compile(r"^\s*# EXERCISE: (\w+)\s*$", re.MULTILINE)
@@ -218,7 +217,7 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
     for exercise in expected:
         where = cells.get(exercise.name, [])
         source = nb.cells[where[0]].source if len(where) == 1 else ""
-        status, message = "missing", None
+        message = None
         if unreadable:
             message = f"the notebook could not be read ({unreadable})"
         elif not where:
@@ -229,20 +228,14 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
                        "knows which to grade")
         elif len(exercise_markers(source)) > 1:
             message = f"cell {where[0]} is marked for {exercise_markers(source)}; give each exercise its own cell"
-        else:
-            status, message = "failed", refused(source)
         if message is None:
             runnable[exercise.name] = source
         else:
-            results[exercise.name] = GradeResult(exercise.name, status, 0, exercise.points, message)
-
-    def grade_one(name: str) -> GradeResult:
-        with tempfile.TemporaryDirectory(prefix="prm-grade-") as tmp:
-            folder = Path(tmp)
-            return finish_worker(EXERCISES[name], start_worker(name, runnable[name], folder), folder, timeout)
+            results[exercise.name] = GradeResult(exercise.name, "missing", 0, exercise.points, message)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for name, result in zip(runnable, pool.map(grade_one, runnable), strict=True):
+        graded = pool.map(lambda name: grade_source(name, runnable[name], timeout), runnable)
+        for name, result in zip(runnable, graded, strict=True):
             results[name] = result
     return Grade(str(path), assignment, [results[e.name] for e in expected], notes)
 

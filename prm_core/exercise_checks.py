@@ -58,6 +58,11 @@ class Exercise:
         result = self.reference(*fresh)
         return self.observe(fresh, result) if self.observe else result
 
+    def show(self, case: tuple) -> str:
+        """One case's arguments as a failure message prints them (a model case is built to be shown,
+        so call this only when something failed)."""
+        return _show(self._fresh(case) if self.build else case)
+
     def differ(self, got: Any, want: Any) -> str | None:
         """Why ``got`` is not ``want`` (a sentence), or None when it passes."""
         return (self.compare or difference)(got, want)
@@ -113,7 +118,7 @@ def difference(got: Any, want: Any) -> str | None:
     """
     if isinstance(want, torch.Tensor):
         return _tensor_difference(got, want)
-    if isinstance(want, tuple) or isinstance(want, list):
+    if isinstance(want, (tuple, list)):
         if isinstance(want, tuple) and not isinstance(got, tuple):
             return f"a {_type_name(got)} where a tuple of {len(want)} is expected"
         if isinstance(want, list) and not isinstance(got, (list, tuple)):
@@ -189,18 +194,17 @@ def run_check(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> int:
     for case in exercise.cases(np.random.default_rng(seed)):
         want = exercise.expected(case)
         learner_args = exercise.learner_args(case)
-        shown = _show(exercise._fresh(case) if exercise.build else case)
         try:
             got = fn(*learner_args)
         except NotImplementedError:
             raise
         except Exception as err:  # a learner's bug: report it on the case that triggered it
-            raise ExerciseFailed(f"{exercise.name}{shown} raised {type(err).__name__}: {err}") from err
+            raise ExerciseFailed(f"{exercise.name}{exercise.show(case)} raised {type(err).__name__}: {err}") from err
         if exercise.observe:
             got = exercise.observe(learner_args, got)
         why = exercise.differ(got, want)
         if why is not None:
-            raise ExerciseFailed(failure_message(exercise, shown, got, want, why))
+            raise ExerciseFailed(failure_message(exercise, exercise.show(case), got, want, why))
         n += 1
     return n
 

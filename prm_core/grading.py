@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prm_core.exercise_checks import EXERCISES, Exercise, _show, failure_message
+from prm_core.exercise_checks import EXERCISES, Exercise, failure_message
 
 DEFAULT_TIMEOUT_S = 60.0
 STATUSES = ("passed", "failed", "not_implemented", "missing", "timeout", "crashed")
@@ -62,9 +62,7 @@ def to_wire(value: Any) -> Any:
     tuples and string-keyed dicts of these are kept. Anything else becomes a marker naming its
     type, which equals no answer.
     """
-    if value is None or isinstance(value, (bool, str)):
-        return value if type(value) in (bool, str) or value is None else {"unsupported": type(value).__name__}
-    if type(value) is int:
+    if value is None or type(value) in (bool, int, str):  # subclasses fall through to "unsupported"
         return value
     if type(value) is float:
         return {"float": repr(value)}  # repr round-trips, inf and nan included
@@ -214,20 +212,19 @@ def finish_worker(exercise: Exercise, process: subprocess.Popen, folder: Path, t
     cases = list(exercise.cases(np.random.default_rng(0)))
     outputs = report.get("outputs", [])
     for k, case in enumerate(cases):
-        shown = _show(exercise._fresh(case) if exercise.build else case)
         if k == len(outputs):
             if status == "raised" and report.get("case") == k:
                 kind = "crashed" if report.get("escape") else "failed"
-                return result(kind, f"{exercise.name}{shown} raised {report.get('error', '')}")
+                return result(kind, f"{exercise.name}{exercise.show(case)} raised {report.get('error', '')}")
             return result("crashed", f"the exercise's process reported {len(outputs)} of {len(cases)} answers.")
         try:
             got = from_wire(outputs[k])
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            return result("failed", f"{exercise.name}{shown}: its answer could not be read back ({err}).")
+            return result("failed", f"{exercise.name}{exercise.show(case)}: its answer could not be read back ({err}).")
         want = exercise.expected(case)
         why = exercise.differ(got, want)
         if why is not None:
-            return result("failed", failure_message(exercise, shown, got, want, why))
+            return result("failed", failure_message(exercise, exercise.show(case), got, want, why))
     return result("passed", f"{len(cases)} cases passed")
 
 
