@@ -31,7 +31,7 @@ import nbformat
 
 from prm_core.exercise_checks import EXERCISES, exercises_of
 from prm_core.files import write_json, write_text
-from prm_core.grading import DEFAULT_TIMEOUT_S, GradeResult, grade_source
+from prm_core.grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, GradeResult, grade_source
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISE_LINE = re.compile(r"^\s*# EXERCISE: (\w+)\s*$", re.MULTILINE)
@@ -181,12 +181,14 @@ def assignment_of(path: Path, nb: nbformat.NotebookNode | None, found: list[str]
 
 
 def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                   jobs: int | None = None) -> Grade:
+                   jobs: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB) -> Grade:
     """Grade every exercise the assignment of the notebook at ``path`` must contain.
 
     ``assignment`` overrides what the notebook says of itself (see ``assignment_of``); ``timeout`` is
-    seconds per exercise; ``jobs`` exercises run at a time (default: the CPU count, at most 4).
-    Raises ValueError for a missing path, an unknown assignment or a bad ``timeout``/``jobs``.
+    seconds per exercise; ``jobs`` exercises run at a time (default: the CPU count, at most 4);
+    ``memory_mb`` caps each exercise's address space (0: no cap). A deleted or unreadable exercise is
+    "missing", one marked twice (or sharing its cell with another) "failed", both with 0 points.
+    Raises ValueError for a missing path, an unknown assignment or a bad ``timeout``/``jobs``/``memory_mb``.
     """
     path = Path(path)
     if not path.exists():
@@ -197,6 +199,9 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
     jobs = min(4, os.cpu_count() or 1) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be an integer >= 1.")
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or not (memory_mb == 0 or memory_mb >= 1024):
+        raise ValueError(f"memory_mb={memory_mb!r} must be 0 (no cap) or an integer >= 1024 (torch alone takes "
+                         "about 800 MiB of address space).")
     if assignment is not None and assignment not in assignments():
         raise ValueError(f"assignment={assignment!r} is not one; known: {assignments()}.")
     try:
@@ -217,24 +222,26 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
     for exercise in expected:
         where = cells.get(exercise.name, [])
         source = nb.cells[where[0]].source if len(where) == 1 else ""
-        message = None
+        message, status = None, "missing"
         if unreadable:
             message = f"the notebook could not be read ({unreadable})"
         elif not where:
             message = (f"missing: no code cell has the line '# EXERCISE: {exercise.name}'; restore the cell "
                        f"from exercises/{assignment}.ipynb")
         elif len(where) > 1:
+            status = "failed"
             message = (f"marked in {len(where)} cells ({', '.join(map(str, where))}); keep one, so the grader "
                        "knows which to grade")
         elif len(exercise_markers(source)) > 1:
+            status = "failed"
             message = f"cell {where[0]} is marked for {exercise_markers(source)}; give each exercise its own cell"
         if message is None:
             runnable[exercise.name] = source
         else:
-            results[exercise.name] = GradeResult(exercise.name, "missing", 0, exercise.points, message)
+            results[exercise.name] = GradeResult(exercise.name, status, 0, exercise.points, message)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        graded = pool.map(lambda name: grade_source(name, runnable[name], timeout), runnable)
+        graded = pool.map(lambda name: grade_source(name, runnable[name], timeout, memory_mb), runnable)
         for name, result in zip(runnable, graded, strict=True):
             results[name] = result
     return Grade(str(path), assignment, [results[e.name] for e in expected], notes)
@@ -266,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                                             f"one of {assignments()}")
     grade.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per exercise (default 60)")
     grade.add_argument("--jobs", type=int, default=None, help="exercises graded at a time (default: CPUs, at most 4)")
+    grade.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
+                       help=f"address space per exercise, MiB (default {DEFAULT_MEMORY_MB}; 0: no cap)")
     grade.add_argument("--json", type=Path, help="also write per-exercise results (name, points, max_points, "
                                                  "status, message) to this file")
     args = parser.parse_args(argv)
@@ -275,15 +284,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'stale' if args.check else 'wrote'}: {target.relative_to(ROOT)}")
         return 1 if args.check and stale else 0
     try:
-        result = grade_notebook(args.notebook, assignment=args.assignment, timeout=args.timeout, jobs=args.jobs)
+        if args.json:
+            _check_writable(args.json)
+        result = grade_notebook(args.notebook, assignment=args.assignment, timeout=args.timeout, jobs=args.jobs,
+                                memory_mb=args.memory_mb)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
     print(report(result))
     if args.json:
-        write_json(args.json, result.to_dict(), indent=1)
+        try:
+            write_json(args.json, result.to_dict(), indent=1)
+        except OSError as err:
+            print(f"--json {args.json}: could not write the results ({err.strerror or err}); the grades above stand.",
+                  file=sys.stderr)
+            return 2
     return 0 if result.passed else 1
 
+
+def _check_writable(path: Path) -> None:
+    """Fail before grading, not after, when ``--json`` names a file that cannot be written (missing
+    folders are made when it is written)."""
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; pass a file path, e.g. --json {path / 'grade.json'}.")
+    folder = next(p for p in [path.parent, *path.parent.parents, Path(".")] if p.exists())
+    if not folder.is_dir():
+        raise ValueError(f"--json {path}: {folder} is a file, not a folder; pass another path.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--json {path} cannot be written (no permission in {folder}); pass a path you can write.")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,12 +15,14 @@ import functools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
 from prm_core import aggregation, labeling, losses, metrics, rl, search, voting
+from prm_core.grading_worker import Unsupported, module_parameters
 from prm_core.training import TrainConfig, _lr_lambda
 
 N_RANDOM = 20  # random cases per exercise, after the fixed ones
@@ -41,7 +43,8 @@ class Exercise:
     compare: Callable[[Any, Any], str | None] | None = None  # (got, want) -> why they differ; None: `difference`
     adapt: Callable[[tuple], tuple] | None = None  # case args -> the learner's args, built fresh per call
     build: Callable[..., tuple] | None = None  # case spec -> the arguments, built fresh for every call
-    observe: Callable[[tuple, Any], Any] | None = None  # (args after the call, result) -> what is compared
+    # (result, every model argument's parameters after the call) -> what is compared
+    observe: Callable[[Any, list[dict[str, torch.Tensor]]], Any] | None = None
     points: int = 1  # what a pass is worth in `make grade` and in nbgrader
 
     def _fresh(self, case: tuple) -> tuple:
@@ -56,7 +59,7 @@ class Exercise:
         """What the reference gives on one case, seen as the learner's answer will be (``observe``)."""
         fresh = self._fresh(case)
         result = self.reference(*fresh)
-        return self.observe(fresh, result) if self.observe else result
+        return self.observe(result, module_parameters(fresh)) if self.observe else result
 
     def show(self, case: tuple) -> str:
         """One case's arguments as a failure message prints them (a model case is built to be shown,
@@ -116,6 +119,9 @@ def difference(got: Any, want: Any) -> str | None:
     the same tolerance for every floating dtype. Containers compare item by item and say which item
     differs; other values compare exactly, with their type.
     """
+    if isinstance(got, Unsupported):  # a value the grader's worker could not send back
+        return (f"a {got.type_name} cannot be an answer; answers are tensors, arrays, numbers, strings, None, "
+                "and lists, tuples or dicts of them")
     if isinstance(want, torch.Tensor):
         return _tensor_difference(got, want)
     if isinstance(want, (tuple, list)):
@@ -146,13 +152,17 @@ def difference(got: Any, want: Any) -> str | None:
             return "a torch.Tensor where a Python float is expected (return `.item()` of it)"
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.integer, np.floating)):
             return f"a {_type_name(got)} where a float is expected"
-        if bool(np.isclose(float(got), want, rtol=RTOL, atol=ATOL, equal_nan=True)):
+        try:
+            value = float(got)
+        except OverflowError:  # an int beyond float range
+            return f"{_show(got)} where {want:.8g} is expected"
+        if bool(np.isclose(value, want, rtol=RTOL, atol=ATOL, equal_nan=True)):
             return None
-        return f"{float(got):.8g} where {want:.8g} is expected (tolerance {ATOL:g} + {RTOL:g} x |expected|)"
+        return f"{value:.8g} where {want:.8g} is expected (tolerance {ATOL:g} + {RTOL:g} x |expected|)"
     if isinstance(want, int):
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
             return f"a {_type_name(got)} where an int is expected"
-        return None if int(got) == want else f"{int(got)} where {want} is expected"
+        return None if int(got) == want else f"{_show(int(got), 40)} where {want} is expected"
     if type(got) is not type(want):
         return f"a {_type_name(got)} where a {_type_name(want)} is expected"
     return None if got == want else f"{_show(got)} where {_show(want)} is expected"
@@ -162,11 +172,15 @@ def _show(value: Any, limit: int = 300) -> str:
     """A short, readable rendering of a case or an answer: large tensors by shape, models by class."""
     if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
         text = f"<{type(value).__name__}>"
+    elif isinstance(value, SimpleNamespace):
+        text = "prm(" + ", ".join(f"{k}=<{type(v).__name__}>" for k, v in vars(value).items()) + ")"
     elif isinstance(value, tuple):
         text = "(" + ", ".join(_show(v, limit) for v in value) + ("," if len(value) == 1 else "") + ")"
     elif isinstance(value, dict):
         text = "{" + ", ".join(f"{k!r}: " + (f"<{tuple(v.shape)} {str(v.dtype)[6:]} tensor>" if isinstance(v, torch.Tensor)
                                             else _show(v, limit)) for k, v in value.items()) + "}"
+    elif type(value) is int and value.bit_length() > 256:  # repr of a huge int is slow, or refused
+        text = f"<an int of about {int(value.bit_length() * 0.30103) + 1} digits>"
     elif isinstance(value, torch.Tensor) and value.numel() > 24:
         text = f"tensor(shape {tuple(value.shape)}, dtype={value.dtype})"
     elif isinstance(value, torch.Tensor):
@@ -201,7 +215,7 @@ def run_check(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> int:
         except Exception as err:  # a learner's bug: report it on the case that triggered it
             raise ExerciseFailed(f"{exercise.name}{exercise.show(case)} raised {type(err).__name__}: {err}") from err
         if exercise.observe:
-            got = exercise.observe(learner_args, got)
+            got = exercise.observe(got, module_parameters(learner_args))
         why = exercise.differ(got, want)
         if why is not None:
             raise ExerciseFailed(failure_message(exercise, exercise.show(case), got, want, why))
@@ -379,9 +393,9 @@ def _keep_top_cases(rng):
 
 
 def _exact_min_score(problem):
-    from prm_core.tasks.arithmetic import track_steps
+    from prm_core.tasks.arithmetic import WeakestStepOracle
 
-    return lambda candidates: [min(track_steps(problem, steps).labels) for steps in candidates]
+    return WeakestStepOracle(problem)
 
 
 def _beam_step_reference(problem, beams, seed, beam_width, expansions):
@@ -561,6 +575,13 @@ def _model_case(seed: int, n_samples: int, mlp_size: int) -> tuple:
     return prm, _grader_batch(prm, seed, n_samples)
 
 
+def _model_parts(args: tuple) -> tuple:
+    """The learner's ``my_prm_forward(prm, batch)``: ``prm`` with the parts a forward pass needs
+    (``backbone``, ``head``), not the model whose ``forward`` is the answer."""
+    prm, batch = args
+    return SimpleNamespace(backbone=prm.backbone, head=prm.head), batch
+
+
 def _training_step_reference(prm, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
     optimizer.zero_grad()
     loss = losses.step_bce_loss(prm(**batch).logits, batch["labels"], batch["label_mask"]).loss
@@ -578,18 +599,18 @@ def _training_case(seed: int, n_samples: int, mlp_size: int) -> tuple:
     return prm, batch, optimizer
 
 
-def _after_training_step(args: tuple, loss: Any) -> dict[str, Any]:
+def _after_training_step(loss: Any, models: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """The returned loss, then every parameter of the model after the step: a step that was not taken,
     or was taken on stale gradients or another loss, shows here."""
-    return {"the returned loss": loss} | {f"{name} after the step": p.detach().clone()
-                                          for name, p in args[0].named_parameters()}
+    return {"the returned loss": loss} | {f"{name} after the step": p for name, p in models[0].items()}
 
 
 _EXERCISES = [
     Exercise("my_step_tag_positions", "02_architecture", _tag_cases, _tag_positions_reference),
     Exercise("my_gather_step_scores", "02_architecture", _gather_cases, _gather_reference),
     Exercise("my_step_logits", "02_architecture", _step_logits_cases, _step_logits_reference, points=2),
-    Exercise("my_prm_forward", "02_architecture", _model_cases, _prm_forward_reference, build=_model_case, points=2),
+    Exercise("my_prm_forward", "02_architecture", _model_cases, _prm_forward_reference, build=_model_case,
+             adapt=_model_parts, points=2),
     Exercise("my_masked_step_bce", "03_loss", _bce_cases, lambda lo, la, m: losses.step_bce_loss(lo, la, m).loss),
     Exercise("my_mask_after_first_error", "03_loss", _first_error_mask_cases, losses.mask_after_first_error),
     Exercise("my_majority_label_accuracy", "04_training", _majority_label_cases, _majority_label_reference),

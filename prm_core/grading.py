@@ -1,25 +1,32 @@
 """Grading one exercise: the learner's cell runs in its own subprocess, the checks run here.
 
-The worker (``python -m prm_core.grading_worker``) executes the exercise cell in a fresh interpreter
-with a time limit, calls the learner's function on every case and sends back only the *values* it
-returned, as plain data (``to_wire``): never a pickle, so nothing the learner's code builds can run in
-the grader. This process computes the reference answers itself and compares. A cell that patches the
-checker, ends its process (``sys.exit``, ``os._exit``), raises ``SystemExit`` or ``KeyboardInterrupt``,
-loops forever or crashes the interpreter fails its own exercise, with the reason, and no other.
+The grader builds each case's arguments and sends them to a worker (``grading_worker.py``, run by
+path in an isolated interpreter), which executes the exercise cell with a time limit and a memory
+limit, calls the learner's function on every case and sends back only the *values* it returned, as
+plain data (``to_wire``): never a pickle, so nothing the learner's code builds can run in the grader.
+The worker never loads the modules that hold the answers and refuses ``prm_core`` imports, so a cell
+cannot call the reference it is checked against. This process computes the reference answers and
+compares. A cell that patches the checker, ends its process (``sys.exit``, ``os._exit``), kills its
+parent, raises ``SystemExit`` or ``KeyboardInterrupt``, loops forever, leaves processes behind or
+crashes the interpreter fails its own exercise, with the reason, and no other.
 
-This is isolation, not a sandbox: the cell can still read files or use the network as its user can.
+A report counts only when it carries the token the grader gave its worker and the worker exited
+cleanly, and even then it holds values, never a verdict. This is isolation, not a sandbox: the cell
+runs as its user, so it can read files (prm_core's source among them, which is copying an answer,
+as from a classmate's notebook) or use the network.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from prm_core import grading_worker
 from prm_core.exercise_checks import EXERCISES, Exercise, failure_message
+from prm_core.grading_worker import Unsupported, from_wire, to_wire
+
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "STATUSES", "GradeResult", "Unsupported", "from_wire",
+           "grade_source", "refused", "to_wire"]
 
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MEMORY_MB = 4096  # address space per worker; torch and transformers take about 0.8 GB of it
 STATUSES = ("passed", "failed", "not_implemented", "missing", "timeout", "crashed")
 OUTPUT_TAIL = 400  # characters of the learner's printed output kept in a crash message
 
@@ -50,79 +63,6 @@ class GradeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------- values as plain data
-
-
-def to_wire(value: Any) -> Any:
-    """``value`` as JSON-ready data that ``from_wire`` turns back into the same type and values.
-
-    Tensors and arrays keep dtype and shape; Python and numpy scalars, strings, None, and lists,
-    tuples and string-keyed dicts of these are kept. Anything else becomes a marker naming its
-    type, which equals no answer.
-    """
-    if value is None or type(value) in (bool, int, str):  # subclasses fall through to "unsupported"
-        return value
-    if type(value) is float:
-        return {"float": repr(value)}  # repr round-trips, inf and nan included
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        if t.is_complex() or t.is_quantized or t.layout != torch.strided:
-            return {"unsupported": f"torch.Tensor of {t.dtype}"}
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()  # the raw bytes: bfloat16 has no numpy twin
-        return {"tensor": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-                "data": base64.b64encode(data).decode("ascii")}
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            return {"unsupported": f"numpy array of {value.dtype}"}
-        return {"ndarray": value.dtype.str, "shape": list(value.shape),
-                "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode("ascii")}
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return {"npscalar": value.dtype.str, "data": base64.b64encode(value.tobytes()).decode("ascii")}
-    if type(value) in (list, tuple):
-        return {type(value).__name__: [to_wire(v) for v in value]}
-    if type(value) is dict and all(type(k) is str for k in value):
-        return {"dict": {k: to_wire(v) for k, v in value.items()}}
-    return {"unsupported": type(value).__name__}
-
-
-@dataclass(frozen=True)
-class Unsupported:
-    """A returned value the grader cannot carry across processes (it is never a right answer)."""
-
-    type_name: str
-
-    def __repr__(self) -> str:
-        return f"<a {self.type_name}>"
-
-
-def from_wire(data: Any) -> Any:
-    """The value ``to_wire`` encoded; a malformed record raises ValueError."""
-    if data is None or type(data) in (bool, str, int):
-        return data
-    if type(data) is not dict or len(data) not in (1, 2, 3):
-        raise ValueError(f"malformed value record {str(data)[:80]!r}")
-    if "float" in data:
-        return float(data["float"])
-    if "tensor" in data:
-        dtype = getattr(torch, data["tensor"])
-        raw = bytearray(base64.b64decode(data["data"]))
-        flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-        return flat.reshape(data["shape"]).clone()
-    if "ndarray" in data:
-        return np.frombuffer(base64.b64decode(data["data"]), dtype=np.dtype(data["ndarray"])).reshape(data["shape"]).copy()
-    if "npscalar" in data:
-        return np.frombuffer(base64.b64decode(data["data"]), dtype=np.dtype(data["npscalar"]))[0]
-    if "list" in data:
-        return [from_wire(v) for v in data["list"]]
-    if "tuple" in data:
-        return tuple(from_wire(v) for v in data["tuple"])
-    if "dict" in data:
-        return {k: from_wire(v) for k, v in data["dict"].items()}
-    if "unsupported" in data:
-        return Unsupported(str(data["unsupported"]))
-    raise ValueError(f"malformed value record {str(data)[:80]!r}")
 
 
 # ---------------------------------------------------------------- what may not be in an exercise cell
@@ -151,55 +91,102 @@ def refused(source: str) -> str | None:
 
 # ---------------------------------------------------------------- running one exercise
 
+WORKER = Path(grading_worker.__file__)
+
 
 def _tail(text: str) -> str:
     text = text.strip()
     return "" if not text else " Its last output: " + (text if len(text) <= OUTPUT_TAIL else "..." + text[-OUTPUT_TAIL:])
 
 
-def start_worker(name: str, source: str, folder: Path) -> subprocess.Popen:
-    """Start the worker for exercise ``name`` on ``source`` in ``folder`` (its own session, so a
-    timeout can stop the processes the cell starts, too)."""
+@dataclass
+class Worker:
+    """A started worker: its process, its folder, the token its report must carry, the cases it got."""
+
+    exercise: Exercise
+    process: subprocess.Popen
+    folder: Path
+    token: str
+    cases: list[tuple]
+    memory_mb: int
+
+    def output(self) -> str:
+        return (self.folder / "output.log").read_text(encoding="utf-8", errors="replace")
+
+
+def start_worker(exercise: Exercise, source: str, folder: Path, memory_mb: int = DEFAULT_MEMORY_MB) -> Worker:
+    """Start the worker for ``exercise`` on ``source`` in ``folder``: the cases' arguments are built
+    here and sent as a job file; the worker runs in its own session, so a timeout stops what the
+    cell starts too, and its output goes to a file (a pipe held open by a stray process would hang
+    the grader)."""
+    cases = list(exercise.cases(np.random.default_rng(0)))
+    args = [exercise.learner_args(case) for case in cases]
+    torch.save({"name": exercise.name, "args": args, "grads": [grading_worker.module_gradients(a) for a in args],
+                "observe": exercise.observe is not None}, folder / "job.pt")
     (folder / "cell.py").write_text(source, encoding="utf-8")
-    env = os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "prm_core.grading_worker", name, "cell.py", "report.json"],
-                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    token = secrets.token_hex(16)
+    env = os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(folder / "output.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-I", "-B", "-u", str(WORKER), "cell.py", "job.pt", str(folder / "report.json"),
+                                    str(memory_mb)], cwd=folder, env=env, stdin=subprocess.PIPE, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdin is not None
+    process.stdin.write(token.encode() + b"\n")
+    process.stdin.close()
+    return Worker(exercise, process, folder, token, cases, memory_mb)
 
 
-def _stop(process: subprocess.Popen) -> str:
+def _kill_group(process: subprocess.Popen) -> None:
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the worker's session: the cell's own children too
     except (ProcessLookupError, PermissionError):
-        process.kill()
-    out, _ = process.communicate()
-    return out.decode("utf-8", "replace")
+        pass
+    process.kill()
 
 
-def finish_worker(exercise: Exercise, process: subprocess.Popen, folder: Path, timeout: float) -> GradeResult:
-    """Wait for the worker (at most ``timeout`` seconds), read what it reported and check it here."""
+def _ended(code: int) -> str:
+    if code > 128:
+        return f"signal {code - 128}"
+    return f"exit code {code}" if code >= 0 else f"signal {-code}"
+
+
+def finish_worker(worker: Worker, timeout: float) -> GradeResult:
+    """Wait for the worker (at most ``timeout`` seconds), read what it reported and check it here.
+
+    Any failure to check one exercise (an answer that cannot be compared, say) fails that exercise
+    only, with the reason."""
+    exercise = worker.exercise
+
     def result(status: str, message: str) -> GradeResult:
         return GradeResult(exercise.name, status, exercise.points if status == "passed" else 0, exercise.points, message)
 
     try:
-        out, _ = process.communicate(timeout=timeout)
-        output = out.decode("utf-8", "replace")
+        worker.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        output = _stop(process)
+        _kill_group(worker.process)
+        worker.process.wait()
         return result("timeout", f"did not finish within {timeout:g} s (an endless loop?); if it is only slow, "
-                                 f"grade with a longer --timeout.{_tail(output)}")
+                                 f"grade with a longer --timeout.{_tail(worker.output())}")
+    _kill_group(worker.process)  # whatever the cell left running in the background
+    code = worker.process.returncode
     try:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever the cell left running in the background
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        report = json.loads((worker.folder / "report.json").read_text(encoding="utf-8"))
+        if code != 0 or type(report) is not dict or report.get("token") != worker.token:
+            raise ValueError("not the worker's report")
         status = report["status"]
     except (OSError, ValueError, KeyError, TypeError):
-        how = f"exit code {process.returncode}" if process.returncode >= 0 else f"signal {-process.returncode}"
-        return result("crashed", f"the exercise's process ended ({how}) before its answers were all reported: "
-                                 f"does the cell end its own process (os._exit, os.kill) or crash Python?"
-                                 f"{_tail(output)}")
+        memory = (f" It may have run out of memory (the limit is {worker.memory_mb} MiB; see --memory-mb)."
+                  if "memory" in worker.output().lower() else "")
+        return result("crashed", f"the exercise's process ended ({_ended(code)}) before its answers were all reported: "
+                                 f"does the cell end its own process (os._exit, os.kill) or crash Python?{memory}"
+                                 f"{_tail(worker.output())}")
+    try:
+        return _verdict(exercise, report, status, worker.cases, result)
+    except Exception as err:  # noqa: BLE001 - an answer the checks cannot handle fails only its exercise
+        return result("failed", f"its answer could not be checked: {type(err).__name__}: {str(err)[:200]}")
+
+
+def _verdict(exercise: Exercise, report: dict, status: str, cases: list[tuple], result: Callable) -> GradeResult:
     if status == "not_implemented":
         return result("not_implemented", f"not implemented yet. Hint: {report.get('message', '')}")
     if status == "cell_failed":
@@ -209,16 +196,19 @@ def finish_worker(exercise: Exercise, process: subprocess.Popen, folder: Path, t
     if status == "not_callable":
         return result("failed", f"{exercise.name} is {report.get('type', '?')}, not a function; define "
                                 f"`def {exercise.name}(...)` in its exercise cell.")
-    cases = list(exercise.cases(np.random.default_rng(0)))
     outputs = report.get("outputs", [])
     for k, case in enumerate(cases):
         if k == len(outputs):
             if status == "raised" and report.get("case") == k:
                 kind = "crashed" if report.get("escape") else "failed"
-                return result(kind, f"{exercise.name}{exercise.show(case)} raised {report.get('error', '')}")
+                error = str(report.get("error", ""))
+                memory = " (out of memory?)" if "memory" in error.lower() else ""
+                return result(kind, f"{exercise.name}{exercise.show(case)} raised {error}{memory}")
             return result("crashed", f"the exercise's process reported {len(outputs)} of {len(cases)} answers.")
         try:
             got = from_wire(outputs[k])
+            if exercise.observe:
+                got = exercise.observe(*got)
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             return result("failed", f"{exercise.name}{exercise.show(case)}: its answer could not be read back ({err}).")
         want = exercise.expected(case)
@@ -228,11 +218,12 @@ def finish_worker(exercise: Exercise, process: subprocess.Popen, folder: Path, t
     return result("passed", f"{len(cases)} cases passed")
 
 
-def grade_source(name: str, source: str, timeout: float = DEFAULT_TIMEOUT_S) -> GradeResult:
+def grade_source(name: str, source: str, timeout: float = DEFAULT_TIMEOUT_S,
+                 memory_mb: int = DEFAULT_MEMORY_MB) -> GradeResult:
     """Grade one exercise cell's ``source`` against exercise ``name`` (see the module docstring)."""
     exercise = EXERCISES[name]
     why = refused(source)
     if why is not None:
         return GradeResult(name, "failed", 0, exercise.points, why)
     with tempfile.TemporaryDirectory(prefix="prm-grade-") as tmp:
-        return finish_worker(exercise, start_worker(name, source, Path(tmp)), Path(tmp), timeout)
+        return finish_worker(start_worker(exercise, source, Path(tmp), memory_mb), timeout)

@@ -8,6 +8,8 @@ KeyboardInterrupt, os._exit). The grader must fail exactly that exercise, say wh
 import json
 import math
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -196,7 +198,91 @@ def test_an_endless_loop_times_out_that_exercise_only(tmp_path):
 ], ids=["patched-difference", "patched-cases"])
 def test_a_cell_that_patches_the_checker_still_fails(cell):
     result = grade_source("my_first_error_index", "# EXERCISE: my_first_error_index\n" + cell)
-    assert result.status == "failed" and "returned 0; expected 1." in result.message
+    assert result.status == "failed" and result.points == 0
+    assert "the exercise cell failed to run" in result.message and "(cell line 3)" in result.message
+
+
+@pytest.mark.parametrize("cell", [
+    "import importlib\ndef my_first_error_index(s, t):\n"
+    "    return importlib.import_module('prm_' + 'core.metrics').first_error_index(s, t)\n",
+    "import sys\ndef my_first_error_index(s, t):\n    return sys.modules['prm_' + 'core.metrics'].first_error_index(s, t)\n",
+    "import importlib.util\nspec = importlib.util.find_spec('prm_' + 'core')\n"
+    "def my_first_error_index(s, t):\n    return -1\n",
+], ids=["importlib", "sys.modules", "find_spec"])
+def test_a_cell_cannot_reach_the_reference_it_is_checked_against(cell):
+    result = grade_source("my_first_error_index", cell)
+    assert result.status == "failed" and result.points == 0
+    assert re.search(r"(ImportError: prm_core is not available|KeyError: 'prm_core.metrics')", result.message), result.message
+
+
+def test_no_worker_has_the_module_of_its_exercise_s_answer_loaded(tmp_path):
+    """Every exercise's worker, asked what it has loaded: only the modules its arguments need."""
+    answers = {"prm_core.metrics", "prm_core.losses", "prm_core.aggregation", "prm_core.voting", "prm_core.search",
+               "prm_core.rl", "prm_core.labeling", "prm_core.exercise_checks", "prm_core.grading", "prm_core.training"}
+
+    def spy(name):
+        out = tmp_path / f"{name}.json"
+        return (f"import json, sys\njson.dump(sorted(m for m in sys.modules if m.startswith('prm_' + 'core')), "
+                f"open({str(out)!r}, 'w'))\ndef {name}(*args):\n    raise NotImplementedError('spying')\n")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(EXERCISES, pool.map(lambda name: grade_source(name, spy(name)), EXERCISES), strict=True))
+    for name, result in results.items():
+        assert result.status == "not_implemented", (name, result.message)
+        loaded = set(json.loads((tmp_path / f"{name}.json").read_text()))
+        assert not loaded & answers, (name, loaded & answers)
+    for name in ("my_step_logits", "my_prm_forward"):  # gather_step_hidden, head_logits, ProcessRewardModel.forward
+        assert "prm_core.model" not in json.loads((tmp_path / f"{name}.json").read_text()), name
+    assert "prm_core.model" in json.loads((tmp_path / "my_training_step.json").read_text())  # it needs prm(**batch)
+
+
+def test_a_forged_report_is_not_taken_for_the_worker_s(tmp_path):
+    forged = ("import json, os, sys\ndef my_first_error_index(s, t):\n"
+              "    json.dump({'status': 'ran', 'outputs': [1] * 23}, open(sys.argv[3], 'w'))\n    os._exit(0)\n")
+    result = grade_source("my_first_error_index", forged)
+    assert result.status == "crashed" and result.points == 0 and "before its answers were all reported" in result.message
+
+
+def test_a_cell_that_kills_its_parent_does_not_reach_the_grader(tmp_path, capsys):
+    kill = "import os, signal\ndef my_first_error_index(s, t):\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+    path = _copy_with(tmp_path, _set_exercise("my_first_error_index", "# EXERCISE: my_first_error_index\n" + kill))
+    assert main(["grade", str(path), "--json", str(tmp_path / "r.json")]) == 1  # this process is still here
+    results = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert results["my_first_error_index"]["status"] == "crashed" and "signal 9" in results["my_first_error_index"]["message"]
+    assert results["my_processbench_f1"]["status"] == "not_implemented"
+
+
+def test_a_process_that_leaves_the_session_does_not_hang_the_grader():
+    stray = ("import subprocess, sys\n"
+             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(40)'], start_new_session=True)\n"
+             "def my_first_error_index(s, t):\n    while True:\n        pass\n")
+    start = time.monotonic()
+    result = grade_source("my_first_error_index", stray, timeout=8)
+    assert result.status == "timeout"
+    assert time.monotonic() - start < 30  # a grader that waited on the stray's output would take 40 s
+
+
+def test_a_huge_or_strange_answer_fails_only_its_exercise(tmp_path, capsys):
+    huge = "def my_processbench_f1(pred, true):\n    return 10 ** 400\n"
+    odd = "def my_first_error_index(s, t):\n    return object()\n"
+
+    def edit(nb):
+        _set_exercise("my_processbench_f1", "# EXERCISE: my_processbench_f1\n" + huge)(nb)
+        _set_exercise("my_first_error_index", "# EXERCISE: my_first_error_index\n" + odd)(nb)
+
+    assert main(["grade", str(_copy_with(tmp_path, edit))]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"FAIL +my_processbench_f1 +0/1 .*returned <an int of about 401 digits>; expected 1.0", out), out
+    assert re.search(r"FAIL +my_first_error_index 0/1 .*returned <a object>.*a object cannot be an answer", out), out
+    assert "prm_core" not in out and "Score: 0/2 exercises" in out
+
+
+def test_a_cell_that_takes_too_much_memory_fails_with_the_reason():
+    greedy = "def my_first_error_index(s, t):\n    block = bytearray(3 * 2**30)\n    return -1\n"
+    result = grade_source("my_first_error_index", greedy, memory_mb=2048)
+    assert result.status == "failed" and "MemoryError" in result.message and "out of memory" in result.message
+    with pytest.raises(ValueError, match="memory_mb=100 must be 0"):
+        grade_notebook(NB10, memory_mb=100)
 
 
 def test_a_cell_that_imports_prm_core_is_refused_without_running():
@@ -255,6 +341,14 @@ def test_json_report_has_name_points_max_points_status_message_and_totals(tmp_pa
     assert [set(r) for r in report["results"]] == [{"name", "points", "max_points", "status", "message"}] * 4
     assert report["points"] == report["max_points"] == sum(e.points for e in exercises_of("02_architecture")) == 6
     assert "Score: 4/4 exercises, 6/6 points (100%)" in capsys.readouterr().out
+
+
+def test_an_unwritable_json_path_is_refused_before_grading(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    for target, says in ((tmp_path / "a-file" / "r.json", "is a file, not a folder"), (tmp_path, "is a folder")):
+        assert main(["grade", str(NB10), "--json", str(target)]) == 2
+        err = capsys.readouterr()
+        assert says in err.err and "--json" in err.err and "Grading" not in err.out
 
 
 def test_bad_timeout_and_jobs_are_refused_naming_the_field():

@@ -494,6 +494,25 @@ def check_steps(problem: ArithmeticProblem, steps: Sequence[str]) -> list[float]
     return track_steps(problem, steps).labels
 
 
+@dataclass(frozen=True)
+class WeakestStepOracle:
+    """A perfect step scorer for one problem: each candidate solution's score is its weakest exact
+    step label (1.0 when every step is right). Search exercises use it so that any difference from
+    the reference is the search's; it pickles, unlike a closure.
+
+    Examples
+    --------
+    >>> p = ArithmeticProblem(0, 12, (Operation("+", 5),), "Mei has 12 coins. ...")
+    >>> WeakestStepOracle(p)([["12 + 5 = 17."], ["12 + 5 = 18."]])
+    [1.0, 0.0]
+    """
+
+    problem: ArithmeticProblem
+
+    def __call__(self, candidates: Sequence[Sequence[str]]) -> list[float]:
+        return [min(check_steps(self.problem, steps)) for steps in candidates]
+
+
 def final_value(steps: Sequence[str]) -> int | None:
     """The value a solution ends with: ``c`` of its last step; None if that step has no computation.
 
