@@ -213,9 +213,12 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
         if cell.get("cell_type") == "code":
             for name in exercise_markers(cell.source):
                 cells.setdefault(name, []).append(i)
-    assignment = assignment or assignment_of(path, nb, list(cells))
+    chosen, assignment = assignment is not None, assignment or assignment_of(path, nb, list(cells))
     expected = exercises_of(assignment)
-    notes = [f"{name} (cell {', '.join(map(str, where))}) is not an exercise of {assignment}; not graded. "
+    by_name = [a for a in assignments() if path.stem.startswith(a)]
+    notes = [f"graded as {assignment}, which the notebook's metadata says, but its file name says {by_name[0]}; "
+             "pass --assignment to choose"] if not chosen and by_name and by_name[0] != assignment else []
+    notes += [f"{name} (cell {', '.join(map(str, where))}) is not an exercise of {assignment}; not graded. "
              "Was its marker line edited?" for name, where in cells.items() if name not in {e.name for e in expected}]
     results: dict[str, GradeResult] = {}
     runnable = {}

@@ -63,8 +63,8 @@ class Exercise:
 
     def show(self, case: tuple) -> str:
         """One case's arguments as a failure message prints them (a model case is built to be shown,
-        so call this only when something failed)."""
-        return _show(self._fresh(case) if self.build else case)
+        as the learner's function got it, so call this only when something failed)."""
+        return _show(self.learner_args(case) if self.build else case)
 
     def differ(self, got: Any, want: Any) -> str | None:
         """Why ``got`` is not ``want`` (a sentence), or None when it passes."""

@@ -19,10 +19,14 @@ as from a classmate's notebook) or use the network.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
+import re
 import secrets
 import signal
+import site
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,8 @@ __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "STATUSES", "GradeResult", 
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MB = 4096  # address space per worker; torch and transformers take about 0.8 GB of it
+MAX_REPORT_BYTES = 64 * 2**20  # a training step's report is about 2 MB
+MAX_MESSAGE = 1200  # characters of a message that quotes the learner's code (an error's text)
 STATUSES = ("passed", "failed", "not_implemented", "missing", "timeout", "crashed")
 OUTPUT_TAIL = 400  # characters of the learner's printed output kept in a crash message
 
@@ -92,6 +98,15 @@ def refused(source: str) -> str | None:
 # ---------------------------------------------------------------- running one exercise
 
 WORKER = Path(grading_worker.__file__)
+LIBRARY_ROOT = WORKER.parent.parent  # the folder prm_core is in
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(message: str) -> str:
+    """A message as one printable line of bounded length: an error text from the cell can hold
+    terminal escapes or line breaks that would forge other lines of the printout."""
+    message = _UNPRINTABLE.sub("?", message.replace("\n", " ").replace("\r", " "))
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def _tail(text: str) -> str:
@@ -111,7 +126,26 @@ class Worker:
     memory_mb: int
 
     def output(self) -> str:
-        return (self.folder / "output.log").read_text(encoding="utf-8", errors="replace")
+        """The end of what the worker printed (the cell may have made the file anything: read safely)."""
+        data = _read_regular(self.folder / "output.log", tail=OUTPUT_TAIL * 4)
+        return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _read_regular(path: Path, limit: int = MAX_REPORT_BYTES, tail: int | None = None) -> bytes | None:
+    """``path``'s bytes if it is a regular file (not a link, FIFO or device) of at most ``limit``
+    bytes, or its last ``tail`` bytes; None otherwise. Never blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if tail is not None:
+            f.seek(max(0, info.st_size - tail))
+            return f.read(tail)
+        return f.read(limit + 1) if info.st_size <= limit else None
 
 
 def start_worker(exercise: Exercise, source: str, folder: Path, memory_mb: int = DEFAULT_MEMORY_MB) -> Worker:
@@ -121,14 +155,18 @@ def start_worker(exercise: Exercise, source: str, folder: Path, memory_mb: int =
     the grader)."""
     cases = list(exercise.cases(np.random.default_rng(0)))
     args = [exercise.learner_args(case) for case in cases]
+    job = io.BytesIO()
     torch.save({"name": exercise.name, "args": args, "grads": [grading_worker.module_gradients(a) for a in args],
-                "observe": exercise.observe is not None}, folder / "job.pt")
+                "observe": exercise.observe is not None}, job)
+    (folder / "job.pt").write_bytes(job.getvalue())
+    library = str(LIBRARY_ROOT) if b"prm_core" in job.getvalue() else "-"  # the arguments hold the course's classes
     (folder / "cell.py").write_text(source, encoding="utf-8")
     token = secrets.token_hex(16)
     env = os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(folder / "output.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-I", "-B", "-u", str(WORKER), "cell.py", "job.pt", str(folder / "report.json"),
-                                    str(memory_mb)], cwd=folder, env=env, stdin=subprocess.PIPE, stdout=log,
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-B", "-u", str(WORKER), "cell.py", "job.pt",
+                                    str(folder / "report.json"), str(memory_mb), os.pathsep.join(site.getsitepackages()),
+                                    library], cwd=folder, env=env, stdin=subprocess.PIPE, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     assert process.stdin is not None
     process.stdin.write(token.encode() + b"\n")
@@ -158,7 +196,8 @@ def finish_worker(worker: Worker, timeout: float) -> GradeResult:
     exercise = worker.exercise
 
     def result(status: str, message: str) -> GradeResult:
-        return GradeResult(exercise.name, status, exercise.points if status == "passed" else 0, exercise.points, message)
+        return GradeResult(exercise.name, status, exercise.points if status == "passed" else 0, exercise.points,
+                           _clean(message))
 
     try:
         worker.process.wait(timeout=timeout)
@@ -170,11 +209,17 @@ def finish_worker(worker: Worker, timeout: float) -> GradeResult:
     _kill_group(worker.process)  # whatever the cell left running in the background
     code = worker.process.returncode
     try:
-        report = json.loads((worker.folder / "report.json").read_text(encoding="utf-8"))
-        if code != 0 or type(report) is not dict or report.get("token") != worker.token:
+        if code != 0:
+            raise ValueError("the worker did not end cleanly")
+        data = _read_regular(worker.folder / "report.json")
+        report = json.loads(data) if data is not None else None
+        if type(report) is not dict or report.get("token") != worker.token:
             raise ValueError("not the worker's report")
         status = report["status"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:  # noqa: BLE001 - RecursionError from a nested forgery too: no report, a crash
+        if code == 3:
+            return result("crashed", "the worker could not run the exercise or send its answers back (exit code 3)"
+                                     f"{_tail(worker.output())}")
         memory = (f" It may have run out of memory (the limit is {worker.memory_mb} MiB; see --memory-mb)."
                   if "memory" in worker.output().lower() else "")
         return result("crashed", f"the exercise's process ended ({_ended(code)}) before its answers were all reported: "

@@ -1,11 +1,12 @@
 """The grader's worker: one exercise cell, run on the cases the grader sent, in a process of its own.
 
-``python -I -B -u grading_worker.py CELL JOB REPORT MEMORY_MB`` (``prm_core.grading`` starts it; the
-token that marks its report arrives on stdin). This file imports nothing from ``prm_core`` and is run
-by path, so the references that ``prm_core`` holds are not loaded here: the job (``torch.save`` of
-the cases' arguments, written by the grader) loads only the modules its arguments are instances of
-(the course model's classes, the benchmark's problems), never the module of the exercise's answer,
-and once it is loaded any further ``prm_core`` import fails. The worker sends back what the learner's
+``python -I -S -B -u grading_worker.py CELL JOB REPORT MEMORY_MB SITE_PACKAGES LIBRARY_ROOT``
+(``prm_core.grading`` starts it; the token that marks its report arrives on stdin). This file imports nothing from
+``prm_core`` and is run by path without site's ``.pth`` files, so for most exercises ``prm_core`` is
+not importable at all. When the job's arguments are instances of the course's classes (the model
+exercises, the beam step), its root is put on the path to load them: the job then loads only the
+modules those classes live in, never the module of the exercise's answer, and a finder refuses any
+further ``prm_core`` import (a speed bump for a cell that goes looking, not a wall). The worker sends back what the learner's
 function returned, as plain data (``to_wire``, never a pickle); the grader computes the references
 and compares, out of the cell's reach.
 
@@ -37,6 +38,8 @@ def to_wire(value: Any) -> Any:
     import numpy as np
     import torch
 
+    if type(value) is int and value.bit_length() > 10_000:  # about 3000 digits; JSON's limit is 4300
+        return {"unsupported": "int of more than 3000 digits"}
     if value is None or type(value) in (bool, int, str):  # subclasses fall through to "unsupported"
         return value
     if type(value) is float:
@@ -174,7 +177,12 @@ def run(source: str, job: dict) -> dict:
         except BaseException as err:  # an escape (SystemExit, KeyboardInterrupt) fails this exercise too
             return {"status": "raised", "case": k, "error": _describe(err), "outputs": outputs,
                     "escape": not isinstance(err, Exception)}
-        outputs.append(to_wire([got, module_parameters(args)] if job["observe"] else got))
+        try:
+            outputs.append(None)
+            outputs[-1] = to_wire([got, module_parameters(args)] if job["observe"] else got)
+            json.dumps(outputs[-1])
+        except Exception as err:  # noqa: BLE001 - e.g. a list that holds itself, an int past JSON's limit
+            outputs[-1:] = [{"unsupported": f"{type(got).__name__} that could not be sent back ({type(err).__name__})"}]
     return {"status": "ran", "outputs": outputs}
 
 
@@ -185,8 +193,19 @@ def _child(token: str, cell_file: Path, job_file: Path, report_file: Path) -> No
     tmp.replace(report_file)  # the report appears whole or not at all
 
 
+def _set_path(site_packages: str, library_root: str) -> None:
+    """Run with ``-S``: the grader's site-packages folders on the path without their ``.pth`` files,
+    so the editable install of ``prm_core`` is not importable; ``library_root`` (or "-") only when
+    the job's arguments are instances of the course's own classes, and then ``_NoLibrary`` refuses
+    the rest of it."""
+    sys.path.extend(p for p in site_packages.split(os.pathsep) if p and p not in sys.path)
+    if library_root != "-":
+        sys.path.append(library_root)
+
+
 def main(argv: list[str]) -> int:
-    cell_file, job_file, report_file, memory_mb = argv
+    cell_file, job_file, report_file, memory_mb, site_packages, library_root = argv
+    _set_path(site_packages, library_root)
     token = sys.stdin.readline().strip()
     if int(memory_mb) > 0:
         import resource

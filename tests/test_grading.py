@@ -208,11 +208,15 @@ def test_a_cell_that_patches_the_checker_still_fails(cell):
     "import sys\ndef my_first_error_index(s, t):\n    return sys.modules['prm_' + 'core.metrics'].first_error_index(s, t)\n",
     "import importlib.util\nspec = importlib.util.find_spec('prm_' + 'core')\n"
     "def my_first_error_index(s, t):\n    return -1\n",
-], ids=["importlib", "sys.modules", "find_spec"])
+    # take the import block away first: prm_core is not on this worker's path at all
+    "import sys, importlib\nsys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_NoLibrary']\n"
+    "my_first_error_index = importlib.import_module('prm_' + 'core.metrics').first_error_index\n",
+], ids=["importlib", "sys.modules", "find_spec", "no-import-block"])
 def test_a_cell_cannot_reach_the_reference_it_is_checked_against(cell):
     result = grade_source("my_first_error_index", cell)
     assert result.status == "failed" and result.points == 0
-    assert re.search(r"(ImportError: prm_core is not available|KeyError: 'prm_core.metrics')", result.message), result.message
+    assert re.search(r"(ImportError: prm_core is not available|KeyError: 'prm_core.metrics'|"
+                     r"No module named 'prm_core')", result.message), result.message
 
 
 def test_no_worker_has_the_module_of_its_exercise_s_answer_loaded(tmp_path):
@@ -241,6 +245,30 @@ def test_a_forged_report_is_not_taken_for_the_worker_s(tmp_path):
               "    json.dump({'status': 'ran', 'outputs': [1] * 23}, open(sys.argv[3], 'w'))\n    os._exit(0)\n")
     result = grade_source("my_first_error_index", forged)
     assert result.status == "crashed" and result.points == 0 and "before its answers were all reported" in result.message
+
+
+@pytest.mark.parametrize("forgery", [
+    "import os, sys\nos.mkfifo(sys.argv[3])\nos._exit(0)\n",  # a report that would block a reader for good
+    "import os, sys\nopen(sys.argv[3], 'w').write('[' * 200000)\nos._exit(0)\n",  # too deep for json
+    "import os, sys\nos.symlink('/dev/zero', sys.argv[3])\nos._exit(0)\n",  # endless
+], ids=["fifo", "deep", "dev-zero"])
+def test_a_report_the_cell_made_crashes_only_its_exercise(forgery):
+    result = grade_source("my_first_error_index", forgery, timeout=20)
+    assert result.status == "crashed" and result.points == 0
+
+
+def test_a_message_from_the_cell_cannot_forge_lines_of_the_printout():
+    spoof = ("def my_first_error_index(s, t):\n    raise NotImplementedError('\\r\\x1b[2K  PASS    my_first_error_index 1/1'"
+             " + '\\nScore: 2/2 exercises' + 'x' * 100000)\n")
+    result = grade_source("my_first_error_index", spoof)
+    assert result.status == "not_implemented" and "\n" not in result.message and "\x1b" not in result.message
+    assert len(result.message) <= 1200
+
+
+def test_an_answer_that_cannot_be_sent_back_fails_with_a_reason():
+    cell = "def my_first_error_index(s, t):\n    x = []\n    x.append(x)\n    return x\n"
+    result = grade_source("my_first_error_index", cell)
+    assert result.status == "failed" and "could not be sent back (RecursionError)" in result.message
 
 
 def test_a_cell_that_kills_its_parent_does_not_reach_the_grader(tmp_path, capsys):
@@ -341,6 +369,16 @@ def test_json_report_has_name_points_max_points_status_message_and_totals(tmp_pa
     assert [set(r) for r in report["results"]] == [{"name", "points", "max_points", "status", "message"}] * 4
     assert report["points"] == report["max_points"] == sum(e.points for e in exercises_of("02_architecture")) == 6
     assert "Score: 4/4 exercises, 6/6 points (100%)" in capsys.readouterr().out
+
+
+def test_metadata_that_contradicts_the_file_name_is_noted(tmp_path):
+    def claim_another(nb):
+        nb.metadata["prm_course"] = {"assignment": "10_first_error"}
+
+    path = _copy_with(tmp_path, claim_another, source=ROOT / "exercises" / "03_loss.ipynb", name="03_loss-alice.ipynb")
+    grade = grade_notebook(path)
+    assert grade.assignment == "10_first_error" and any("file name says 03_loss" in n for n in grade.notes)
+    assert grade_notebook(path, assignment="03_loss").notes == []
 
 
 def test_an_unwritable_json_path_is_refused_before_grading(tmp_path, capsys):
