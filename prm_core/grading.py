@@ -30,6 +30,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,6 +99,9 @@ def refused(source: str) -> str | None:
 # ---------------------------------------------------------------- running one exercise
 
 WORKER = Path(grading_worker.__file__)
+# Cases and references seed torch's global generator (a model's weights, a head's): built from
+# several grading threads at once they would interleave and differ between learner and reference.
+BUILD_LOCK = threading.RLock()
 LIBRARY_ROOT = WORKER.parent.parent  # the folder prm_core is in
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -153,8 +157,9 @@ def start_worker(exercise: Exercise, source: str, folder: Path, memory_mb: int =
     here and sent as a job file; the worker runs in its own session, so a timeout stops what the
     cell starts too, and its output goes to a file (a pipe held open by a stray process would hang
     the grader)."""
-    cases = list(exercise.cases(np.random.default_rng(0)))
-    args = [exercise.learner_args(case) for case in cases]
+    with BUILD_LOCK:
+        cases = list(exercise.cases(np.random.default_rng(0)))
+        args = [exercise.learner_args(case) for case in cases]
     job = io.BytesIO()
     torch.save({"name": exercise.name, "args": args, "grads": [grading_worker.module_gradients(a) for a in args],
                 "observe": exercise.observe is not None}, job)
@@ -226,7 +231,8 @@ def finish_worker(worker: Worker, timeout: float) -> GradeResult:
                                  f"does the cell end its own process (os._exit, os.kill) or crash Python?{memory}"
                                  f"{_tail(worker.output())}")
     try:
-        return _verdict(exercise, report, status, worker.cases, result)
+        with BUILD_LOCK:
+            return _verdict(exercise, report, status, worker.cases, result)
     except Exception as err:  # noqa: BLE001 - an answer the checks cannot handle fails only its exercise
         return result("failed", f"its answer could not be checked: {type(err).__name__}: {str(err)[:200]}")
 
