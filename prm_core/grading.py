@@ -222,14 +222,15 @@ def finish_worker(worker: Worker, timeout: float) -> GradeResult:
             raise ValueError("not the worker's report")
         status = report["status"]
     except Exception:  # noqa: BLE001 - RecursionError from a nested forgery too: no report, a crash
+        output = worker.output()
         if code == 3:
             return result("crashed", "the worker could not run the exercise or send its answers back (exit code 3)"
-                                     f"{_tail(worker.output())}")
+                                     f"{_tail(output)}")
         memory = (f" It may have run out of memory (the limit is {worker.memory_mb} MiB; see --memory-mb)."
-                  if "memory" in worker.output().lower() else "")
+                  if "memory" in output.lower() else "")
         return result("crashed", f"the exercise's process ended ({_ended(code)}) before its answers were all reported: "
                                  f"does the cell end its own process (os._exit, os.kill) or crash Python?{memory}"
-                                 f"{_tail(worker.output())}")
+                                 f"{_tail(output)}")
     try:
         with BUILD_LOCK:
             return _verdict(exercise, report, status, worker.cases, result)
