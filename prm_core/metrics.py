@@ -4,6 +4,8 @@ Step level: ``step_accuracy``, ``step_auroc``, ``reliability_bins``, ``expected_
 First error, ProcessBench protocol (Zheng et al., 2024, arXiv:2412.06559): ``first_error_index``,
 ``first_error_f1``, ``threshold_sweep``, ``best_threshold``, ``detection_rate_by_kind``.
 Answer level: ``best_of_n_curve`` with a bootstrap CI over problems.
+Over training seeds: ``seed_bootstrap_ci``, ``seed_paired_difference``, ``seed_statistic_ci`` (two-level
+intervals, seeds then problems, in ``metrics_seeds``).
 The step-level metrics live here, the others in ``metrics_first_error`` and ``metrics_best_of_n``
 (input checks in ``metrics_base``); import them all from this module.
 
@@ -41,6 +43,7 @@ from prm_core.metrics_first_error import (
     first_error_index,
     threshold_sweep,
 )
+from prm_core.metrics_seeds import seed_bootstrap_ci, seed_paired_difference, seed_statistic_ci
 
 __all__ = [
     "CURVE_METHODS",
@@ -59,6 +62,9 @@ __all__ = [
     "paired_difference",
     "per_problem_accuracy",
     "reliability_bins",
+    "seed_bootstrap_ci",
+    "seed_paired_difference",
+    "seed_statistic_ci",
     "step_accuracy",
     "step_auroc",
     "threshold_sweep",

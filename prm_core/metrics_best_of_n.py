@@ -92,28 +92,58 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], groups: Any
         raise ValueError("groups holds nan; give every item the id of its group (its problem).")
     n_bootstrap = _check_positive_int(n_bootstrap, "n_bootstrap")
     seed = check_seed(seed)
-    _, inverse = np.unique(group_ids, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))  # group g: order[starts[g]:starts[g+1]]
-    sizes = np.diff(starts)
+    members = GroupMembers.of(group_ids)
     rng = np.random.default_rng(seed)
     values = []
     with warnings.catch_warnings():  # a resample with one class only is expected, and left out below
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for picked in rng.integers(0, sizes.size, size=(n_bootstrap, sizes.size)):
-            # all members of each picked group: offsets within the group added to its start
-            lengths = sizes[picked]
-            within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            returned = statistic(order[np.repeat(starts[picked], lengths) + within])
-            try:  # not np.asarray: it would parse the text "0.5" and read True as 1.0
-                value = check_real_array(returned, "statistic", allow_nan=True, allow_inf=True)
-            except ArgumentTypeError as err:
-                raise ArgumentTypeError(f"statistic returned {returned!r} ({type(returned).__name__}); it must return "
-                                        "a real number per resample (nan where undefined), not text or a bool.") from err
-            if value.ndim != 0:
-                raise ValueError(f"statistic returned shape {value.shape}; it must return one number per resample "
-                                 "(e.g. a mean over the indices it is given).")
-            values.append(float(value))
+        for picked in rng.integers(0, members.n_groups, size=(n_bootstrap, members.n_groups)):
+            values.append(statistic_value(statistic, members.items(picked)))
+    return percentile_interval(values)
+
+
+@dataclass(frozen=True)
+class GroupMembers:
+    """The items of each group (problem), for resampling whole groups: group g holds
+    ``order[starts[g]:starts[g + 1]]``."""
+
+    order: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, group_ids: np.ndarray) -> GroupMembers:
+        _, inverse = np.unique(group_ids, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        return cls(order, np.searchsorted(inverse[order], np.arange(inverse.max() + 2)))
+
+    @property
+    def n_groups(self) -> int:
+        return self.starts.size - 1
+
+    def items(self, picked: np.ndarray) -> np.ndarray:
+        """The item indices of every picked group (with repeats), group after group."""
+        lengths = np.diff(self.starts)[picked]
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # offset in its group
+        return self.order[np.repeat(self.starts[picked], lengths) + within]
+
+
+def statistic_value(statistic: Callable[..., Any], *args: Any) -> float:
+    """``statistic(*args)`` as a float (nan or inf allowed); ArgumentTypeError for text or a bool,
+    ValueError for more than one number."""
+    returned = statistic(*args)
+    try:  # not np.asarray: it would parse the text "0.5" and read True as 1.0
+        value = check_real_array(returned, "statistic", allow_nan=True, allow_inf=True)
+    except ArgumentTypeError as err:
+        raise ArgumentTypeError(f"statistic returned {returned!r} ({type(returned).__name__}); it must return "
+                                "a real number per resample (nan where undefined), not text or a bool.") from err
+    if value.ndim != 0:
+        raise ValueError(f"statistic returned shape {value.shape}; it must return one number per resample "
+                         "(e.g. a mean over the indices it is given).")
+    return float(value)
+
+
+def percentile_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the finite ``values`` (nan, nan when none is finite)."""
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
