@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-exercises prebuild run-notebooks refresh-notebooks exercises grade nbgrader bench experiment results lab lint clean
+.PHONY: help setup test test-robust test-exercises prebuild run-notebooks refresh-notebooks exercises grade nbgrader bench experiment results lab lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its e
 test: $(STAMP)  ## train what the notebooks use (2 workers), run the test suite, re-run the notebooks under nbval
 	$(PREBUILD) --profile cpu
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+test-robust: $(STAMP)  ## train another draw (other CPU kernels) into build/cache-robust, run every notebook's checked cells on it
+	$(PY) scripts/test_robust.py
 
 prebuild: $(STAMP)  ## train every model the notebooks use, in 2 single-threaded workers (PROFILE=cpu|gpu)
 	$(PREBUILD) --profile $(PROFILE)

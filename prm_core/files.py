@@ -29,6 +29,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -350,6 +351,13 @@ def _lock_dir() -> Path:
 
 
 _HELD_LOCKS: set[Path] = set()  # entries this process is building: asking for one again is a cycle
+_LOCK_WAIT_SECONDS = [0.0]  # how long this process has waited for entries other processes were building
+
+
+def lock_wait_seconds() -> float:
+    """Seconds this process has spent in ``entry_lock`` waiting for another process's build (what
+    ``prm_core.prebuild`` reports as a task's wait, apart from its own work)."""
+    return _LOCK_WAIT_SECONDS[0]
 
 
 @contextlib.contextmanager
@@ -373,7 +381,12 @@ def entry_lock(path: str | os.PathLike) -> Iterator[None]:
     lock = _lock_dir() / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.lock"
     with open(lock, "a") as handle:
         if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process builds it: wait, and count the wait
+                start = time.monotonic()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                _LOCK_WAIT_SECONDS[0] += time.monotonic() - start
         _HELD_LOCKS.add(path)
         try:
             yield

@@ -4,11 +4,15 @@ Why: on an empty cache the notebooks spend most of their time training small mod
 another in one process with two threads. The course's models are small enough that a second thread
 adds little (about 1.2x on generation, 1.4x on training, measured on a 2-core runner), so two
 single-threaded workers get about 1.4x more done. Each task calls the cached builder a notebook
-calls (same config, same cache key), so what it builds is what the notebook would have built: the
-course's training and sampling give the same bits with one thread as with two
-(``tests/test_prebuild.py`` checks it). An entry another worker is building is waited for
-(``files.entry_lock``), never built twice. Nothing here is needed: a notebook builds whatever is
-missing itself; this only does it sooner.
+calls (same config, same cache key), so what it builds is what the notebook would have built with one
+thread (``tests/test_prebuild.py`` checks it). With two threads, or on another CPU, the same
+training gives other weights: another draw of the same procedure, which the notebooks' claims
+must survive (``make test-robust`` trains such a draw). An entry another worker is building is
+waited for (``files.entry_lock``), never built twice. Nothing here is needed: a notebook builds
+whatever is missing itself; this only does it sooner.
+
+It prints where the time went: each worker's tasks with their own work and their wait for
+another worker's entry, and the critical path (the worker that finished last).
 """
 
 from __future__ import annotations
@@ -63,6 +67,21 @@ def tasks(profile: str = "cpu") -> list[Task]:
     return out
 
 
+@dataclass(frozen=True)
+class TaskTime:
+    """When a task ran: ``start`` and ``end`` on the machine's monotonic clock (seconds), the
+    worker's process id, and ``waited``, the part spent waiting for an entry another worker built."""
+
+    worker: int
+    start: float
+    end: float
+    waited: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
 @functools.cache
 def _datasets(profile: str) -> Any:
     """The profile's datasets, made once per worker and only for the sweep tasks (about 20 s on 2 cores;
@@ -103,13 +122,22 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
     return time.perf_counter() - start
 
 
-def _worker_setup() -> None:
-    """One torch thread, and no progress bars: two workers' bars would interleave on one terminal
-    (the main process shows one bar, a step per finished task)."""
+def _timed_task(task: Task, profile: str, cache_dir: str | None) -> TaskTime:
+    """``run_task`` in a worker, timed on the clock every process shares."""
+    from prm_core.files import lock_wait_seconds
+
+    waited, start = lock_wait_seconds(), time.monotonic()
+    run_task(task, profile, cache_dir)
+    return TaskTime(os.getpid(), start, time.monotonic(), lock_wait_seconds() - waited)
+
+
+def _worker_setup(threads: int = 1) -> None:
+    """One torch thread (or ``threads``), and no progress bars: two workers' bars would interleave on
+    one terminal (the main process shows one bar, a step per finished task)."""
     import torch
     import tqdm.std
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     shown = tqdm.std.tqdm.__init__
 
@@ -120,18 +148,20 @@ def _worker_setup() -> None:
 
 
 def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, show_progress: bool = True,
-             only: Sequence[Task] | None = None) -> dict[str, float]:
-    """Run ``tasks(profile)`` (or ``only``) in ``jobs`` single-threaded worker processes.
+             only: Sequence[Task] | None = None, threads: int = 1) -> dict[str, TaskTime]:
+    """Run ``tasks(profile)`` (or ``only``) in ``jobs`` worker processes of ``threads`` torch threads
+    each (1: what a notebook would build with one thread; 2 draws other weights on some CPUs).
 
     Returns
     -------
     dict
-        str(task) -> seconds it took in its worker (a few ms for an entry already cached).
+        str(task) -> its ``TaskTime`` in its worker (a few ms for an entry already cached);
+        ``timing_report`` turns it into lines.
 
     Raises
     ------
     ValueError
-        For ``jobs`` that is not an int >= 1, or an unknown profile.
+        For ``jobs`` or ``threads`` that is not an int >= 1, or an unknown profile.
     Exception
         The first task's error, with the task named in a note; tasks not yet started are dropped.
     """
@@ -141,6 +171,7 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     from prm_core.checks import check_int
 
     jobs = check_int(jobs, "jobs", "[1, inf)", "pass e.g. jobs=2 (one per core)")
+    threads = check_int(threads, "threads", "[1, inf)", "pass e.g. threads=1 (torch threads per worker)")
     root = cache_root(cache_dir)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"the cache {root} is a file; point PRM_COURSE_CACHE (or cache_dir) at a folder.")
@@ -148,14 +179,16 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     if not todo:
         return {}
     jobs = min(jobs, len(todo))
-    return _run_all(todo, profile, jobs, cache_dir, tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)",
-                                                          disable=not show_progress))
+    return _run_all(todo, profile, jobs, threads, cache_dir,
+                    tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress))
 
 
-def _run_all(todo: list[Task], profile: str, jobs: int, cache_dir: str | None, bar: Any) -> dict[str, float]:
-    seconds: dict[str, float] = {}
-    with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup) as pool:
-        futures = {pool.submit(run_task, task, profile, cache_dir): task for task in todo}
+def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir: str | None,
+             bar: Any) -> dict[str, TaskTime]:
+    seconds: dict[str, TaskTime] = {}
+    with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup,
+                                  initargs=(threads,)) as pool:
+        futures = {pool.submit(_timed_task, task, profile, cache_dir): task for task in todo}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -169,23 +202,66 @@ def _run_all(todo: list[Task], profile: str, jobs: int, cache_dir: str | None, b
                     raise err
                 seconds[str(task)] = future.result()
                 bar.update()
-                bar.set_postfix_str(f"{task}: {seconds[str(task)]:.0f} s")
+                bar.set_postfix_str(f"{task}: {seconds[str(task)].seconds:.0f} s")
     return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prm_core.prebuild", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: pass 1 or more worker processes, e.g. --jobs 2 (one per core)")
-    start = time.perf_counter()
-    seconds = prebuild(args.profile, args.jobs)
-    slowest = sorted(seconds.items(), key=lambda kv: -kv[1])[:5]
-    print(f"prebuilt {len(seconds)} tasks in {time.perf_counter() - start:.0f} s with {args.jobs} workers; "
-          "slowest: " + ", ".join(f"{t} {s:.0f} s" for t, s in slowest))
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: pass 1 or more torch threads per worker, e.g. --threads 1")
+    start = time.monotonic()
+    times = prebuild(args.profile, args.jobs, threads=args.threads)
+    print(timing_report(times, start, time.monotonic()))
     return 0
+
+
+def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seconds: float = 1.0) -> str:
+    """Where a prebuild's time went, as lines: the total, then each worker's tasks in the order it ran
+    them (own work, and the wait for another worker's entry), then the critical path, the tasks of
+    the worker that finished last. Tasks under ``min_seconds`` (entries already cached) are counted,
+    not listed.
+
+    Examples
+    --------
+    >>> print(timing_report({"standard": TaskTime(1, 0.0, 30.0), "policy": TaskTime(2, 0.0, 40.0, waited=25.0)},
+    ...                     0.0, 41.0))
+    prebuilt 2 tasks in 41 s with 2 workers: 45 s of work, 25 s waiting for another worker's entry, 12 s idle
+      worker 1: standard 30 s
+      worker 2: policy 15 s (+25 s waiting)
+    critical path (worker 2, done at 40 s): policy 40 s
+    """
+    if not times:
+        return "prebuilt nothing: no task"
+    workers: dict[int, list[tuple[str, TaskTime]]] = {}
+    for name, t in sorted(times.items(), key=lambda kv: kv[1].start):
+        workers.setdefault(t.worker, []).append((name, t))
+    waited = sum(t.waited for t in times.values())
+    busy = sum(t.seconds for t in times.values())
+    idle = len(workers) * (end - start) - busy
+    lines = [f"prebuilt {len(times)} tasks in {end - start:.0f} s with {len(workers)} workers: "
+             f"{busy - waited:.0f} s of work, {waited:.0f} s waiting for another worker's entry, {idle:.0f} s idle"]
+
+    def shown(runs: list[tuple[str, TaskTime]], total: bool = False) -> str:
+        parts = [f"{name} {t.seconds if total else t.seconds - t.waited:.0f} s"
+                 + (f" (+{t.waited:.0f} s waiting)" if t.waited >= min_seconds and not total else "")
+                 for name, t in runs if t.seconds >= min_seconds]
+        quick = sum(t.seconds < min_seconds for _, t in runs)
+        return ", ".join(parts + ([f"{quick} cached"] if quick else [])) or "nothing"
+
+    for number, runs in enumerate(workers.values(), 1):
+        lines.append(f"  worker {number}: {shown(runs)}")
+    last = max(workers, key=lambda w: workers[w][-1][1].end)
+    number = list(workers).index(last) + 1
+    lines.append(f"critical path (worker {number}, done at {workers[last][-1][1].end - start:.0f} s): "
+                 + shown(workers[last], total=True).replace(", ", " -> "))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
