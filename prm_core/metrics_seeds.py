@@ -27,7 +27,7 @@ from prm_core.checks import check_real_array, check_seed
 from prm_core.metrics_base import UndefinedMetricWarning, _check_positive_int
 from prm_core.metrics_best_of_n import GroupMembers, percentile_interval, statistic_value
 
-__all__ = ["seed_bootstrap_ci", "seed_paired_difference", "seed_statistic_ci"]
+__all__ = ["seed_bootstrap_ci", "seed_paired_difference", "seed_statistic_ci", "seed_statistic_resamples"]
 
 
 def _per_seed_problem(values: Any, name: str) -> np.ndarray:
@@ -154,6 +154,19 @@ def seed_statistic_ci(statistic: Callable[[int, np.ndarray], float], groups: Any
     >>> out["per_seed"], out["ci_low"] <= out["value"] <= out["ci_high"]
     ([0.75, 0.5], True)
     """
+    per_seed, resampled = seed_statistic_resamples(statistic, groups, n_seeds, n_bootstrap, seed)
+    low, high = percentile_interval(resampled)
+    return {"value": float(np.mean(per_seed)), "ci_low": low, "ci_high": high, "n_seeds": len(per_seed),
+            "per_seed": per_seed}
+
+
+def seed_statistic_resamples(statistic: Callable[[int, np.ndarray], float], groups: Any, n_seeds: int,
+                             n_bootstrap: int = 1000, seed: int = 0) -> tuple[list[float], np.ndarray]:
+    """``seed_statistic_ci``'s parts: the statistic of each seed on all items, and the (n_bootstrap,)
+    resample means (nan where every slot was undefined). The draws depend only on ``groups``,
+    ``n_seeds``, ``n_bootstrap`` and ``seed``, so two statistics resampled with the same arguments
+    are paired draw by draw: the interval of their difference is the percentile interval of the
+    difference of their resample means (``comparison_seeds`` uses this to compute each model once)."""
     group_ids = np.asarray(groups)
     if group_ids.ndim != 1 or group_ids.size == 0:
         raise ValueError(f"groups has shape {group_ids.shape}; pass one group id per item (1-D, non-empty).")
@@ -164,14 +177,12 @@ def seed_statistic_ci(statistic: Callable[[int, np.ndarray], float], groups: Any
     problems = rng.integers(0, members.n_groups, size=(n_bootstrap, n_seeds, members.n_groups))
     seeds = rng.integers(0, n_seeds, size=(n_bootstrap, n_seeds))
     everything = np.arange(group_ids.size)
-    values = []
+    values = np.empty(n_bootstrap)
     with warnings.catch_warnings():  # a resample with one class only is expected, and left out
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         per_seed = [statistic_value(statistic, s, everything) for s in range(n_seeds)]
         for b in range(n_bootstrap):
-            slots = [statistic_value(statistic, int(seeds[b, k]), members.items(problems[b, k]))
-                     for k in range(n_seeds)]
-            values.append(np.nanmean(slots) if np.isfinite(slots).any() else np.nan)
-    low, high = percentile_interval(values)
-    return {"value": float(np.mean(per_seed)), "ci_low": low, "ci_high": high, "n_seeds": n_seeds,
-            "per_seed": per_seed}
+            slots = np.array([statistic_value(statistic, int(seeds[b, k]), members.items(problems[b, k]))
+                              for k in range(n_seeds)])
+            values[b] = np.nanmean(slots) if np.isfinite(slots).any() else np.nan
+    return per_seed, values

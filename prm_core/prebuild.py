@@ -63,7 +63,9 @@ def tasks(profile: str = "cpu") -> list[Task]:
     out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]
     out += [Task("labels", (source,)) for source in LABEL_SOURCES]
     out += [Task("sweep", (kind, n, seed)) for n in sweep.train_sizes for seed in sweep.seeds for kind in ("prm", "orm")]
-    out += [Task("ablation", (name,)) for name in ABLATIONS]
+    out += [Task("ablation", (name, seed)) for name in ABLATIONS for seed in sweep.ablation_seeds]
+    if sweep.ablation_train_size not in sweep.train_sizes:  # the unchanged side is not a sweep model then
+        out += [Task("ablation", ("none", seed)) for seed in sweep.ablation_seeds]
     return out
 
 
@@ -111,14 +113,16 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
             policy_runs.on_policy_models(config, runs, cache_dir)
     else:  # the sweep models: "labels", "sweep", "ablation"
         sweep, data = sweeps.load_sweep(profile), _datasets(profile)
-        size, seed = sweep.ablation_train_size, sweep.ablation_seed
-        if task.kind == "labels":
-            sweeps.sweep_scores(config, sweep, "prm", data, size, seed, cache_dir=cache_dir, labels=task.args[0],
-                                n_rollouts=MC_TRAIN_K)
+        size = sweep.ablation_train_size
+        if task.kind == "labels":  # notebook 08's label sources: the first ablation seed
+            sweeps.sweep_scores(config, sweep, "prm", data, size, sweep.ablation_seeds[0], cache_dir=cache_dir,
+                                labels=task.args[0], n_rollouts=MC_TRAIN_K)
         elif task.kind == "sweep":
             sweeps.sweep_scores(config, sweep, task.args[0], data, *task.args[1:], cache_dir=cache_dir)
         else:
-            sweeps.sweep_scores(config, sweep, "prm", data, size, seed, sweeps.ABLATIONS[task.args[0]][2], cache_dir)
+            name, seed = task.args
+            change = {} if name == "none" else sweeps.ABLATIONS[name][2]
+            sweeps.sweep_scores(config, sweep, "prm", data, size, seed, change, cache_dir)
     return time.perf_counter() - start
 
 

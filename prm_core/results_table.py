@@ -75,6 +75,10 @@ def _diff(entry: dict[str, float]) -> str:
     return f"{entry['value']:+.3f} [{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]"
 
 
+def _per_seed(entry: dict[str, Any]) -> str:
+    return " / ".join(f"{v:.2f}" for v in entry["per_seed"])
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -128,24 +132,37 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
                     _acc(r["orm"]["weighted_vote"]["64"]), _diff(r["prm_minus_orm"]["weighted_vote"]["64"])]
                    for r in rows])
     sweep = results.get("sweep_config", {})
+    rows = results["data_efficiency"]
+    n_seeds = rows[0]["prm"]["n_seeds"] if len(rows) else 0
     out += ["", f"**By training-set size** (sweep models: {sweep.get('max_steps')} steps of {sweep.get('batch_size')} "
-            f"solutions whatever the size; best-of-N on the first {sweep.get('n_bon_problems')} problems):", ""]
-    out += _table(["solutions", "seed", "PRM step AUROC", "ORM step AUROC", "PRM best-of-64", "ORM best-of-64",
-                   "PRM - ORM (paired)", "PRM weighted, 64", "ORM weighted, 64", "PRM - ORM (paired)"],
-                  [[str(r["n_train_solutions"]), str(r["seed"]), _ci(r["prm"]["step_auroc"]),
-                    _ci(r["orm"]["step_auroc"]), _acc(r["prm"]["best_of_n"]["64"]), _acc(r["orm"]["best_of_n"]["64"]),
-                    _diff(r["prm_minus_orm"]["best_of_n"]["64"]), _acc(r["prm"]["weighted_vote"]["64"]),
-                    _acc(r["orm"]["weighted_vote"]["64"]), _diff(r["prm_minus_orm"]["weighted_vote"]["64"])]
-                   for r in results["data_efficiency"]])
+            f"solutions whatever the size, so a small set is seen for more epochs; best-of-N on the first "
+            f"{sweep.get('n_bon_problems')} problems; means over {n_seeds} training seeds, brackets resample the seeds "
+            "and then the problems; per seed: each model's own step AUROC):", ""]
+    out += _table(["solutions", "epochs", "PRM step AUROC", "ORM step AUROC", "per seed: PRM / ORM", "PRM best-of-64",
+                   "ORM best-of-64", "PRM - ORM (paired)", "PRM - ORM, weighted vote, 64 (paired)"],
+                  [[str(r["n_train_solutions"]), f"{r['epochs']:.1f}", _ci(r["prm"]["step_auroc"]),
+                    _ci(r["orm"]["step_auroc"]),
+                    f"{_per_seed(r['prm']['step_auroc'])} / {_per_seed(r['orm']['step_auroc'])}",
+                    _acc(r["prm"]["best_of_n"]["64"]), _acc(r["orm"]["best_of_n"]["64"]),
+                    _diff(r["prm_minus_orm"]["best_of_n"]["64"]), _diff(r["prm_minus_orm"]["weighted_vote"]["64"])]
+                   for r in rows])
+    table = results["ablations"]
+    names = list(table)
+    reference = next(table[names[0]][side] for side in ("on", "off") if not len(table[names[0]][side]["change"])) \
+        if names else {}
+    n_seeds = reference["n_seeds"] if names else 0
     out += ["", f"**Ablations** (PRM sweep models on {sweep.get('ablation_train_size')} solutions, one change at a "
-            "time; the standard setting is the same model in every row):", ""]
-    rows = []
-    for name, sides in results["ablations"].items():
-        for side in ("on", "off"):
-            m = sides[side]
-            rows.append([name, side, _ci(m["step_auroc"]), _ci(m["first_error_f1"]), _acc(m["best_of_n"]["64"]),
-                         _acc(m["weighted_vote"]["64"])])
-    out += _table(["ablation", "setting", "step AUROC", "first-error F1", "best-of-64", "weighted vote, N = 64"], rows)
+            f"time, each side trained with {n_seeds} seeds; the changed setting minus the standard one, seed by seed "
+            "on the same problems, brackets over seeds then problems):", ""]
+    rows = [["standard PRM (reference)", "", _ci(reference["step_auroc"]), _ci(reference["first_error_f1"]),
+             _acc(reference["best_of_n"]["64"]), _acc(reference["weighted_vote"]["64"])]] if names else []
+    for name in names:
+        sides, diff = table[name], table[name]["changed_minus_standard"]
+        changed = next(side for side in ("on", "off") if len(sides[side]["change"]))  # the standard side changes nothing
+        rows.append([f"{name} {changed}", _per_seed(diff["step_auroc"]), _diff(diff["step_auroc"]),
+                     _diff(diff["first_error_f1"]), _diff(diff["best_of_n"]["64"]), _diff(diff["weighted_vote"]["64"])])
+    out += _table(["model", "step AUROC change per seed", "step AUROC", "first-error F1", "best-of-64",
+                   "weighted vote, N = 64"], rows)
     if "rl" in results:
         out += ["", *_rl_table(results["rl"])]
     return "\n".join(out)

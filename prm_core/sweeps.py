@@ -56,15 +56,16 @@ class SweepConfig:
     """Size of the sweep models (``params/<profile>.yaml``, section ``sweeps``)."""
 
     train_sizes: tuple[int, ...] = (200, 500, 1000, 2000)  # training solutions per model, smallest first
-    seeds: tuple[int, ...] = (0, 1)  # each seed draws its own training problems, head init and batches
+    seeds: tuple[int, ...] = (0, 1, 2)  # each seed draws its own training problems, head init and batches
     max_steps: int = 120  # optimizer steps of every sweep model, whatever its data size
     batch_size: int = 32  # solutions per optimizer step
     n_bon_problems: int = 80  # the first problems of the standard best-of-N set
     ablation_train_size: int = 2000  # training solutions of the ablation models
-    ablation_seed: int = 0
+    ablation_seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of every ablation model (both sides)
 
     def __post_init__(self) -> None:
-        for name, example in (("train_sizes", "(200, 500, 1000, 2000)"), ("seeds", "(0, 1)")):
+        for name, example in (("train_sizes", "(200, 500, 1000, 2000)"), ("seeds", "(0, 1, 2)"),
+                              ("ablation_seeds", "(0, 1, 2)")):
             values = getattr(self, name)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not all(_is_int(v) for v in values):
                 raise ValueError(f"{name}={values!r} must be a sequence of ints, e.g. {example}.")
@@ -73,13 +74,14 @@ class SweepConfig:
         if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
             raise ValueError(f"train_sizes={sizes!r} must be distinct positive ints, smallest first, "
                              "e.g. (200, 500, 1000, 2000).")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={self.seeds!r} must be distinct ints >= 0, at least one, e.g. (0, 1).")
-        for i, seed in enumerate((*self.seeds, self.ablation_seed)):
-            check_seed(seed, f"seeds[{i}]" if i < len(self.seeds) else "ablation_seed")
-        for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size", "ablation_seed"):
-            object.__setattr__(self, name, check_int(getattr(self, name), name, "[0, inf)" if name == "ablation_seed"
-                                                     else "[1, inf)"))
+        for name in ("seeds", "ablation_seeds"):
+            seeds = getattr(self, name)
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ValueError(f"{name}={seeds!r} must be distinct ints >= 0, at least one, e.g. (0, 1, 2).")
+            for i, seed in enumerate(seeds):
+                check_seed(seed, f"{name}[{i}]")
+        for name in ("max_steps", "batch_size", "n_bon_problems", "ablation_train_size"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, "[1, inf)"))
         check_fields(self)
 
     def check_fits(self, config: ExperimentConfig) -> None:
@@ -219,54 +221,74 @@ def sweep_scores(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: 
     return cached(folder, "train_result.json", build, load, f"sweep {kind} (n={n_train}, seed {seed})")
 
 
+def _seed_models(config: ExperimentConfig, sweep: SweepConfig, kind: str, data: Datasets, n_train: int,
+                 seeds: Sequence[int], change: dict[str, Any] | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """``SeedModels`` of one sweep model trained with each of ``seeds``, and each seed's train info."""
+    from prm_core.comparison_seeds import SeedModels
+
+    runs = [sweep_scores(config, sweep, kind, data, n_train, seed, change, cache_dir) for seed in seeds]
+    return SeedModels([scores for scores, _ in runs], data, kind), [info for _, info in runs]
+
+
 def data_efficiency(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,
                     cache_dir: str | os.PathLike | None = None, show_progress: bool = True) -> list[dict[str, Any]]:
-    """PRM and ORM trained on each of ``sweep.train_sizes`` solutions with each seed.
+    """PRM and ORM trained on each of ``sweep.train_sizes`` solutions with each of ``sweep.seeds``.
+
+    Every metric is the mean over the seeds' models, with a two-level interval (seeds, then
+    problems; ``prm_core.comparison_seeds``) and each seed's own value in ``per_seed``.
 
     Returns
     -------
     list of dict
-        ``{"n_train_solutions": n, "seed": s, "prm": {...}, "orm": {...}, "prm_minus_orm": {...}}``,
-        metrics as ``comparison_metrics`` and ``prm_minus_orm`` give them, smallest size first.
+        One per size, smallest first: ``{"n_train_solutions": n, "epochs": passes over the n
+        solutions (every size gets the same optimizer steps), "seeds": [...], "prm": {...}, "orm":
+        {...}, "prm_minus_orm": {...}}``, as ``comparison_over_seeds`` and ``difference_over_seeds``
+        give them.
     """
     from tqdm.auto import tqdm
 
-    from prm_core.comparison import comparison_metrics, prm_minus_orm
+    from prm_core.comparison_seeds import comparison_over_seeds, difference_over_seeds
 
-    runs = [(n, s) for n in sweep.train_sizes for s in sweep.seeds]
     rows = []
-    for n, seed in tqdm(runs, desc="data-efficiency sweep", disable=not show_progress):
-        row: dict[str, Any] = {"n_train_solutions": n, "seed": seed}
-        scored = {kind: sweep_scores(config, sweep, kind, data, n, seed, cache_dir=cache_dir)[0] for kind in ("prm", "orm")}
-        for kind in ("prm", "orm"):
-            row[kind] = comparison_metrics(scored[kind], data, kind)
-        row["prm_minus_orm"] = prm_minus_orm(scored, data)
-        rows.append(row)
+    for n in tqdm(sweep.train_sizes, desc="data-efficiency sweep", disable=not show_progress):
+        models = {kind: _seed_models(config, sweep, kind, data, n, sweep.seeds, cache_dir=cache_dir)[0]
+                  for kind in ("prm", "orm")}
+        rows.append({"n_train_solutions": n, "epochs": sweep.max_steps * sweep.batch_size / n, "seeds": list(sweep.seeds),
+                     **{kind: comparison_over_seeds(models[kind], data, kind) for kind in ("prm", "orm")},
+                     "prm_minus_orm": difference_over_seeds(models["prm"], models["orm"], data)})
     return rows
 
 
 def ablations(config: ExperimentConfig, sweep: SweepConfig, data: Datasets,
               cache_dir: str | os.PathLike | None = None, show_progress: bool = True) -> dict[str, dict[str, Any]]:
-    """A PRM with each of ``ABLATIONS`` changed on its own, against the same PRM unchanged.
+    """A PRM with each of ``ABLATIONS`` changed on its own, against the same PRM unchanged, each
+    trained with every one of ``sweep.ablation_seeds``.
 
     Returns
     -------
     dict
-        name -> {"on": metrics, "off": metrics}; the unchanged PRM (the standard settings at the
-        sweep's size) sits on the standard side of every row.
+        name -> {"on": metrics, "off": metrics, "changed_minus_standard": differences}: metrics as
+        ``comparison_over_seeds`` gives them (plus each seed's ``pos_weight`` as used and the
+        ``change``), differences as ``difference_over_seeds`` (the changed side minus the standard
+        one, seed s paired with seed s). The unchanged PRM (the standard settings at the sweep's
+        size) sits on the standard side of every row.
     """
     from tqdm.auto import tqdm
 
-    from prm_core.comparison import comparison_metrics
+    from prm_core.comparison_seeds import comparison_over_seeds, difference_over_seeds
 
-    def metrics(change: dict[str, Any]) -> dict[str, Any]:
-        scores, info = sweep_scores(config, sweep, "prm", data, sweep.ablation_train_size, sweep.ablation_seed,
-                                    change, cache_dir)
-        return {**comparison_metrics(scores, data, "prm"), "pos_weight": info["pos_weight"], "change": change}
+    def side(change: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        models, infos = _seed_models(config, sweep, "prm", data, sweep.ablation_train_size, sweep.ablation_seeds,
+                                     change, cache_dir)
+        return models, {**comparison_over_seeds(models, data, "prm"), "pos_weight": [i["pos_weight"] for i in infos],
+                        "change": change, "seeds": list(sweep.ablation_seeds)}
 
-    base = metrics({})
+    base_models, base = side({})
     table = {}
     for name, (standard_side, changed_side, change) in tqdm(ABLATIONS.items(), desc="ablations",
                                                              disable=not show_progress):
-        table[name] = {standard_side: base, changed_side: metrics(change)}
+        models, metrics = side(change)
+        table[name] = {standard_side: base, changed_side: metrics,
+                       "changed_minus_standard": difference_over_seeds(models, base_models, data)}
     return table

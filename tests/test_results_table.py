@@ -27,9 +27,13 @@ def test_results_file_has_the_comparison_sections(results):
     assert lengths == sorted(lengths) and len(lengths) >= 5
     sizes = {r["n_train_solutions"] for r in results["data_efficiency"]}
     assert len(sizes) >= 4 and max(sizes) >= 10 * min(sizes)
-    assert all(len({r["seed"] for r in results["data_efficiency"] if r["n_train_solutions"] == n}) >= 2 for n in sizes)
+    for row in results["data_efficiency"]:  # every size over 3 or more training seeds, each seed's value kept
+        for kind in ("prm", "orm"):
+            assert row[kind]["n_seeds"] >= 3 and len(row[kind]["step_auroc"]["per_seed"]) == row[kind]["n_seeds"]
+        assert row["prm_minus_orm"]["step_auroc"]["n_seeds"] == row["prm"]["n_seeds"]
     assert set(results["ablations"]) == set(ABLATIONS)
-    assert all(set(sides) == {"on", "off"} for sides in results["ablations"].values())
+    assert all(set(sides) == {"on", "off", "changed_minus_standard"} for sides in results["ablations"].values())
+    assert all(sides["changed_minus_standard"]["step_auroc"]["n_seeds"] >= 3 for sides in results["ablations"].values())
 
 
 def test_results_file_benchmark_leaves_headroom(results):

@@ -12,7 +12,7 @@ from prm_core.sweeps import ABLATIONS, SweepConfig, load_sweep, sweep_scores, tr
 from tests.test_experiments import SMOKE
 
 SMOKE_SWEEP = SweepConfig(train_sizes=(8, 24), seeds=(0, 1), max_steps=2, batch_size=4, n_bon_problems=3,
-                          ablation_train_size=24, ablation_seed=0)
+                          ablation_train_size=24, ablation_seeds=(0, 1))
 
 
 def _pool(n_problems: int, per_problem: int) -> list[StepSample]:
@@ -30,10 +30,10 @@ def smoke(tmp_path_factory):
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
-def test_load_sweep_reads_ten_fold_sizes_and_two_seeds_from_each_profile(profile):
+def test_load_sweep_reads_ten_fold_sizes_and_three_seeds_from_each_profile(profile):
     sweep = load_sweep(profile)
     assert len(sweep.train_sizes) >= 4 and sweep.train_sizes[-1] >= 10 * sweep.train_sizes[0]
-    assert len(sweep.seeds) >= 2
+    assert len(sweep.seeds) >= 3 and len(sweep.ablation_seeds) >= 3
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -112,23 +112,34 @@ def test_sweep_scores_changes_reach_the_head_and_the_loss(smoke):
     assert not (plain["test"].scores == no_features["test"].scores).all()
 
 
-def test_data_efficiency_rows_cover_every_size_and_seed_for_both_models(smoke):
+def test_data_efficiency_rows_cover_every_size_with_every_seed_for_both_models(smoke):
     config, data, cache = smoke
     rows = sweeps.data_efficiency(config, SMOKE_SWEEP, data, cache, show_progress=False)
-    assert [(r["n_train_solutions"], r["seed"]) for r in rows] == [(8, 0), (8, 1), (24, 0), (24, 1)]
+    assert [(r["n_train_solutions"], r["seeds"]) for r in rows] == [(8, [0, 1]), (24, [0, 1])]
+    assert [r["epochs"] for r in rows] == [2 * 4 / 8, 2 * 4 / 24]
     assert all({"prm", "orm"} <= set(r) and r["prm"]["rule"] == "min" and r["orm"]["rule"] == "last" for r in rows)
+    for row in rows:  # each seed's own model is in per_seed, and the difference pairs them
+        per_seed = [sweep_scores(config, SMOKE_SWEEP, "prm", data, row["n_train_solutions"], s, cache_dir=cache)[0]
+                    for s in (0, 1)]
+        assert len(per_seed) == row["prm"]["step_auroc"]["n_seeds"] == len(row["prm"]["step_auroc"]["per_seed"])
+        assert row["prm_minus_orm"]["step_auroc"]["per_seed"] == pytest.approx(
+            [a - b for a, b in zip(row["prm"]["step_auroc"]["per_seed"], row["orm"]["step_auroc"]["per_seed"], strict=True)])
     json.dumps(rows)  # goes into the results file
 
 
 def test_ablations_share_one_reference_model_on_the_standard_side(smoke):
     config, data, cache = smoke
     table = sweeps.ablations(config, SMOKE_SWEEP, data, cache, show_progress=False)
-    assert set(table) == set(ABLATIONS) and all(set(sides) == {"on", "off"} for sides in table.values())
+    assert set(table) == set(ABLATIONS)
+    assert all(set(sides) == {"on", "off", "changed_minus_standard"} for sides in table.values())
     reference = [table[name][standard] for name, (standard, _, _) in ABLATIONS.items()]
     assert all(r == reference[0] for r in reference) and reference[0]["change"] == {}
     changed = [table[name][side]["change"] for name, (_, side, _) in ABLATIONS.items()]
     assert changed == [change for _, _, change in ABLATIONS.values()]
-    assert table["pos_weight"]["on"]["pos_weight"] != 1.0 and table["pos_weight"]["off"]["pos_weight"] == 1.0
+    assert all(w != 1.0 for w in table["pos_weight"]["on"]["pos_weight"]) and table["pos_weight"]["off"]["pos_weight"] == [1.0, 1.0]
+    diff = table["lm_loss"]["changed_minus_standard"]["first_error_f1"]
+    assert diff["per_seed"] == pytest.approx([a - b for a, b in zip(table["lm_loss"]["off"]["first_error_f1"]["per_seed"],
+                                                                    table["lm_loss"]["on"]["first_error_f1"]["per_seed"], strict=True)])
 
 
 def test_sweep_scores_unknown_change_raises_naming_it(smoke):
@@ -164,7 +175,7 @@ def test_sweep_scores_other_data_is_not_served_from_the_cache(smoke):
 
 
 @pytest.mark.parametrize("kwargs,match", [({"seeds": (-1,)}, "seeds"), ({"seeds": ("a",)}, "seeds"),
-                                          ({"seeds": (0.5,)}, "seeds"), ({"ablation_seed": "x"}, "ablation_seed"),
+                                          ({"seeds": (0.5,)}, "seeds"), ({"ablation_seeds": ("x",)}, "ablation_seeds"),
                                           ({"train_sizes": ("200", "500")}, "train_sizes"),
                                           ({"train_sizes": 200}, "train_sizes"), ({"train_sizes": (True, 5)}, "train_sizes"),
                                           ({"train_sizes": (200.5, 500)}, "train_sizes")],
