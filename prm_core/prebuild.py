@@ -215,13 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma-separated task kinds to build (default all: {','.join(KINDS)})")
     args = parser.parse_args(argv)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        parser.error(f"--kinds {args.kinds!r}: name task kinds from {', '.join(KINDS)}, e.g. --kinds standard,sweep")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: pass 1 or more worker processes, e.g. --jobs 2 (one per core)")
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: pass 1 or more torch threads per worker, e.g. --threads 1")
     start = time.monotonic()
-    times = prebuild(args.profile, args.jobs, threads=args.threads)
+    only = None if set(kinds) == set(KINDS) else [t for t in tasks(args.profile) if t.kind in kinds]
+    times = prebuild(args.profile, args.jobs, threads=args.threads, only=only)
     print(timing_report(times, start, time.monotonic()))
     return 0
 

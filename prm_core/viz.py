@@ -342,6 +342,10 @@ def plot_intervals(groups: Sequence[Any], series: Mapping[str, Sequence[Mapping[
                    xlabel: str | None = None, ylabel: str | None = None) -> Axes:
     """Point estimates with their 95% intervals: one x position per group, one colour per series.
 
+    Entries that carry ``per_seed`` (each training seed's own value, as ``comparison_over_seeds``
+    gives them) also show those values as small open markers beside the mean, so the seeds' spread
+    the interval comes from is in the figure.
+
     Parameters
     ----------
     groups : sequence
@@ -388,8 +392,13 @@ def plot_intervals(groups: Sequence[Any], series: Mapping[str, Sequence[Mapping[
     for i, (name, values) in enumerate(arrays.items()):
         offset = (i - (len(arrays) - 1) / 2) * width
         error = np.abs(values[:, 1:].T - values[:, 0])  # (2, groups): distances below and above
-        ax.errorbar(x + offset, values[:, 0], yerr=error, fmt="o", capsize=3, label=name,
-                    color=(colors or METHOD_COLORS).get(name))
+        drawn = ax.errorbar(x + offset, values[:, 0], yerr=error, fmt="o", capsize=3, label=name,
+                            color=(colors or METHOD_COLORS).get(name))
+        if all(isinstance(e, Mapping) and "per_seed" in e for e in series[name]):
+            for j, entry in enumerate(series[name]):
+                seeds = check_real_array(list(entry["per_seed"]), f"series[{name!r}][{j}]['per_seed']")
+                ax.scatter(np.full(seeds.size, x[j] + offset + width * 0.3), seeds, s=12, facecolors="none",
+                           edgecolors=drawn.lines[0].get_color(), linewidths=0.8, zorder=3)
     ax.set_xticks(x, labels=[str(g) for g in groups])
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per prebuild worker (default 1)")
     parser.add_argument("--jobs", type=int, default=2, help="prebuild worker processes (default 2)")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--kinds", default=None, help="prebuild only these task kinds (e.g. standard,sweep,ablation) "
+                        "and pass the notebooks that need only them; default: everything")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (default: notebooks/)")
     args = parser.parse_args(argv)
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     steps = [
         [sys.executable, "-m", "prm_core.prebuild", "--profile", args.profile, "--jobs", str(args.jobs),
-         "--threads", str(args.threads)],
+         "--threads", str(args.threads), *(["--kinds", args.kinds] if args.kinds else [])],
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
          "--nbval-sanitize-with", "notebooks/sanitize.cfg", *(args.pytest_args or ["notebooks"])],
     ]

@@ -60,6 +60,15 @@ def test_unknown_profile_and_task_kind_raise():
         run_task(Task("train"), "cpu")
 
 
+@pytest.mark.parametrize("kinds", ["bogus", "standard,bogus", ","])
+def test_the_command_refuses_unknown_kinds_naming_the_known_ones(kinds, capsys):
+    from prm_core.prebuild import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--kinds", kinds])
+    assert info.value.code == 2 and "standard, policy, rl" in capsys.readouterr().err
+
+
 def _build_slowly(folder, log):
     def build(tmp):
         with open(log, "a") as f:

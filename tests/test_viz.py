@@ -438,6 +438,19 @@ def test_intervals_an_entry_outside_its_own_interval_raises(entry):
         plot_intervals([1], {"PRM": [entry]})
 
 
+def test_intervals_show_each_seed_beside_the_mean_in_the_series_colour():
+    a = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "per_seed": [0.75, 0.8, 0.85]}
+    b = {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7, "per_seed": [0.55, 0.65]}
+    ax = plot_intervals([1, 2], {"PRM": [a, b], "ORM": [POINT, POINT]})
+    dots = [c for c in ax.collections if c.get_offsets().size and len(c.get_offsets()[0]) == 2
+            and not hasattr(c, "get_segments")]
+    assert [c.get_offsets()[:, 1].tolist() for c in dots] == [[0.75, 0.8, 0.85], [0.55, 0.65]]
+    assert all(matplotlib.colors.to_hex(c.get_edgecolor()[0]) == matplotlib.colors.to_hex(METHOD_COLORS["PRM"])
+               for c in dots)
+    with pytest.raises(ValueError, match=r"per_seed"):
+        plot_intervals([1], {"PRM": [{**a, "per_seed": [0.7, float("nan")]}]})
+
+
 def test_intervals_colors_must_be_a_dict():
     with pytest.raises(ValueError, match="colors must be a dict"):
         plot_intervals([1], {"PRM": [POINT]}, colors=["red"])
