@@ -178,18 +178,20 @@ def _rl_table(rl: dict[str, Any]) -> list[str]:
            f"SFT in {policy['sft_seconds']:.0f} s, {policy['well_formed']:.1%} of its held-out samples well formed; "
            f"{rl_config.get('n_updates')} GRPO updates of {rl_config.get('problems_per_update')} problems x "
            f"{rl_config.get('group_size')} solutions, {len(seeds)} seeds; accuracy on {config.get('n_eval_problems')} "
-           "held-out problems, means over seeds; gains paired by problem):", ""]
+           "held-out problems, means over seeds (start: each seed's own evaluation of the SFT policy); gains paired by "
+           "problem; the RL seeds share one SFT policy and one PRM and ORM):", ""]
     rows = []
     for r in rewards:
         ends = [rl[r][s]["curve"][-1] for s in seeds]
-        first = rl[r][seeds[0]]["curve"][0]
-        rows.append([r, f"{first['accuracy']:.3f} -> {sum(e['accuracy'] for e in ends) / len(ends):.3f}",
+        starts = [rl[r][s]["curve"][0] for s in seeds]  # each seed evaluates the SFT policy with its own samples
+        rows.append([r, f"{sum(e['accuracy'] for e in starts) / len(starts):.3f} -> "
+                        f"{sum(e['accuracy'] for e in ends) / len(ends):.3f}",
                      _diff(rl[r]["gain"]), _diff(rl[r]["greedy_gain"]),
                      _diff(rl[r]["minus_outcome"]) if "minus_outcome" in rl[r] else "",
                      f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
                      f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
-    return out + _table(["reward", "one-sample accuracy: seed 0 start -> end, mean of seeds", "gain", "greedy gain",
-                         "end minus outcome's", "KL to SFT (last updates)", "s per run"], rows)
+    return out + _table(["reward", "one-sample accuracy: start -> end", "gain", "greedy gain",
+                         "end minus outcome's", "KL to SFT (mean of the last updates)", "s per run"], rows)
 
 
 def replace_block(text: str, block: str) -> str:
