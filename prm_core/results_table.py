@@ -164,12 +164,13 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
     out += _table(["model", "step AUROC change per seed", "step AUROC", "first-error F1", "best-of-64",
                    "weighted vote, N = 64"], rows)
     if "rl" in results:
-        out += ["", *_rl_table(results["rl"])]
+        out += ["", *_rl_table(results["rl"], results.get("rl_from_commit"))]
     return "\n".join(out)
 
 
-def _rl_table(rl: dict[str, Any]) -> list[str]:
-    """The RL section: the SFT policy, then each reward's held-out accuracy before and after RL."""
+def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
+    """The RL section: the SFT policy, then each reward's held-out accuracy before and after RL
+    (``from_commit``: the commit of an earlier run the section was kept from, said in its heading)."""
     policy, config = rl["policy"], rl.get("config", {})
     rl_config = config.get("rl", {})
     rewards = [r for r in ("outcome", "orm", "prm", "prm_min") if r in rl]
@@ -179,7 +180,9 @@ def _rl_table(rl: dict[str, Any]) -> list[str]:
            f"{rl_config.get('n_updates')} GRPO updates of {rl_config.get('problems_per_update')} problems x "
            f"{rl_config.get('group_size')} solutions, {len(seeds)} seeds; accuracy on {config.get('n_eval_problems')} "
            "held-out problems, means over seeds (start: each seed's own evaluation of the SFT policy); gains paired by "
-           "problem; the RL seeds share one SFT policy and one PRM and ORM):", ""]
+           "problem; the RL seeds share one SFT policy and one PRM and ORM"
+           + (f"; kept from the run at commit `{str(from_commit)[:7]}`, whose standard models were another draw "
+              "than the ones above" if from_commit else "") + "):", ""]
     rows = []
     for r in rewards:
         ends = [rl[r][s]["curve"][-1] for s in seeds]
