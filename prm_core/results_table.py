@@ -76,7 +76,7 @@ def _diff(entry: dict[str, float]) -> str:
 
 
 def _per_seed(entry: dict[str, Any]) -> str:
-    return " / ".join(f"{v:.2f}" for v in entry["per_seed"])
+    return " ".join(f"{v:.2f}" for v in entry["per_seed"])
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -183,6 +183,8 @@ def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
            "problem; the RL seeds share one SFT policy and one PRM and ORM"
            + (f"; kept from the run at commit `{str(from_commit)[:7]}`, whose standard models were another draw "
               "than the ones above" if from_commit else "") + "):", ""]
+    n, every = rl_config.get("n_updates"), rl_config.get("eval_every")
+    window = f"{n - (n - 1) % every}-{n}" if isinstance(n, int) and isinstance(every, int) and every > 0 else "since the last evaluation"
     rows = []
     for r in rewards:
         ends = [rl[r][s]["curve"][-1] for s in seeds]
@@ -194,7 +196,7 @@ def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
                      f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
                      f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
     return out + _table(["reward", "one-sample accuracy: start -> end", "gain", "greedy gain",
-                         "end minus outcome's", "KL to SFT (mean of the last updates)", "s per run"], rows)
+                         "end minus outcome's", f"KL to SFT (mean of updates {window})", "s per run"], rows)
 
 
 def replace_block(text: str, block: str) -> str:
