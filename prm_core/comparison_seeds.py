@@ -50,6 +50,10 @@ def _check_seeds(scored_per_seed: Sequence[dict[str, StepScores]], name: str) ->
                          "training seed (one model: [scored]).")
     for s, scored in enumerate(scored_per_seed):
         _check_scored(scored, f"{name}[{s}]")
+        for part in ("val", "test", "bon"):
+            if not isinstance(scored[part], StepScores):
+                raise ValueError(f"{name}[{s}][{part!r}] is a {type(scored[part]).__name__}; pass the StepScores a "
+                                 "Verifier or sweep_scores gives.")
     n_bon = {len(scored["bon"].scores) for scored in scored_per_seed}
     if len(n_bon) > 1:
         raise ValueError(f"{name}'s seeds scored different numbers of best-of-N candidates {sorted(n_bon)}; score "
@@ -71,7 +75,14 @@ class SeedModels:
                  name: str = "scored_per_seed"):
         if kind not in SOLUTION_RULES:
             raise ValueError(f"kind={kind!r} must be one of {sorted(SOLUTION_RULES)}.")
+        if not all(hasattr(data, part) for part in ("val", "test", "bon")):
+            raise ValueError(f"data={type(data).__name__} must be the Datasets the scores were computed on.")
         self.scored = _check_seeds(scored_per_seed, name)
+        for s, scored in enumerate(self.scored):
+            for part in ("val", "test"):
+                if len(scored[part].scores) != len(getattr(data, part)):
+                    raise ValueError(f"{name}[{s}][{part!r}] holds {len(scored[part].scores)} solutions but data.{part} "
+                                     f"{len(getattr(data, part))}; score every solution of data.{part}, in order.")
         self.kind, self.data = kind, data
         self.groups = np.array([s.meta["problem_id"] for s in data.test])
         self.labels = padded_labels(data.test, self.scored[0]["test"].scores.shape[1])
@@ -88,6 +99,8 @@ class SeedModels:
         self._resamples: dict[tuple[str, int, int], tuple[list[float], np.ndarray]] = {}
 
     def statistic(self, metric: str) -> Callable[[int, np.ndarray], float]:
+        if metric not in STEP_METRICS:
+            raise ValueError(f"metric={metric!r} must be one of {STEP_METRICS}.")
         if metric == "step_auroc":
             return lambda s, idx: step_auroc(self.probs[s][idx], self.labels[idx])
         return lambda s, idx: first_error_f1(self.pred[s][idx], self.true[idx]).f1
@@ -114,6 +127,17 @@ class SeedModels:
         """N -> (S, P) per-problem accuracy of every seed's model."""
         per_seed = [per_problem_accuracy(self.answers, self.correct, solution, method, ns) for solution in self.solution]
         return {n: np.stack([row[n] for row in per_seed]) for n in ns}
+
+
+def _check_same_data(seeds: SeedModels, data: Datasets) -> None:
+    if seeds.data is not data:
+        raise ValueError("the SeedModels passed were prepared on other Datasets than data; prepare them on the same "
+                         "held-out sets, or pass the list of scores instead.")
+
+
+def _check_ns(ns: Sequence[int] | None) -> None:
+    if ns is not None and not isinstance(ns, str) and len(ns) == 0:
+        raise ValueError("ns=() asks for no N; pass e.g. ns=(16, 64), or None for the default.")
 
 
 def comparison_over_seeds(scored_per_seed: Sequence[dict[str, StepScores]] | SeedModels, data: Datasets, kind: str, *,
@@ -147,9 +171,11 @@ def comparison_over_seeds(scored_per_seed: Sequence[dict[str, StepScores]] | See
         an unknown ``kind``, or a bad ``n_bootstrap`` or ``seed``.
     """
     n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
+    _check_ns(ns)
     seeds = scored_per_seed if isinstance(scored_per_seed, SeedModels) else SeedModels(scored_per_seed, data, kind)
     if seeds.kind != kind:
         raise ValueError(f"kind={kind!r} but the SeedModels passed were prepared as {seeds.kind!r}.")
+    _check_same_data(seeds, data)
     n_seeds = len(seeds.scored)
     out: dict[str, Any] = {}
     for metric in STEP_METRICS:
@@ -167,14 +193,15 @@ def comparison_over_seeds(scored_per_seed: Sequence[dict[str, StepScores]] | See
 
 def difference_over_seeds(a: Sequence[dict[str, StepScores]] | SeedModels, b: Sequence[dict[str, StepScores]] | SeedModels,
                           data: Datasets,
-                          kinds: tuple[str, str] = ("prm", "prm"), *, ns: Sequence[int] | None = None,
+                          kinds: tuple[str, str] | None = None, *, ns: Sequence[int] | None = None,
                           n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Every metric of models ``a`` minus the same metric of models ``b``, seed s paired with seed s,
     on the same problems, with two-level intervals: "a above b across training seeds" means the
     difference's ``ci_low > 0``.
 
-    ``kinds`` gives each side's kind ("prm" or "orm", for the solution score; ignored for a side
-    passed as ``SeedModels``); ``a`` and ``b`` hold the same number of seeds. Returns ``step_auroc``, ``first_error_f1`` as {"value", "ci_low",
+    ``kinds`` gives each side's kind ("prm" or "orm", for the solution score); by default a side
+    passed as ``SeedModels`` keeps the kind it was prepared with and a list is a PRM's, and a kind
+    given for a prepared side must be its own. ``a`` and ``b`` hold the same number of seeds. Returns ``step_auroc``, ``first_error_f1`` as {"value", "ci_low",
     "ci_high", "per_seed", "n_seeds"} and ``best_of_n``, ``weighted_vote`` as {str(N): the same}.
 
     Raises
@@ -184,8 +211,18 @@ def difference_over_seeds(a: Sequence[dict[str, StepScores]] | SeedModels, b: Se
         refuses.
     """
     n_bootstrap, seed = _check_bootstrap(n_bootstrap, seed)
+    _check_ns(ns)
+    if kinds is None:  # a prepared side keeps its kind; a list is a PRM's
+        kinds = tuple(x.kind if isinstance(x, SeedModels) else "prm" for x in (a, b))
+    if isinstance(kinds, str) or len(kinds) != 2:
+        raise ValueError(f"kinds={kinds!r} must name each side's kind, e.g. ('prm', 'orm').")
     side_a = a if isinstance(a, SeedModels) else SeedModels(a, data, kinds[0], "a")
     side_b = b if isinstance(b, SeedModels) else SeedModels(b, data, kinds[1], "b")
+    for side, kind, name in ((side_a, kinds[0], "a"), (side_b, kinds[1], "b")):
+        if side.kind != kind:
+            raise ValueError(f"kinds names {kind!r} for {name}, but {name} was prepared as {side.kind!r}; pass "
+                             f"kinds=({side_a.kind!r}, {side_b.kind!r}).")
+        _check_same_data(side, data)
     if len(side_a.scored) != len(side_b.scored):
         raise ValueError(f"a has {len(side_a.scored)} seeds and b {len(side_b.scored)}; pair the same seeds.")
     if side_a.answers.shape != side_b.answers.shape:

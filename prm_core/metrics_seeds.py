@@ -32,10 +32,13 @@ __all__ = ["seed_bootstrap_ci", "seed_paired_difference", "seed_statistic_ci", "
 
 def _per_seed_problem(values: Any, name: str) -> np.ndarray:
     """``values`` as a finite float64 (S, P) array: one row per training seed, one column per problem."""
-    if isinstance(values, list | tuple) and values and len({np.shape(row) for row in values}) > 1:
-        shapes = sorted({np.shape(row) for row in values})
-        raise ValueError(f"{name} has rows of shapes {shapes}; every training seed must be scored on the same "
-                         "problems, in the same order (one row per seed, one column per problem).")
+    if isinstance(values, list | tuple) and values:
+        lengths = {len(row) if isinstance(row, list | tuple | np.ndarray) else -1 for row in values}
+        if len(lengths) > 1:
+            raise ValueError(f"{name} has rows of different lengths; every training seed must be scored on the same "
+                             "problems, in the same order (one row per seed, one column per problem).")
+    if values is None:
+        raise ValueError(f"{name} is None; pass (n_seeds, n_problems) per-problem values.")
     array = check_real_array(values, name, fix="pass finite per-problem values (e.g. 0/1 hits or accuracies), "
                              "one row per training seed")
     if array.ndim != 2 or 0 in array.shape:
@@ -167,9 +170,12 @@ def seed_statistic_resamples(statistic: Callable[[int, np.ndarray], float], grou
     ``n_seeds``, ``n_bootstrap`` and ``seed``, so two statistics resampled with the same arguments
     are paired draw by draw: the interval of their difference is the percentile interval of the
     difference of their resample means (``comparison_seeds`` uses this to compute each model once)."""
+    if not callable(statistic):
+        raise ValueError(f"statistic={statistic!r} must be a function (seed, item_indices) -> float.")
     group_ids = np.asarray(groups)
-    if group_ids.ndim != 1 or group_ids.size == 0:
-        raise ValueError(f"groups has shape {group_ids.shape}; pass one group id per item (1-D, non-empty).")
+    if group_ids.ndim != 1 or group_ids.size == 0 or group_ids.dtype == object:
+        raise ValueError(f"groups has shape {group_ids.shape} and dtype {group_ids.dtype}; pass one int or text "
+                         "group id per item (1-D, non-empty, no None).")
     n_seeds = _check_positive_int(n_seeds, "n_seeds")
     n_bootstrap = _check_positive_int(n_bootstrap, "n_bootstrap")
     rng = np.random.default_rng(check_seed(seed))
@@ -185,4 +191,8 @@ def seed_statistic_resamples(statistic: Callable[[int, np.ndarray], float], grou
             slots = np.array([statistic_value(statistic, int(seeds[b, k]), members.items(problems[b, k]))
                               for k in range(n_seeds)])
             values[b] = np.nanmean(slots) if np.isfinite(slots).any() else np.nan
+    if not np.isfinite(per_seed).all():
+        raise ValueError(f"statistic is undefined (nan or inf) on every item for seeds "
+                         f"{[s for s, v in enumerate(per_seed) if not np.isfinite(v)]}: each seed's model needs a "
+                         "finite value on the full data (e.g. both classes present for an AUROC).")
     return per_seed, values

@@ -75,6 +75,16 @@ def _diff(entry: dict[str, float]) -> str:
     return f"{entry['value']:+.3f} [{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]"
 
 
+def _standard_side(table: Any, name: str) -> str:
+    """"on" or "off": the side of ablation ``name`` that changes nothing (the reference); ValueError
+    unless exactly one side does."""
+    sides = [side for side in ("on", "off") if not len(table[name][side]["change"])]
+    if len(sides) != 1:
+        raise ValueError(f"results['ablations'][{name!r}] must have exactly one side with an empty 'change' (the "
+                         f"standard settings), not {len(sides)}; {_REGENERATE}.")
+    return sides[0]
+
+
 def _per_seed(entry: dict[str, Any]) -> str:
     return " ".join(f"{v:.2f}" for v in entry["per_seed"])
 
@@ -100,7 +110,7 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
     bon = results["best_of_n"]
     host = results.get("host", {})
     out = [f"From `{source}` (profile `{results.get('profile')}`, {host.get('cpu_count')} CPU cores, "
-           f"commit `{str(results.get('git_commit'))[:7]}`{' with uncommitted changes' if results.get('git_dirty') else ''}). Brackets: 95% bootstrap intervals over problems. "
+           f"commit `{str(results.get('git_commit'))[:7]}`{' with uncommitted changes' if results.get('git_dirty') else ''}). Brackets: 95% bootstrap intervals over problems, unless a table says otherwise. "
            "PRM solution score: its weakest step (`min`); ORM: its outcome score. "
            "*Paired*: the mean over the same problems of PRM minus ORM, the sharper test when the two "
            "models' own intervals overlap.", ""]
@@ -133,7 +143,9 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
                    for r in rows])
     sweep = results.get("sweep_config", {})
     rows = results["data_efficiency"]
-    n_seeds = rows[0]["prm"]["n_seeds"] if len(rows) else 0
+    if not len(rows) or not len(results["ablations"]):
+        raise ValueError(f"results['data_efficiency'] or results['ablations'] is empty; {_REGENERATE}.")
+    n_seeds = rows[0]["prm"]["n_seeds"]
     out += ["", f"**By training-set size** (sweep models: {sweep.get('max_steps')} steps of {sweep.get('batch_size')} "
             f"solutions whatever the size, so a small set is seen for more epochs; best-of-N on the first "
             f"{sweep.get('n_bon_problems')} problems; means over {n_seeds} training seeds, brackets resample the seeds "
@@ -148,17 +160,16 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
                    for r in rows])
     table = results["ablations"]
     names = list(table)
-    reference = next(table[names[0]][side] for side in ("on", "off") if not len(table[names[0]][side]["change"])) \
-        if names else {}
-    n_seeds = reference["n_seeds"] if names else 0
+    reference = table[names[0]][_standard_side(table, names[0])]
+    n_seeds = reference["n_seeds"]
     out += ["", f"**Ablations** (PRM sweep models on {sweep.get('ablation_train_size')} solutions, one change at a "
             f"time, each side trained with {n_seeds} seeds; the changed setting minus the standard one, seed by seed "
             "on the same problems, brackets over seeds then problems):", ""]
     rows = [["standard PRM (reference)", "", _ci(reference["step_auroc"]), _ci(reference["first_error_f1"]),
-             _acc(reference["best_of_n"]["64"]), _acc(reference["weighted_vote"]["64"])]] if names else []
+             _acc(reference["best_of_n"]["64"]), _acc(reference["weighted_vote"]["64"])]]
     for name in names:
-        sides, diff = table[name], table[name]["changed_minus_standard"]
-        changed = next(side for side in ("on", "off") if len(sides[side]["change"]))  # the standard side changes nothing
+        diff = table[name]["changed_minus_standard"]
+        changed = "off" if _standard_side(table, name) == "on" else "on"
         rows.append([f"{name} {changed}", _per_seed(diff["step_auroc"]), _diff(diff["step_auroc"]),
                      _diff(diff["first_error_f1"]), _diff(diff["best_of_n"]["64"]), _diff(diff["weighted_vote"]["64"])])
     out += _table(["model", "step AUROC change per seed", "step AUROC", "first-error F1", "best-of-64",

@@ -82,3 +82,26 @@ def test_bad_seed_lists_raise_naming_the_fix():
         comparison_over_seeds([scored], data, "xrm")
     with pytest.raises(ValueError, match="pair the same seeds"):
         difference_over_seeds([scored, scored], [scored], data)
+
+
+def test_bad_inputs_raise_naming_the_field_and_the_fix():
+    data = _data()
+    good = _scored(data, 0.3, 0)
+    with pytest.raises(ValueError, match=r"\['val'\] is a str"):
+        comparison_over_seeds([{"val": "x", "test": "y", "bon": "z"}], data, "prm")
+    with pytest.raises(ValueError, match="must be the Datasets"):
+        SeedModels([good], None, "prm")
+    short = dict(good, test=_scores(data.test[:60], 0.3, 0))
+    with pytest.raises(ValueError, match=r"\[0\]\['test'\] holds 60 solutions but data.test 80"):
+        comparison_over_seeds([short], data, "prm")
+    with pytest.raises(ValueError, match="ns=\\(\\) asks for no N"):
+        comparison_over_seeds([good], data, "prm", ns=())
+    with pytest.raises(ValueError, match="metric='stepauroc'"):
+        SeedModels([good], data, "prm").interval("stepauroc", 10, 0)
+    other = _data(seed=1)
+    with pytest.raises(ValueError, match="other Datasets"):
+        comparison_over_seeds(SeedModels([good], data, "prm"), other, "prm")
+    with pytest.raises(ValueError, match="prepared as 'prm'; pass kinds=\\('prm', 'prm'\\)"):
+        difference_over_seeds(SeedModels([good], data, "prm"), SeedModels([good], data, "prm"), data, ("prm", "orm"))
+    with pytest.raises(ValueError, match="kinds='prm'"):
+        difference_over_seeds([good], [good], data, "prm")

@@ -108,3 +108,21 @@ def test_statistic_interval_covers_seeds_that_disagree():
     assert out["ci_low"] < low + 0.05 and out["ci_high"] > high - 0.05
     with pytest.raises(ArgumentTypeError, match="not text or a bool"):
         seed_statistic_ci(lambda s, idx: "0.5", groups, n_seeds=2, n_bootstrap=2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([[1.0, [2.0, 3.0]], [1.0, 2.0]], "must hold real numbers|different lengths|inhomogeneous"),
+    (None, "is None"),
+])
+def test_malformed_rows_raise_naming_the_field(bad, match):
+    with pytest.raises((ValueError, ArgumentTypeError), match=match):
+        seed_bootstrap_ci(bad)
+
+
+def test_a_statistic_that_is_not_a_function_or_undefined_everywhere_raises():
+    with pytest.raises(ValueError, match="must be a function"):
+        seed_statistic_ci(5, [0, 0, 1, 1], 2)
+    with pytest.raises(ValueError, match="no None"):
+        seed_statistic_ci(lambda s, idx: 0.0, [None, None, 1, 1], 2)
+    with pytest.raises(ValueError, match=r"undefined \(nan or inf\) on every item for seeds \[0, 1\]"):
+        seed_statistic_ci(lambda s, idx: float("nan"), [0, 0, 1, 1], 2, n_bootstrap=5)

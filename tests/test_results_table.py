@@ -131,3 +131,17 @@ def test_markdown_tables_section_where_a_number_belongs_raises_naming_its_path(r
     broken["prm"]["step_auroc"] = {"value": 0.9}
     with pytest.raises(ValueError, match=r"results\['prm'\]\['step_auroc'\] is a dict where a number belongs"):
         markdown_tables(broken)
+
+
+def test_markdown_tables_empty_sweeps_or_ablations_with_two_changed_sides_raise(results):
+    import copy
+
+    for key in ("data_efficiency", "ablations"):
+        broken = copy.deepcopy(results)
+        broken[key] = [] if key == "data_efficiency" else {}
+        with pytest.raises(ValueError, match="is empty; regenerate"):
+            markdown_tables(broken)
+    broken = copy.deepcopy(results)
+    broken["ablations"]["lm_features"]["on"]["change"] = {"x": 1}
+    with pytest.raises(ValueError, match=r"\['lm_features'\] must have exactly one side with an empty 'change'"):
+        markdown_tables(broken)
