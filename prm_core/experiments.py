@@ -171,13 +171,16 @@ def _pretrain_key(config: ExperimentConfig) -> dict[str, Any]:
             "pretrain": asdict(config.pretrain)}
 
 
-def _model_key(config: ExperimentConfig, kind: str, labels: str = "exact", n_rollouts: int = 0) -> dict[str, Any]:
+def _model_key(config: ExperimentConfig, kind: str, labels: str = "exact", n_rollouts: int = 0,
+               train_seed: int | None = None) -> dict[str, Any]:
     key = {"pretrained": _pretrain_key(config), "kind": kind, "train": asdict(getattr(config, kind)),
            "n_train_problems": config.n_train_problems, "samples": config.samples_per_train_problem,
            "n_val_problems": config.n_val_problems, "lm_features": config.use_lm_features,
            "mlp": config.head_mlp_size}
     if labels != "exact":  # exact-label models keep the keys they were cached under
         key.update(labels=labels, n_rollouts=n_rollouts)
+    if train_seed is not None and train_seed != config.seed:  # the standard models keep theirs too
+        key.update(train_seed=train_seed)
     return key
 
 
@@ -336,39 +339,44 @@ def relabelled(config: ExperimentConfig, samples: list[StepSample], labels: str,
 
 
 def _model_folder(config: ExperimentConfig, kind: str, labels: str, n_rollouts: int,
-                  cache_dir: str | os.PathLike | None) -> Path:
-    key = _model_key(config, kind, labels, n_rollouts if labels.startswith("mc_") else 0)
+                  cache_dir: str | os.PathLike | None, train_seed: int | None = None) -> Path:
+    key = _model_key(config, kind, labels, n_rollouts if labels.startswith("mc_") else 0, train_seed)
     return _experiment_dir(cache_dir) / f"{kind}-{_hash(key)}"
 
 
 def trained_model(config: ExperimentConfig, kind: str, data: Datasets | None = None,
                   cache_dir: str | os.PathLike | None = None, labels: str = "exact",
-                  n_rollouts: int = 8) -> tuple[ProcessRewardModel, dict]:
+                  n_rollouts: int = 8, train_seed: int | None = None) -> tuple[ProcessRewardModel, dict]:
     """A PRM or ORM trained by the profile (from the cache when it exists) and its train info.
 
     ``labels`` picks the source of the training set's step labels ("exact", "outcome", "mc_hard",
     "mc_soft" with ``n_rollouts`` completions per step); validation keeps the exact labels.
+    ``train_seed`` (default ``config.seed``) seeds the head's initialisation and the batches only:
+    the pretrained backbone, the data and the sampled solutions stay those of ``config.seed``, so
+    models of several training seeds differ by their training run alone (another draw of it).
     """
-    folder = _model_folder(config, kind, labels, n_rollouts, cache_dir)
+    train_seed = config.seed if train_seed is None else check_seed(train_seed, "train_seed")
+    folder = _model_folder(config, kind, labels, n_rollouts, cache_dir, train_seed)
 
     def build(tmp: Path) -> None:
         sets = data or make_datasets(config)
         train_set = relabelled(config, sets.train, labels, n_rollouts, cache_dir=cache_dir)
         backbone_path, _ = pretrained_backbone(config, cache_dir)
-        model = new_model(backbone_path, config, kind)
-        result = train(model, train_set, sets.val, replace(getattr(config, kind), seed=config.seed), kind=kind)
+        model = new_model(backbone_path, config, kind, seed=train_seed)
+        result = train(model, train_set, sets.val, replace(getattr(config, kind), seed=train_seed), kind=kind)
         _save(model, result, tmp)
 
-    return cached(folder, TRAIN_INFO, build, _load_model, f"trained {kind}")
+    return cached(folder, TRAIN_INFO, build, _load_model, f"trained {kind}" + (
+        f" (train_seed {train_seed})" if train_seed != config.seed else ""))
 
 
 def model_scores(config: ExperimentConfig, kind: str, data: Datasets, cache_dir: str | os.PathLike | None = None,
-                 labels: str = "exact", n_rollouts: int = 8) -> dict[str, Any]:
+                 labels: str = "exact", n_rollouts: int = 8, train_seed: int | None = None) -> dict[str, Any]:
     """Step scores ("val", "test", "bon" -> StepScores) of a ``trained_model``, cached beside it."""
     from prm_core.evaluation import score_datasets
 
-    model, _ = trained_model(config, kind, data, cache_dir, labels, n_rollouts)
-    path = _model_folder(config, kind, labels, n_rollouts, cache_dir) / "scores.safetensors"
+    model, _ = trained_model(config, kind, data, cache_dir, labels, n_rollouts, train_seed)
+    path = _model_folder(config, kind, labels, n_rollouts, cache_dir, train_seed) / "scores.safetensors"
     return cached_file(path, lambda tmp: save_scores(score_datasets({kind: model}, data), tmp),
                        lambda p: load_scores(p, _parts(data), model.encoder, (kind,)), "step scores")[kind]
 

@@ -537,3 +537,18 @@ def test_pretrained_backbone_missing_a_weight_is_rebuilt_once_not_trained_on(fas
     experiments.pretrained_backbone(config, tmp_path)
     experiments.pretrained_backbone(config, tmp_path)
     assert fast_models == ["lm", "lm"]
+
+
+def test_another_train_seed_is_another_model_on_the_same_backbone_and_data(smoke_run):
+    config, cache, _ = smoke_run
+    data = make_datasets(config)
+    default = experiments.model_scores(config, "prm", data, cache)
+    same = experiments.model_scores(config, "prm", data, cache, train_seed=config.seed)
+    other = experiments.model_scores(config, "prm", data, cache, train_seed=config.seed + 1)
+    assert (same["test"].scores == default["test"].scores).all()  # the standard entry, not a new one
+    assert not (other["test"].scores == default["test"].scores).all()
+    folders = {p.name for p in (cache / "experiments").glob("prm-*")}
+    assert experiments._model_folder(config, "prm", "exact", 0, cache).name in folders
+    assert experiments._model_folder(config, "prm", "exact", 0, cache, config.seed + 1).name in folders
+    with pytest.raises(ValueError, match="train_seed"):
+        experiments.trained_model(config, "prm", data, cache, train_seed=-1)
