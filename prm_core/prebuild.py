@@ -64,8 +64,9 @@ def tasks(profile: str = "cpu") -> list[Task]:
     out += [Task("labels", (source,)) for source in LABEL_SOURCES]
     out += [Task("sweep", (kind, n, seed)) for n in sweep.train_sizes for seed in sweep.seeds for kind in ("prm", "orm")]
     out += [Task("ablation", (name, seed)) for name in ABLATIONS for seed in sweep.ablation_seeds]
-    if sweep.ablation_train_size not in sweep.train_sizes:  # the unchanged side is not a sweep model then
-        out += [Task("ablation", ("none", seed)) for seed in sweep.ablation_seeds]
+    # the unchanged side is a sweep model only at a sweep size and seed; build the others here
+    covered = set(sweep.seeds) if sweep.ablation_train_size in sweep.train_sizes else set()
+    out += [Task("ablation", ("none", seed)) for seed in sweep.ablation_seeds if seed not in covered]
     return out
 
 
@@ -189,7 +190,7 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
 
 def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir: str | None,
              bar: Any) -> dict[str, TaskTime]:
-    seconds: dict[str, TaskTime] = {}
+    times: dict[str, TaskTime] = {}
     with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup,
                                   initargs=(threads,)) as pool:
         futures = {pool.submit(_timed_task, task, profile, cache_dir): task for task in todo}
@@ -204,10 +205,10 @@ def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir:
                     if hasattr(err, "add_note"):  # Python 3.11+
                         err.add_note(f"while prebuilding: {task} (a notebook that needs it raises the same)")
                     raise err
-                seconds[str(task)] = future.result()
+                times[str(task)] = future.result()
                 bar.update()
-                bar.set_postfix_str(f"{task}: {seconds[str(task)].seconds:.0f} s")
-    return seconds
+                bar.set_postfix_str(f"{task}: {times[str(task)].seconds:.0f} s")
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ def test_tasks_cover_every_rl_run_sweep_model_ablation_and_label_source_once(pro
         (k, n, s) for k in ("prm", "orm") for n in sweep.train_sizes for s in sweep.seeds}
     assert {t.args for t in listed if t.kind == "ablation"} >= {(a, s) for a in ABLATIONS for s in sweep.ablation_seeds}
     assert len(sweep.seeds) >= 3 and len(sweep.ablation_seeds) >= 3  # claims are over training seeds
+
     assert {t.args[0] for t in listed if t.kind == "labels"} == set(LABEL_SOURCES)
     rl = [t.args[0] for t in listed if t.kind == "rl"]  # runs that need no reward model start first
     assert rl[: len(runs.seeds)] == ["outcome"] * len(runs.seeds)
@@ -191,3 +192,17 @@ def test_a_build_that_asks_for_its_own_entry_raises_instead_of_waiting_forever(t
     assert not (folder / "done.json").exists()
     assert cached(folder, "done.json", lambda tmp: write_json(tmp / "done.json", {"n": 1}),
                   lambda f: read_json(f / "done.json")) == {"n": 1}  # the lock was let go
+
+
+@pytest.mark.parametrize("changed, expected", [({"seeds": (0, 1), "ablation_seeds": (0, 1, 2)}, [2]),
+                                               ({"ablation_train_size": 1500}, [0, 1, 2]), ({}, [])],
+                         ids=["seed-not-swept", "size-not-swept", "all-swept"])
+def test_the_unchanged_ablation_side_is_built_for_every_seed_no_sweep_task_covers(changed, expected, monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    import prm_core.sweeps as sweeps
+
+    custom = dc_replace(load_sweep("cpu"), **changed)
+    monkeypatch.setattr(sweeps, "load_sweep", lambda profile: custom)
+    listed = tasks("cpu")
+    assert [t.args[1] for t in listed if t.kind == "ablation" and t.args[0] == "none"] == expected
