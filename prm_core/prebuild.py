@@ -4,15 +4,17 @@ Why: on an empty cache the notebooks spend most of their time training small mod
 another in one process with two threads. The course's models are small enough that a second thread
 adds little (about 1.2x on generation, 1.4x on training, measured on a 2-core runner), so two
 single-threaded workers get about 1.4x more done. Each task calls the cached builder a notebook
-calls (same config, same cache key), so what it builds is what the notebook would have built with one
-thread (``tests/test_prebuild.py`` checks it). With two threads, or on another CPU, the same
-training gives other weights: another draw of the same procedure, which the notebooks' claims
-must survive (``make test-robust`` trains such a draw). An entry another worker is building is
+calls (same config, same cache key), so what a worker builds is what the notebook would have built
+with one thread (``tests/test_prebuild.py`` checks it); the backbone, built alone first, is what a
+notebook builds with as many threads as the prebuild has workers (two on 2 cores, torch's default
+there). With other threads, or on another CPU, the same training gives other weights: another
+draw of the same procedure, which the notebooks' claims must survive (``make test-robust`` trains such a draw). An entry another worker is building is
 waited for (``files.entry_lock``), never built twice. Nothing here is needed: a notebook builds
 whatever is missing itself; this only does it sooner.
 
-It prints where the time went: each worker's tasks with their own work and their wait for
-another worker's entry, and the critical path (the worker that finished last).
+It prints where the time went: the backbone, trained first and alone with every worker's threads
+(everything else starts from it), each worker's tasks with their own work and their wait for
+another worker's entry, and the critical path; ``build/prebuild-times.json`` keeps the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
-KINDS = ("standard", "policy", "rl", "labels", "sweep", "ablation")
+KINDS = ("backbone", "standard", "policy", "rl", "labels", "sweep", "ablation")
 MC_TRAIN_K = 8  # notebook 08's TRAIN_K: Monte Carlo rollouts per prefix for its training labels
 
 
@@ -46,8 +48,9 @@ class Task:
 def tasks(profile: str = "cpu") -> list[Task]:
     """The builds behind the notebooks' cold cells, in the order a worker should start them.
 
-    The standard PRM and ORM come first (nearly everything needs them), then the LM policy (it
-    waits for the pretrained backbone), then the RL runs, the longest tasks (those that need no reward
+    The pretrained backbone comes first and alone (every other task starts from it, so it gets
+    every worker's threads: nothing else could run meanwhile), then the standard PRM and ORM
+    (nearly everything needs them), then the LM policy, then the RL runs, the longest tasks (those that need no reward
     model first), and last the short sweep models, which fill the gaps while the last RL runs finish.
     Raises ``ValueError`` for an unknown profile.
     """
@@ -58,7 +61,7 @@ def tasks(profile: str = "cpu") -> list[Task]:
 
     load_profile(profile)  # the profile's errors first
     runs, sweep = load_policy_runs(profile), load_sweep(profile)
-    out = [Task("standard"), Task("policy")]
+    out = [Task("backbone"), Task("standard"), Task("policy")]
     out += [Task("rl", ("outcome", seed)) for seed in runs.seeds if "outcome" in runs.rewards]
     out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]
     out += [Task("labels", (source,)) for source in LABEL_SOURCES]
@@ -102,7 +105,9 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
         raise ValueError(f"task kind {task.kind!r} is not one of {', '.join(KINDS)}.")
     start = time.perf_counter()
     config = experiments.load_profile(profile)
-    if task.kind == "standard":
+    if task.kind == "backbone":
+        experiments.pretrained_backbone(config, cache_dir)
+    elif task.kind == "standard":
         experiments.standard_run(config, profile, cache_dir)
     elif task.kind in ("policy", "rl"):
         runs = policy_runs.load_policy_runs(profile)
@@ -183,16 +188,30 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     todo = list(only) if only is not None else tasks(profile)
     if not todo:
         return {}
-    jobs = min(jobs, len(todo))
     return _run_all(todo, profile, jobs, threads, cache_dir,
                     tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress))
 
 
 def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir: str | None,
              bar: Any) -> dict[str, TaskTime]:
+    """The backbone first, in one worker with every worker's threads (the others would only wait
+    for it), then the rest in ``jobs`` workers of ``threads`` threads."""
+    first = [t for t in todo if t.kind == "backbone"]
+    rest = [t for t in todo if t.kind != "backbone"]
     times: dict[str, TaskTime] = {}
-    with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup,
-                                  initargs=(threads,)) as pool:
+    with bar:
+        if first:
+            times |= _run_pool(first, profile, 1, jobs * threads, cache_dir, bar)
+        if rest:
+            times |= _run_pool(rest, profile, min(jobs, len(rest)), threads, cache_dir, bar)
+    return times
+
+
+def _run_pool(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir: str | None,
+              bar: Any) -> dict[str, TaskTime]:
+    times: dict[str, TaskTime] = {}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_setup,
+                             initargs=(threads,)) as pool:
         futures = {pool.submit(_timed_task, task, profile, cache_dir): task for task in todo}
         pending = set(futures)
         while pending:
@@ -230,34 +249,57 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     only = None if set(kinds) == set(KINDS) else [t for t in tasks(args.profile) if t.kind in kinds]
     times = prebuild(args.profile, args.jobs, threads=args.threads, only=only)
-    print(timing_report(times, start, time.monotonic()))
+    end = time.monotonic()
+    print(timing_report(times, start, end))
+    write_times(times, start, end, args)
     return 0
 
 
+def write_times(times: dict[str, TaskTime], start: float, end: float, args: argparse.Namespace,
+                path: str = "build/prebuild-times.json") -> None:
+    """The run's times as JSON (seconds from the start): each task's worker, start, end and wait,
+    the options, and the report's lines, so two runs can be compared without reading a log."""
+    from pathlib import Path
+
+    from prm_core.files import write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(Path(path), {
+        "profile": args.profile, "jobs": args.jobs, "threads": args.threads, "seconds": end - start,
+        "tasks": {name: {"worker": t.worker, "start": t.start - start, "end": t.end - start, "waited": t.waited}
+                  for name, t in times.items()},
+        "report": timing_report(times, start, end).splitlines()}, indent=2)
+
+
 def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seconds: float = 1.0) -> str:
-    """Where a prebuild's time went, as lines: the total, then each worker's tasks in the order it ran
-    them (own work, and the wait for another worker's entry), then the critical path, the tasks of
-    the worker that finished last. Tasks under ``min_seconds`` (entries already cached) are counted,
-    not listed.
+    """Where a prebuild's time went, as lines: the total, the backbone that ran first and alone (with
+    every worker's threads), then each worker's tasks in the order it ran them (own work, and the wait
+    for another worker's entry), then the critical path: the backbone, then the tasks of the worker
+    that finished last. Tasks under ``min_seconds`` (entries already cached) are counted, not listed.
 
     Examples
     --------
-    >>> print(timing_report({"standard": TaskTime(1, 0.0, 30.0), "policy": TaskTime(2, 0.0, 40.0, waited=25.0)},
-    ...                     0.0, 41.0))
-    prebuilt 2 tasks in 41 s with 2 workers: 45 s of work, 25 s waiting for another worker's entry, 12 s idle
+    >>> print(timing_report({"backbone": TaskTime(9, 0.0, 10.0), "standard": TaskTime(1, 10.0, 40.0),
+    ...                      "policy": TaskTime(2, 10.0, 50.0, waited=25.0)}, 0.0, 51.0))
+    prebuilt 3 tasks in 51 s with 2 workers: 55 s of work, 25 s waiting for another worker's entry, 12 s idle
+      first, alone with every worker's threads: backbone 10 s
       worker 1: standard 30 s
       worker 2: policy 15 s (+25 s waiting)
-    critical path (worker 2, done at 40 s): policy 40 s
+    critical path (worker 2, done at 50 s): backbone 10 s -> policy 40 s
     """
     if not times:
         return "prebuilt nothing: no task"
+    first = [(name, t) for name, t in sorted(times.items(), key=lambda kv: kv[1].start) if name.split()[0] == "backbone"]
+    pool_start = max([t.end for _, t in first], default=start)
     workers: dict[int, list[tuple[str, TaskTime]]] = {}
     for name, t in sorted(times.items(), key=lambda kv: kv[1].start):
-        workers.setdefault(t.worker, []).append((name, t))
+        if (name, t) not in first:
+            workers.setdefault(t.worker, []).append((name, t))
     waited = sum(t.waited for t in times.values())
     busy = sum(t.seconds for t in times.values())
-    idle = len(workers) * (end - start) - busy
-    lines = [f"prebuilt {len(times)} tasks in {end - start:.0f} s with {len(workers)} workers: "
+    alone = sum(t.seconds for _, t in first)
+    idle = max(len(workers), 1) * (end - pool_start) - (busy - alone)
+    lines = [f"prebuilt {len(times)} tasks in {end - start:.0f} s with {max(len(workers), 1)} workers: "
              f"{busy - waited:.0f} s of work, {waited:.0f} s waiting for another worker's entry, {idle:.0f} s idle"]
 
     def shown(runs: list[tuple[str, TaskTime]], total: bool = False) -> str:
@@ -267,12 +309,17 @@ def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seco
         quick = sum(t.seconds < min_seconds for _, t in runs)
         return ", ".join(parts + ([f"{quick} cached"] if quick else [])) or "nothing"
 
+    if first:
+        lines.append(f"  first, alone with every worker's threads: {shown(first)}")
     for number, runs in enumerate(workers.values(), 1):
         lines.append(f"  worker {number}: {shown(runs)}")
+    if not workers:
+        lines.append(f"critical path (done at {pool_start - start:.0f} s): {shown(first, total=True)}")
+        return "\n".join(lines)
     last = max(workers, key=lambda w: workers[w][-1][1].end)
     number = list(workers).index(last) + 1
     lines.append(f"critical path (worker {number}, done at {workers[last][-1][1].end - start:.0f} s): "
-                 + shown(workers[last], total=True).replace(", ", " -> "))
+                 + shown(first + workers[last], total=True).replace(", ", " -> "))
     return "\n".join(lines)
 
 

@@ -394,13 +394,16 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
         advantages = batch_advantages(config.reward, rewards, completions, config.group_size)
         batch = _batch_tensors(completions, advantages, policy.pad_id, policy.device)
         with torch.no_grad():  # the sampling policy's log-probs, in eval mode as it sampled
-            old_logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            # one epoch: the first (only) forward is the sampling policy's own, so its detached log-probs
+            # serve as old_logp (ratio 1, as TRL's GRPO with num_iterations=1) and a forward is saved
+            old_logp = (token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+                        if config.epochs_per_batch > 1 else None)
             ref_logp = token_logprobs(reference, batch["input_ids"], batch["attention_mask"])
         model.train()
         for _ in range(config.epochs_per_batch):
             logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
-            loss, kl = grpo_loss(logp, old_logp, ref_logp, batch["advantages"], batch["mask"],
-                                 config.clip_eps, config.kl_coef)
+            loss, kl = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp,
+                                 batch["advantages"], batch["mask"], config.clip_eps, config.kl_coef)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the RL loss became {float(loss)} at update {update + 1}; lower learning_rate.")
             loss.backward()

@@ -21,7 +21,7 @@ from prm_core.sweeps import ABLATIONS, load_sweep
 def test_tasks_cover_every_rl_run_sweep_model_ablation_and_label_source_once(profile):
     listed = tasks(profile)
     runs, sweep = load_policy_runs(profile), load_sweep(profile)
-    assert listed[:2] == [Task("standard"), Task("policy")] and len(set(listed)) == len(listed)
+    assert listed[:3] == [Task("backbone"), Task("standard"), Task("policy")] and len(set(listed)) == len(listed)
     assert {t.args for t in listed if t.kind == "rl"} == {(r, s) for r in runs.rewards for s in runs.seeds}
     assert {t.args for t in listed if t.kind == "sweep"} == {
         (k, n, s) for k in ("prm", "orm") for n in sweep.train_sizes for s in sweep.seeds}
@@ -155,6 +155,44 @@ def test_the_timing_report_splits_work_from_waiting_and_names_the_critical_path(
     assert report[2] == "  worker 2: policy 40 s (+380 s waiting), 1 cached"
     assert report[3] == "critical path (worker 1, done at 520 s): standard 400 s -> rl outcome 0 120 s"
     assert timing_report({}, 0.0, 1.0) == "prebuilt nothing: no task"
+
+
+def test_the_backbone_runs_first_and_alone_with_every_worker_s_threads(monkeypatch):
+    import contextlib
+
+    from prm_core import prebuild as module
+
+    calls = []
+    monkeypatch.setattr(module, "_run_pool", lambda todo, profile, jobs, threads, cache_dir, bar: (
+        calls.append(([str(t) for t in todo], jobs, threads)) or {}))
+    todo = [Task("standard"), Task("backbone"), Task("rl", ("outcome", 0)), Task("policy")]
+    module._run_all(todo, "cpu", 2, 1, None, contextlib.nullcontext())
+    assert calls == [(["backbone"], 1, 2), (["standard", "rl outcome 0", "policy"], 2, 1)]
+    calls.clear()
+    module._run_all([Task("sweep", ("prm", 200, 0))], "cpu", 2, 3, None, contextlib.nullcontext())
+    assert calls == [(["sweep prm 200 0"], 1, 3)]  # no backbone task (--kinds): no first phase, one worker
+
+
+def test_the_timing_report_lists_the_backbone_apart_and_on_the_critical_path():
+    from prm_core.prebuild import TaskTime, timing_report
+
+    times = {"backbone": TaskTime(5, 0.0, 300.0), "standard": TaskTime(7, 300.0, 700.0),
+             "policy": TaskTime(8, 300.0, 650.0), "rl outcome 0": TaskTime(8, 650.0, 760.0)}
+    report = timing_report(times, 0.0, 761.0).splitlines()
+    assert report[0] == "prebuilt 4 tasks in 761 s with 2 workers: 1160 s of work, 0 s waiting for another worker's entry, 62 s idle"
+    assert report[1] == "  first, alone with every worker's threads: backbone 300 s"
+    assert report[-1] == "critical path (worker 2, done at 760 s): backbone 300 s -> policy 350 s -> rl outcome 0 110 s"
+
+
+def test_the_command_writes_its_times_for_the_next_run_to_compare(tmp_path, monkeypatch):
+    from prm_core import prebuild as module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(module, "prebuild", lambda *a, **k: {"backbone": module.TaskTime(1, 0.0, 2.0)})
+    assert module.main(["--kinds", "backbone"]) == 0
+    written = read_json(tmp_path / "build" / "prebuild-times.json")
+    assert written["tasks"]["backbone"]["end"] - written["tasks"]["backbone"]["start"] == pytest.approx(2.0)
+    assert written["jobs"] == 2 and written["report"][1].endswith("backbone 2 s")
 
 
 def test_a_wait_for_another_process_s_entry_is_counted(tmp_path):

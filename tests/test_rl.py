@@ -224,6 +224,37 @@ def test_train_rl_moves_the_policy_when_rewards_differ_and_reports_kl(tiny_polic
     assert result.updates[-1]["kl"] > 0  # after the first update the policy has left its reference
 
 
+def test_one_epoch_skips_the_old_logprob_forward_and_takes_the_same_step(tiny_policy, monkeypatch):
+    """With one gradient step per batch the sampling policy's log-probs are the first forward's own
+    (ratio 1), so train_rl makes two forwards per update (reference, policy) instead of three, and
+    lands on the weights that a separate no-grad forward for old_logp would have given."""
+    import prm_core.rl as rl
+
+    monkeypatch.setattr(rl, "compute_rewards", lambda reward, completions, verifiers: rl.Rewards(
+        np.random.default_rng(len(completions)).random(len(completions)).tolist()))
+    config = RLConfig(n_updates=2, problems_per_update=2, group_size=3, learning_rate=1e-2, epochs_per_batch=1,
+                      eval_every=2, show_progress=False)
+    forwards = []
+    real = rl.token_logprobs
+    monkeypatch.setattr(rl, "token_logprobs", lambda *a: forwards.append(1) or real(*a))
+    saved = copy.deepcopy(tiny_policy)
+    train_rl(saved, make_problems(4, seed=0), make_problems(2, seed=1), config)
+    assert len(forwards) == 2 * config.n_updates
+
+    def loss_with_a_separate_old_forward(logp, old_logp, *rest):  # what epochs_per_batch=2's first step sees
+        return rl_grpo(logp, real_old.pop(0), *rest)
+
+    rl_grpo, real_old = rl.grpo_loss, []
+    monkeypatch.setattr(rl, "token_logprobs", lambda model, ids, mask: (
+        real_old.append(real(model, ids, mask).detach()) if model.training else None) or real(model, ids, mask))
+    monkeypatch.setattr(rl, "grpo_loss", loss_with_a_separate_old_forward)
+    separate = copy.deepcopy(tiny_policy)
+    train_rl(separate, make_problems(4, seed=0), make_problems(2, seed=1), config)
+    assert not real_old  # every step used its separate forward
+    for a, b in zip(saved.model.parameters(), separate.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 class _RandomScorer:
     def score_steps(self, samples):
         n = max(s.n_steps for s in samples)
