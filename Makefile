@@ -12,6 +12,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # the cached models the notebooks use, trained first in 2 single-threaded workers (prm_core.prebuild)
 PREBUILD := $(PY) -m prm_core.prebuild --jobs 2
+# the test suite in 2 pytest-xdist workers of one torch thread each (a notebook's cells stay on one worker)
+TEST_JOBS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
@@ -32,7 +35,7 @@ setup: $(STAMP)  ## create .venv and install torch (CPU) and prm_core with its e
 
 test: $(STAMP)  ## train what the notebooks use (2 workers), run the test suite, re-run the notebooks under nbval
 	$(PREBUILD) --profile cpu
-	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+	$(PYTEST) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 test-robust: $(STAMP)  ## train another draw (other CPU kernels) into build/cache-robust, run every notebook's checked cells on it
 	$(PY) scripts/test_robust.py
