@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# the cached models the notebooks use, trained first in 2 single-threaded workers (prm_core.prebuild)
+# the cached models the notebooks use: the backbone first with both threads, then the rest in 2 single-threaded workers (prm_core.prebuild)
 PREBUILD := $(PY) -m prm_core.prebuild --jobs 2
 # the test suite in 2 pytest-xdist workers of one torch thread each (a notebook's cells stay on one worker)
 TEST_JOBS ?= 2
@@ -40,7 +40,7 @@ test: $(STAMP)  ## train what the notebooks use (2 workers), run the test suite,
 test-robust: $(STAMP)  ## train another draw (other CPU kernels) into build/cache-robust, run every notebook's checked cells on it
 	$(PY) scripts/test_robust.py
 
-prebuild: $(STAMP)  ## train every model the notebooks use, in 2 single-threaded workers (PROFILE=cpu|gpu)
+prebuild: $(STAMP)  ## train every model the notebooks use: the backbone first, then 2 single-threaded workers (PROFILE=cpu|gpu)
 	$(PREBUILD) --profile $(PROFILE)
 
 test-exercises: $(STAMP)  ## run every student notebook in exercises/ top to bottom (the notebooks' cost again)

@@ -200,8 +200,8 @@ def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir:
     rest = [t for t in todo if t.kind != "backbone"]
     times: dict[str, TaskTime] = {}
     with bar:
-        if first:
-            times |= _run_pool(first, profile, 1, jobs * threads, cache_dir, bar)
+        if first:  # never more threads than CPUs: on 2 cores, 2 workers x 2 threads would oversubscribe
+            times |= _run_pool(first, profile, 1, min(jobs * threads, os.cpu_count() or 1), cache_dir, bar)
         if rest:
             times |= _run_pool(rest, profile, min(jobs, len(rest)), threads, cache_dir, bar)
     return times
@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: pass 1 or more torch threads per worker, e.g. --threads 1")
     start = time.monotonic()
-    only = None if set(kinds) == set(KINDS) else [t for t in tasks(args.profile) if t.kind in kinds]
+    # the backbone first whatever --kinds names: inside a one-thread worker it would be another draw
+    only = None if set(kinds) == set(KINDS) else [t for t in tasks(args.profile) if t.kind in {"backbone", *kinds}]
     times = prebuild(args.profile, args.jobs, threads=args.threads, only=only)
     end = time.monotonic()
     print(timing_report(times, start, end))
@@ -258,17 +259,24 @@ def main(argv: list[str] | None = None) -> int:
 def write_times(times: dict[str, TaskTime], start: float, end: float, args: argparse.Namespace,
                 path: str = "build/prebuild-times.json") -> None:
     """The run's times as JSON (seconds from the start): each task's worker, start, end and wait,
-    the options, and the report's lines, so two runs can be compared without reading a log."""
+    the options, the cache and CPU kernels it trained into, and the report's lines, so two runs can
+    be compared without reading a log. A file that cannot be written is warned about, not raised."""
     from pathlib import Path
 
+    from prm_core.backbones import cache_root
     from prm_core.files import write_json
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(path), {
+    record = {
         "profile": args.profile, "jobs": args.jobs, "threads": args.threads, "seconds": end - start,
+        "cache": str(cache_root()), "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "native"),
         "tasks": {name: {"worker": t.worker, "start": t.start - start, "end": t.end - start, "waited": t.waited}
                   for name, t in times.items()},
-        "report": timing_report(times, start, end).splitlines()}, indent=2)
+        "report": timing_report(times, start, end).splitlines()}
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(path), record, indent=2)
+    except OSError as err:  # the models are built; a times file that cannot be written is no failure
+        print(f"prebuild: could not write {path} ({err}); the times are printed above", file=sys.stderr)
 
 
 def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seconds: float = 1.0) -> str:
@@ -318,8 +326,9 @@ def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seco
         return "\n".join(lines)
     last = max(workers, key=lambda w: workers[w][-1][1].end)
     number = list(workers).index(last) + 1
+    built_first = [(name, t) for name, t in first if t.seconds >= min_seconds]  # a cached backbone took no time
     lines.append(f"critical path (worker {number}, done at {workers[last][-1][1].end - start:.0f} s): "
-                 + shown(first + workers[last], total=True).replace(", ", " -> "))
+                 + shown(built_first + workers[last], total=True).replace(", ", " -> "))
     return "\n".join(lines)
 
 

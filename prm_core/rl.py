@@ -393,7 +393,7 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
         rewards = compute_rewards(config.reward, completions, verifiers)
         advantages = batch_advantages(config.reward, rewards, completions, config.group_size)
         batch = _batch_tensors(completions, advantages, policy.pad_id, policy.device)
-        with torch.no_grad():  # the sampling policy's log-probs, in eval mode as it sampled
+        with torch.no_grad():  # the sampling policy's log-probs (in eval mode as it sampled) and the reference's
             # one epoch: the first (only) forward is the sampling policy's own, so its detached log-probs
             # serve as old_logp (ratio 1, as TRL's GRPO with num_iterations=1) and a forward is saved
             old_logp = (token_logprobs(model, batch["input_ids"], batch["attention_mask"])

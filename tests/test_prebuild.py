@@ -195,6 +195,37 @@ def test_the_command_writes_its_times_for_the_next_run_to_compare(tmp_path, monk
     assert written["jobs"] == 2 and written["report"][1].endswith("backbone 2 s")
 
 
+def test_a_cached_backbone_is_counted_not_put_on_the_critical_path():
+    from prm_core.prebuild import TaskTime, timing_report
+
+    times = {"backbone": TaskTime(5, 0.0, 0.2), "policy": TaskTime(8, 0.2, 40.2)}
+    report = timing_report(times, 0.0, 41.0).splitlines()
+    assert report[1] == "  first, alone with every worker's threads: 1 cached"
+    assert report[-1] == "critical path (worker 1, done at 40 s): policy 40 s"
+
+
+def test_kinds_without_the_backbone_still_build_it_first(tmp_path, monkeypatch):
+    from prm_core import prebuild as module
+
+    asked = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(module, "prebuild", lambda *a, only=None, **k: asked.extend(map(str, only)) or {})
+    assert module.main(["--kinds", "standard"]) == 0
+    assert asked == ["backbone", "standard"]
+    record = read_json(tmp_path / "build" / "prebuild-times.json")
+    assert record["cache"] and record["aten_cpu_capability"]
+
+
+def test_a_times_file_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):
+    from prm_core import prebuild as module
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "build").write_text("a file where the folder should be")
+    monkeypatch.setattr(module, "prebuild", lambda *a, **k: {"backbone": module.TaskTime(1, 0.0, 2.0)})
+    assert module.main(["--kinds", "backbone"]) == 0
+    assert "could not write build/prebuild-times.json" in capsys.readouterr().err
+
+
 def test_a_wait_for_another_process_s_entry_is_counted(tmp_path):
     from prm_core.files import entry_lock, lock_wait_seconds
 
