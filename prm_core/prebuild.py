@@ -8,9 +8,9 @@ calls (same config, same cache key), so what a worker builds is what the noteboo
 with one thread (``tests/test_prebuild.py`` checks it); the backbone, built alone first, is what a
 notebook builds with as many threads as the prebuild has workers (two on 2 cores, torch's default
 there). With other threads, or on another CPU, the same training gives other weights: another
-draw of the same procedure, which the notebooks' claims must survive (``make test-robust`` trains such a draw). An entry another worker is building is
-waited for (``files.entry_lock``), never built twice. Nothing here is needed: a notebook builds
-whatever is missing itself; this only does it sooner.
+draw of the same procedure, which the notebooks' claims must survive (``make test-robust`` trains
+such a draw). An entry another worker is building is waited for (``files.entry_lock``), never built
+twice. Nothing here is needed: a notebook builds whatever is missing itself; this only does it sooner.
 
 It prints where the time went: the backbone, trained first and alone with every worker's threads
 (everything else starts from it), each worker's tasks with their own work and their wait for
@@ -50,8 +50,9 @@ def tasks(profile: str = "cpu") -> list[Task]:
 
     The pretrained backbone comes first and alone (every other task starts from it, so it gets
     every worker's threads: nothing else could run meanwhile), then the standard PRM and ORM
-    (nearly everything needs them), then the LM policy, then the RL runs, the longest tasks (those that need no reward
-    model first), and last the short sweep models, which fill the gaps while the last RL runs finish.
+    (nearly everything needs them), then the LM policy, then the RL runs, the longest tasks (those
+    that need no reward model first), and last the short sweep models, which fill the gaps while
+    the last RL runs finish.
     Raises ``ValueError`` for an unknown profile.
     """
     from prm_core.experiments import load_profile
@@ -297,12 +298,14 @@ def timing_report(times: dict[str, TaskTime], start: float, end: float, min_seco
     """
     if not times:
         return "prebuilt nothing: no task"
-    first = [(name, t) for name, t in sorted(times.items(), key=lambda kv: kv[1].start) if name.split()[0] == "backbone"]
-    pool_start = max([t.end for _, t in first], default=start)
+    first: list[tuple[str, TaskTime]] = []  # the backbone, run alone before the workers
     workers: dict[int, list[tuple[str, TaskTime]]] = {}
     for name, t in sorted(times.items(), key=lambda kv: kv[1].start):
-        if (name, t) not in first:
+        if name.split()[0] == "backbone":
+            first.append((name, t))
+        else:
             workers.setdefault(t.worker, []).append((name, t))
+    pool_start = max([t.end for _, t in first], default=start)
     waited = sum(t.waited for t in times.values())
     busy = sum(t.seconds for t in times.values())
     alone = sum(t.seconds for _, t in first)
