@@ -20,6 +20,7 @@ import torch
 from prm_core.evaluation import scoring_throughput, throughput_batch_size
 from prm_core.experiments import load_profile, make_datasets, new_model
 from prm_core.training import train
+from prm_core.verification import default_batch_size
 
 
 def answer_grouping_seconds(n_problems: int = 200, n_candidates: int = 64, seed: int = 0) -> dict[str, float]:
@@ -47,10 +48,28 @@ def answer_grouping_seconds(n_problems: int = 200, n_candidates: int = 64, seed:
             "mean_groups_per_problem": n_groups / n_problems}
 
 
+def scoring_batch_ratio(model, samples, batch_sizes: tuple[int, int]) -> dict[str, object]:
+    """Solutions per second of ``Verifier.score_steps`` on the same samples at two batch sizes (the
+    device's default first, then the old default of 256): why the default is what it is."""
+    import time
+
+    from prm_core.verification import Verifier
+
+    rates = {}
+    for batch_size in batch_sizes:
+        verifier = Verifier(model, batch_size=batch_size)
+        verifier.score_steps(samples[:batch_size])  # warm-up
+        start = time.perf_counter()
+        verifier.score_steps(samples)
+        rates[str(batch_size)] = len(samples) / (time.perf_counter() - start)
+    default, other = (str(b) for b in batch_sizes)
+    return {"solutions_per_second": rates, f"batch_{default}_over_batch_{other}": rates[default] / rates[other]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--scoring-batch", type=int, default=None, help="default: 256 on CPU, 4096 on GPU")
+    parser.add_argument("--scoring-batch", type=int, default=None, help="default: 32 on CPU, 4096 on GPU")
     parser.add_argument("--train-steps", type=int, default=30)
     args = parser.parse_args(argv)
     config = load_profile(args.profile)
@@ -58,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.scoring_batch or throughput_batch_size("cuda" if on_gpu else "cpu")
     data = make_datasets(config)
     model = new_model(config.backbone, config, "prm").to("cuda" if on_gpu else "cpu")
-    scoring = scoring_throughput(model, (data.bon * 2)[: 4 * batch], batch)
+    scoring = scoring_throughput(model, (data.bon * 2)[: max(4 * batch, 1024)], batch)
+    device = "cuda" if on_gpu else "cpu"
+    by_batch = scoring_batch_ratio(model, data.bon[:1024], (default_batch_size(device), 256))
     result = train(model, data.train, config=replace(config.prm, max_steps=args.train_steps, show_progress=False))
     report = {"profile": args.profile, "device": torch.cuda.get_device_name() if on_gpu else "cpu",
-              "scoring": scoring, "training_tokens_per_second": result.tokens_per_second,
+              "scoring": scoring, "scoring_by_batch_size": by_batch, "training_tokens_per_second": result.tokens_per_second,
               "training_batch_size": config.prm.batch_size, "answer_grouping": answer_grouping_seconds()}
     print(json.dumps(report, indent=2))
     return 0

@@ -104,6 +104,8 @@ def check_int(value: Any, name: str, interval: str = ANY, fix: str = "") -> int:
     ...
     prm_core.checks.ArgumentTypeError: n_bins=True must be an int in [1, inf), not bool.
     """
+    if type(value) is int and (interval is ANY or _inside(value, interval)):  # the common case, checked first: data generation calls this millions of times
+        return value
     value = _zero_d_item(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         whole = _whole_number(value)
@@ -137,6 +139,8 @@ def check_real(value: Any, name: str, interval: str = ANY, fix: str = "") -> flo
     ...
     ValueError: threshold=nan must be a finite number in [0, 1].
     """
+    if type(value) is float and _inside(value, interval):  # the common case first (NaN fails _inside)
+        return value
     value = _zero_d_item(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         exponent_text = _EXPONENT_TEXT.match(value) if isinstance(value, str) else None

@@ -33,7 +33,7 @@ from prm_core.metrics import (
 )
 from prm_core.model import ProcessRewardModel
 from prm_core.tasks.arithmetic import answer_value
-from prm_core.verification import StepScores, Verifier
+from prm_core.verification import StepScores, Verifier, default_batch_size
 
 if TYPE_CHECKING:
     from prm_core.experiments import Datasets
@@ -207,8 +207,8 @@ def summarize_best_of_n(table: dict[str, dict[str, dict]]) -> dict[str, Any]:
 
 def throughput_batch_size(device: torch.device | str) -> int:
     """Solutions per forward when measuring throughput: 4096 fills a GPU (the issue's reference
-    figure is at that batch); 256 on a CPU, where larger batches gain nothing."""
-    return 4096 if torch.device(device).type == "cuda" else 256
+    figure is at that batch); on a CPU the Verifier's own default (``default_batch_size``)."""
+    return 4096 if torch.device(device).type == "cuda" else default_batch_size(device)
 
 
 @torch.inference_mode()
@@ -256,11 +256,10 @@ def scoring_throughput(model: ProcessRewardModel, samples: Sequence[StepSample],
 
 
 def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
-                   batch_size: int = 256) -> dict[str, dict[str, StepScores]]:
-    """Step scores of every model on the validation, test and best-of-N sets (``batch_size`` an int >= 1)."""
+                   batch_size: int | None = None) -> dict[str, dict[str, StepScores]]:
+    """Step scores of every model on the validation, test and best-of-N sets (``batch_size`` an int >= 1,
+    or None for the Verifier's default)."""
     from tqdm import tqdm
-
-    batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=256")
 
     scored = {}
     for name, model in tqdm(models.items(), desc="score", leave=False):

@@ -230,7 +230,19 @@ def test_scoring_throughput_reports_rates_and_their_ratios(make_tiny_prm):
     bare = result["bare_forward_solutions_per_second"]
     assert result["verifier_share_of_bare"] == pytest.approx(result["verifier_solutions_per_second"] / bare)
     assert result["end_to_end_share_of_bare"] == pytest.approx(result["end_to_end_solutions_per_second"] / bare)
-    assert (throughput_batch_size("cpu"), throughput_batch_size("cuda")) == (256, 4096)
+    assert (throughput_batch_size("cpu"), throughput_batch_size("cuda")) == (32, 4096)
+
+
+def test_default_batch_size_follows_the_device_and_gives_the_scores_of_any_other(make_tiny_prm):
+    from prm_core.verification import default_batch_size
+
+    model = make_tiny_prm(seed=3)
+    assert Verifier(model).batch_size == default_batch_size("cpu") == 32
+    assert default_batch_size("cuda") == 256
+    samples = _candidates() * 20  # 80 solutions: several batches at 32, one at 256
+    by_default, by_256 = Verifier(model).score_steps(samples), Verifier(model, batch_size=256).score_steps(samples)
+    assert torch.equal(by_default.mask, by_256.mask)
+    torch.testing.assert_close(by_default.scores, by_256.scores, rtol=0, atol=1e-5)
 
 
 # ---------------------------------------------------------------- truncation is never silent
