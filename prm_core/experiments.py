@@ -160,6 +160,34 @@ def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfi
     return ExperimentConfig.from_dict(profile_section(profile, "experiment", params_dir))
 
 
+def load_train_seeds(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[int, ...]:
+    """Training seeds of the standard PRM and ORM: ``standard.train_seeds`` of ``params/<profile>.yaml``
+    (default: the experiment's seed alone). Each seed is another training run on the same pretrained
+    backbone and data (``trained_model``'s ``train_seed``); the experiment's own seed must be one of
+    them, since its models are the ones every notebook loads.
+
+    Raises
+    ------
+    ValueError
+        When ``train_seeds`` is not a list of distinct seeds that includes ``experiment.seed``, or
+        the section holds another key.
+    """
+    config = load_profile(profile, params_dir)
+    section = profile_section(profile, "standard", params_dir)
+    unknown = set(section) - {"train_seeds"}
+    if unknown:
+        raise ValueError(f"params/{profile}.yaml: section standard has unknown keys {sorted(unknown)}; it holds "
+                         "train_seeds only, e.g. train_seeds: [0, 1, 2].")
+    seeds = section.get("train_seeds", [config.seed])
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"params/{profile}.yaml: standard.train_seeds={seeds!r} must be a non-empty list, e.g. [0, 1, 2].")
+    seeds = tuple(check_seed(seed, f"standard.train_seeds[{i}]") for i, seed in enumerate(seeds))
+    if len(set(seeds)) != len(seeds) or config.seed not in seeds:
+        raise ValueError(f"params/{profile}.yaml: standard.train_seeds={list(seeds)} must be distinct and include "
+                         f"experiment.seed={config.seed} (the models the notebooks load), e.g. [{config.seed}, 1, 2].")
+    return seeds
+
+
 def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -434,8 +462,12 @@ def _parts(data: Datasets) -> dict[str, Sequence[StepSample]]:
 
 
 def standard_run(config: ExperimentConfig, profile: str = "custom",
-                 cache_dir: str | os.PathLike | None = None) -> StandardRun:
+                 cache_dir: str | os.PathLike | None = None, train_seed: int | None = None) -> StandardRun:
     """Train (or load) the profile's PRM and ORM, score every held-out set, and report; all cached.
+
+    ``train_seed`` (default ``config.seed``) picks another training run of both models on the same
+    backbone and data (``trained_model``): a notebook run with another one checks that its claims
+    hold for another draw of the training, not for one.
 
     Raises
     ------
@@ -444,17 +476,23 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     """
     from prm_core.evaluation import score_datasets
 
+    train_seed = config.seed if train_seed is None else check_seed(train_seed, "train_seed")
     data = make_datasets(config)
     _, pretrain_info = pretrained_backbone(config, cache_dir)
-    prm, prm_info = trained_model(config, "prm", data, cache_dir)
-    orm, orm_info = trained_model(config, "orm", data, cache_dir)
+    prm, prm_info = trained_model(config, "prm", data, cache_dir, train_seed=train_seed)
+    orm, orm_info = trained_model(config, "orm", data, cache_dir, train_seed=train_seed)
     train_info = {"backbone_pretraining": pretrain_info, "prm": prm_info, "orm": orm_info}
-    folder = _experiment_dir(cache_dir) / f"report-{_hash([_model_key(config, 'prm'), _model_key(config, 'orm'), asdict(config)])}"
+    keys = [_model_key(config, kind, train_seed=train_seed) for kind in ("prm", "orm")]
+    folder = _experiment_dir(cache_dir) / f"report-{_hash([*keys, asdict(config)])}"
 
     def build(tmp: Path) -> None:
-        scores = score_datasets({"prm": prm, "orm": orm}, data)
+        if train_seed == config.seed:
+            scores = score_datasets({"prm": prm, "orm": orm}, data)
+        else:  # another seed's scores are cached beside its models (prebuild's train_seed tasks)
+            scores = {kind: model_scores(config, kind, data, cache_dir, train_seed=train_seed) for kind in ("prm", "orm")}
         save_scores(scores, tmp / "scores.safetensors")
-        write_json(tmp / "report.json", _report(scores, data, profile, config, train_info), indent=2)
+        write_json(tmp / "report.json", _report(scores, data, profile, config, train_info) | {"train_seed": train_seed},
+                   indent=2)
 
     def load(entry: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         return (load_scores(entry / "scores.safetensors", _parts(data), prm.encoder, ("prm", "orm")),
@@ -485,12 +523,38 @@ def _report(scores: dict[str, dict[str, Any]], data: Datasets, profile: str, con
     return json.loads(json.dumps(report, default=_json_default))
 
 
+def seed_scores(run: StandardRun, kind: str, train_seeds: Sequence[int],
+                cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Step scores ("val", "test", "bon") of the standard ``kind`` model of each training seed, in the
+    order given: the run's own scores for ``run.config.seed``, ``model_scores`` (trained and cached on
+    first use) for the others."""
+    if kind not in ("prm", "orm"):
+        raise ValueError(f"kind={kind!r} must be 'prm' or 'orm'.")
+    return [run.scores[kind] if seed == run.config.seed else
+            model_scores(run.config, kind, run.data, cache_dir, train_seed=seed) for seed in train_seeds]
+
+
+def standard_over_seeds(run: StandardRun, train_seeds: Sequence[int],
+                        cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The standard PRM and ORM over training seeds: ``prm`` and ``orm`` (``comparison_over_seeds``)
+    and ``prm_minus_orm`` (``prm_minus_orm_over_seeds``, seed s paired with seed s), every entry
+    with its per-seed values and an interval that resamples the seeds, then the problems."""
+    from prm_core.comparison_seeds import SeedModels, comparison_over_seeds, prm_minus_orm_over_seeds
+
+    seeds = {kind: SeedModels(seed_scores(run, kind, train_seeds, cache_dir), run.data, kind) for kind in ("prm", "orm")}
+    return {"train_seeds": list(train_seeds),
+            **{kind: comparison_over_seeds(seeds[kind], run.data, kind) for kind in ("prm", "orm")},
+            "prm_minus_orm": prm_minus_orm_over_seeds(seeds["prm"], seeds["orm"], run.data)}
+
+
 def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: str | os.PathLike | None = None,
-                 sweep: Any | None = None, show_progress: bool = True, rl: Any | None = None) -> dict[str, Any]:
+                 sweep: Any | None = None, show_progress: bool = True, rl: Any | None = None,
+                 train_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """The metrics dict of ``standard_run`` plus the Verifier's throughput and, with a
     ``prm_core.sweeps.SweepConfig``, the comparison sections of the results file: ``prm_minus_orm``
     (paired differences of the standard models), ``by_n_operations``, ``data_efficiency`` and
-    ``ablations``; with a ``prm_core.policy_runs.PolicyRunConfig``, ``rl`` (``policy_runs.rl_summary``)."""
+    ``ablations``; with a ``prm_core.policy_runs.PolicyRunConfig``, ``rl`` (``policy_runs.rl_summary``);
+    with ``train_seeds``, ``over_seeds`` (``standard_over_seeds``: the standard models of each seed)."""
     from prm_core.evaluation import scoring_throughput, throughput_batch_size
 
     if sweep is not None:
@@ -511,6 +575,8 @@ def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: s
         report["data_efficiency"] = data_efficiency(config, sweep, run.data, cache_dir, show_progress)
         report["ablations"] = ablations(config, sweep, run.data, cache_dir, show_progress)
         report["sweep_config"] = asdict(sweep)
+    if train_seeds is not None:
+        report["over_seeds"] = standard_over_seeds(run, train_seeds, cache_dir)
     if rl is not None:
         from prm_core.policy_runs import rl_summary
 
@@ -533,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     sweep = None if args.no_sweeps else load_sweep(args.profile)
     rl = None if args.no_sweeps or args.no_rl else load_policy_runs(args.profile)
-    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep, rl=rl)
+    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep, rl=rl,
+                           train_seeds=None if args.no_sweeps else load_train_seeds(args.profile))
     metrics["wall_seconds"] = time.perf_counter() - start
     emit_json(metrics, args.out)
     return 0

@@ -50,6 +50,10 @@ class PolicyRunConfig:
     rl: RLConfig = field(default_factory=RLConfig)  # reward and seed are set per run
     rewards: tuple[str, ...] = REWARDS
     seeds: tuple[int, ...] = (0, 1, 2)
+    # The reward model of the i-th RL seed: the standard PRM or ORM of training seed
+    # reward_train_seeds[i] (() : the experiment's own models for every RL seed). Rotating them with
+    # the RL seeds makes the spread over RL seeds include the reward model's training run.
+    reward_train_seeds: tuple[int, ...] = ()
     n_rl_problems: int = 2000  # train-side problems the RL updates draw from
     n_eval_problems: int = 500  # test-side problems of every held-out accuracy
     eval_samples: int = 1  # samples per held-out problem for the one-sample accuracy
@@ -66,6 +70,13 @@ class PolicyRunConfig:
             raise ValueError(f"seeds={self.seeds!r} and rewards={self.rewards!r} must be lists, e.g. seeds=[0, 1, 2].")
         for i, seed in enumerate(self.seeds):
             check_seed(seed, f"seeds[{i}]")
+        if isinstance(self.reward_train_seeds, int | str):
+            raise ValueError(f"reward_train_seeds={self.reward_train_seeds!r} must be a list, e.g. [0, 1, 2].")
+        for i, seed in enumerate(self.reward_train_seeds):
+            check_seed(seed, f"reward_train_seeds[{i}]")
+        if self.reward_train_seeds and len(self.reward_train_seeds) != len(self.seeds):
+            raise ValueError(f"reward_train_seeds={list(self.reward_train_seeds)!r} must name one training seed per RL "
+                             f"seed (seeds={list(self.seeds)!r}), or be empty for the experiment's own reward models.")
         check_fields(self)  # sft, sampling and rl are configs (from_dict builds them from mappings)
         if len(set(self.rewards)) != len(self.rewards) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"rewards={list(self.rewards)!r} and seeds={list(self.seeds)!r} must not repeat.")
@@ -224,17 +235,27 @@ def _eval_seed(seed: int) -> int:
     return seed * 7919 + 1  # the same held-out samples' seed as RLConfig(seed=seed) uses
 
 
+def reward_train_seed(experiment: ExperimentConfig, runs: PolicyRunConfig, seed: int) -> int:
+    """Training seed of the reward model an RL run of ``seed`` uses: ``runs.reward_train_seeds`` at
+    ``seed``'s place in ``runs.seeds``; the experiment's own seed when that list is empty or ``seed``
+    is not one of ``runs.seeds``."""
+    if runs.reward_train_seeds and seed in runs.seeds:
+        return runs.reward_train_seeds[runs.seeds.index(seed)]
+    return experiment.seed
+
+
 def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, seed: int,
            cache_dir: str | os.PathLike | None = None) -> tuple[LMPolicy, dict[str, Any]]:
     """One RL run from the SFT policy (trained and cached on first use): the trained policy and the
-    ``RLResult`` as a dict."""
+    ``RLResult`` as a dict. A learned reward is the standard model of ``reward_train_seed``."""
     if reward not in REWARDS:
         raise ValueError(f"reward={reward!r} must be one of {REWARDS}.")
     config = replace(runs.rl, reward=reward, seed=seed)
     key = {"policy": _policy_key(experiment, runs), "rl": _without_progress(config), "eval": _eval_key(runs),
            "n_rl_problems": runs.n_rl_problems}
-    if reward != "outcome":
-        key["verifier"] = _model_key(experiment, "orm" if reward == "orm" else "prm")
+    train_seed = reward_train_seed(experiment, runs, seed)
+    if reward != "outcome":  # the experiment's own models keep the key they had before seeds rotated
+        key["verifier"] = _model_key(experiment, "orm" if reward == "orm" else "prm", train_seed=train_seed)
     folder = _experiment_dir(cache_dir) / f"rl-{reward}-{_hash(key)}"
 
     def build(tmp: Path) -> None:
@@ -244,7 +265,7 @@ def rl_run(experiment: ExperimentConfig, runs: PolicyRunConfig, reward: str, see
         verifiers = {}
         if reward != "outcome":
             kind = "orm" if reward == "orm" else "prm"
-            verifiers[kind] = Verifier(trained_model(experiment, kind, cache_dir=cache_dir)[0])
+            verifiers[kind] = Verifier(trained_model(experiment, kind, cache_dir=cache_dir, train_seed=train_seed)[0])
         start = policy_profile(experiment, runs, seed, cache_dir)
         result = train_rl(policy, rl_problems(experiment, runs), eval_problems(experiment, runs), config, verifiers,
                           eval_samples=runs.eval_samples,
@@ -272,7 +293,8 @@ def rl_summary(experiment: ExperimentConfig, runs: PolicyRunConfig,
         out[reward] = {str(seed): {"curve": [{k: row.get(k) for k in ("update", "accuracy", "greedy_accuracy", "reward", "kl")}
                                              for row in result["evals"]],
                                    "seconds": result["seconds"],
-                                   "generated_tokens_per_second": result["generated_tokens_per_second"]}
+                                   "generated_tokens_per_second": result["generated_tokens_per_second"],
+                                   "reward_train_seed": None if reward == "outcome" else reward_train_seed(experiment, runs, seed)}
                        for seed, result in zip(runs.seeds, per_seed, strict=True)}
         out[reward]["gain"] = rl_gain(results, reward)
         out[reward]["greedy_gain"] = rl_gain(results, reward, "greedy_per_problem")

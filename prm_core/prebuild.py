@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
-KINDS = ("backbone", "standard", "policy", "rl", "labels", "sweep", "ablation")
+KINDS = ("backbone", "standard", "train_seed", "policy", "rl", "labels", "sweep", "ablation")
 MC_TRAIN_K = 8  # notebook 08's TRAIN_K: Monte Carlo rollouts per prefix for its training labels
 
 
@@ -50,19 +50,22 @@ def tasks(profile: str = "cpu") -> list[Task]:
 
     The pretrained backbone comes first and alone (every other task starts from it, so it gets
     every worker's threads: nothing else could run meanwhile), then the standard PRM and ORM
-    (nearly everything needs them), then the LM policy, then the RL runs, the longest tasks (those
-    that need no reward model first), and last the short sweep models, which fill the gaps while
-    the last RL runs finish.
+    (nearly everything needs them), then the LM policy, then the standard models of the other
+    training seeds (``standard.train_seeds``; the RL runs of the later seeds use them as rewards),
+    then the RL runs, the longest tasks (those that need no reward model first), and last the
+    short sweep models, which fill the gaps while the last RL runs finish.
     Raises ``ValueError`` for an unknown profile.
     """
-    from prm_core.experiments import load_profile
+    from prm_core.experiments import load_profile, load_train_seeds
     from prm_core.labeling import LABEL_SOURCES
     from prm_core.policy_runs import load_policy_runs
     from prm_core.sweeps import ABLATIONS, load_sweep
 
-    load_profile(profile)  # the profile's errors first
+    config = load_profile(profile)  # the profile's errors first
     runs, sweep = load_policy_runs(profile), load_sweep(profile)
     out = [Task("backbone"), Task("standard"), Task("policy")]
+    out += [Task("train_seed", (kind, seed)) for seed in load_train_seeds(profile) if seed != config.seed
+            for kind in ("prm", "orm")]
     out += [Task("rl", ("outcome", seed)) for seed in runs.seeds if "outcome" in runs.rewards]
     out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]
     out += [Task("labels", (source,)) for source in LABEL_SOURCES]
@@ -91,7 +94,7 @@ class TaskTime:
 
 @functools.cache
 def _datasets(profile: str) -> Any:
-    """The profile's datasets, made once per worker and only for the sweep tasks (about 20 s on 2 cores;
+    """The profile's datasets, made once per worker and only for the seed and sweep tasks (about 10 s;
     ``standard_run`` and the policy builders make what they need themselves)."""
     from prm_core.experiments import load_profile, make_datasets
 
@@ -110,6 +113,8 @@ def run_task(task: Task, profile: str = "cpu", cache_dir: str | None = None) -> 
         experiments.pretrained_backbone(config, cache_dir)
     elif task.kind == "standard":
         experiments.standard_run(config, profile, cache_dir)
+    elif task.kind == "train_seed":  # the standard model of another training seed, and its scores
+        experiments.model_scores(config, task.args[0], _datasets(profile), cache_dir, train_seed=task.args[1])
     elif task.kind in ("policy", "rl"):
         runs = policy_runs.load_policy_runs(profile)
         if task.kind == "rl":
@@ -159,9 +164,12 @@ def _worker_setup(threads: int = 1) -> None:
 
 
 def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, show_progress: bool = True,
-             only: Sequence[Task] | None = None, threads: int = 1) -> dict[str, TaskTime]:
+             only: Sequence[Task] | None = None, threads: int = 1,
+             backbone_threads: int | None = None) -> dict[str, TaskTime]:
     """Run ``tasks(profile)`` (or ``only``) in ``jobs`` worker processes of ``threads`` torch threads
-    each (1: what a notebook would build with one thread; 2 draws other weights on some CPUs).
+    each (1: what a notebook would build with one thread; 2 draws other weights on some CPUs). The
+    backbone trains first, alone, with ``backbone_threads`` (default: every worker's threads, at
+    most the CPUs).
 
     Returns
     -------
@@ -172,7 +180,7 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     Raises
     ------
     ValueError
-        For ``jobs`` or ``threads`` that is not an int >= 1, or an unknown profile.
+        For ``jobs``, ``threads`` or ``backbone_threads`` that is not an int >= 1, or an unknown profile.
     Exception
         The first task's error, with the task named in a note; tasks not yet started are dropped.
     """
@@ -183,6 +191,10 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
 
     jobs = check_int(jobs, "jobs", "[1, inf)", "pass e.g. jobs=2 (one per core)")
     threads = check_int(threads, "threads", "[1, inf)", "pass e.g. threads=1 (torch threads per worker)")
+    if backbone_threads is None:  # never more threads than CPUs: on 2 cores, 2 workers x 2 threads would oversubscribe
+        backbone_threads = min(jobs * threads, os.cpu_count() or 1)
+    backbone_threads = check_int(backbone_threads, "backbone_threads", "[1, inf)", "pass e.g. backbone_threads=2, "
+                                 "or None for every worker's threads")
     root = cache_root(cache_dir)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"the cache {root} is a file; point PRM_COURSE_CACHE (or cache_dir) at a folder.")
@@ -190,19 +202,20 @@ def prebuild(profile: str = "cpu", jobs: int = 2, cache_dir: str | None = None, 
     if not todo:
         return {}
     return _run_all(todo, profile, jobs, threads, cache_dir,
-                    tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress))
+                    tqdm(total=len(todo), desc=f"prebuild ({jobs} workers)", disable=not show_progress),
+                    backbone_threads)
 
 
 def _run_all(todo: list[Task], profile: str, jobs: int, threads: int, cache_dir: str | None,
-             bar: Any) -> dict[str, TaskTime]:
-    """The backbone first, in one worker with every worker's threads (the others would only wait
-    for it), then the rest in ``jobs`` workers of ``threads`` threads."""
+             bar: Any, backbone_threads: int) -> dict[str, TaskTime]:
+    """The backbone first, in one worker of ``backbone_threads`` threads (the other workers would only
+    wait for it), then the rest in ``jobs`` workers of ``threads`` threads."""
     first = [t for t in todo if t.kind == "backbone"]
     rest = [t for t in todo if t.kind != "backbone"]
     times: dict[str, TaskTime] = {}
     with bar:
-        if first:  # never more threads than CPUs: on 2 cores, 2 workers x 2 threads would oversubscribe
-            times |= _run_pool(first, profile, 1, min(jobs * threads, os.cpu_count() or 1), cache_dir, bar)
+        if first:
+            times |= _run_pool(first, profile, 1, backbone_threads, cache_dir, bar)
         if rest:
             times |= _run_pool(rest, profile, min(jobs, len(rest)), threads, cache_dir, bar)
     return times
@@ -236,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", help="parameter profile: a file params/<profile>.yaml")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    parser.add_argument("--backbone-threads", type=int, default=None,
+                        help="torch threads of the backbone, trained first and alone (default: jobs x threads, "
+                             "at most the CPUs)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help=f"comma-separated task kinds to build (default all: {','.join(KINDS)})")
     args = parser.parse_args(argv)
@@ -247,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs {args.jobs}: pass 1 or more worker processes, e.g. --jobs 2 (one per core)")
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: pass 1 or more torch threads per worker, e.g. --threads 1")
+    if args.backbone_threads is not None and args.backbone_threads < 1:
+        parser.error(f"--backbone-threads {args.backbone_threads}: pass 1 or more, or leave it out for jobs x threads")
     start = time.monotonic()
     # the backbone first whatever --kinds names: inside a one-thread worker it would be another draw
     only = None if set(kinds) == set(KINDS) else [t for t in tasks(args.profile) if t.kind in {"backbone", *kinds}]
-    times = prebuild(args.profile, args.jobs, threads=args.threads, only=only)
+    times = prebuild(args.profile, args.jobs, threads=args.threads, only=only, backbone_threads=args.backbone_threads)
     end = time.monotonic()
     print(timing_report(times, start, end))
     write_times(times, start, end, args)

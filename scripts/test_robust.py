@@ -9,7 +9,9 @@ machine. The draw goes to its own cache folder (cache keys name the config, not 
 ordinary cache is untouched.
 
 The default capability is the one below this machine's (avx512 -> avx2, avx2 -> default); pass
-``--capability`` for another, ``--threads 2`` to also change the reductions' split.
+``--capability`` for another, ``--threads 2`` to also change the reductions' split. Every model of
+the draw, the backbone too, trains with ``--threads`` threads (the ordinary prebuild gives the backbone
+both cores), so the default draw differs from the ordinary cache in kernels and in threads.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     steps = [
         [sys.executable, "-m", "prm_core.prebuild", "--profile", args.profile, "--jobs", str(args.jobs),
-         "--threads", str(args.threads), *(["--kinds", args.kinds] if args.kinds else [])],
+         "--threads", str(args.threads), "--backbone-threads", str(args.threads),
+         *(["--kinds", args.kinds] if args.kinds else [])],
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
          "--nbval-sanitize-with", "notebooks/sanitize.cfg", *(args.pytest_args or ["notebooks"])],
     ]

@@ -552,3 +552,66 @@ def test_another_train_seed_is_another_model_on_the_same_backbone_and_data(smoke
     assert experiments._model_folder(config, "prm", "exact", 0, cache, config.seed + 1).name in folders
     with pytest.raises(ValueError, match="train_seed"):
         experiments.trained_model(config, "prm", data, cache, train_seed=-1)
+
+
+def test_standard_over_seeds_pairs_each_seeds_prm_with_its_orm_and_reuses_the_standard_scores(smoke_run):
+    config, cache, _ = smoke_run
+    run = experiments.standard_run(config, "smoke", cache)
+    seeds = [config.seed, config.seed + 1]
+    scores = experiments.seed_scores(run, "prm", seeds, cache)
+    assert scores[0] is run.scores["prm"]  # the standard run's own, not scored again
+    assert not (scores[1]["test"].scores == scores[0]["test"].scores).all()
+    out = experiments.standard_over_seeds(run, seeds, cache)
+    assert out["train_seeds"] == seeds
+    for kind in ("prm", "orm"):
+        assert out[kind]["n_seeds"] == 2 and len(out[kind]["step_auroc"]["per_seed"]) == 2
+    diff = out["prm_minus_orm"]["step_auroc"]
+    expected = [p - o for p, o in zip(out["prm"]["step_auroc"]["per_seed"], out["orm"]["step_auroc"]["per_seed"],
+                                      strict=True)]
+    assert diff["per_seed"] == pytest.approx(expected)
+    assert diff["ci_low"] <= diff["value"] <= diff["ci_high"]
+    with pytest.raises(ValueError, match="kind"):
+        experiments.seed_scores(run, "lm", seeds, cache)
+
+
+def _params(tmp_path, standard):
+    import yaml
+
+    folder = tmp_path / "params"
+    folder.mkdir(exist_ok=True)
+    (folder / "p.yaml").write_text(yaml.safe_dump({"experiment": {"seed": 3}, "standard": standard}))
+    return folder
+
+
+@pytest.mark.parametrize("standard, match", [
+    ({"train_seeds": [1, 2]}, "include experiment.seed=3"),
+    ({"train_seeds": [3, 3]}, "distinct"),
+    ({"train_seeds": 3}, "non-empty list"),
+    ({"train_seeds": []}, "non-empty list"),
+    ({"train_seeds": [3, -1]}, r"standard.train_seeds\[1\]"),
+    ({"train_seeds": [3], "seeds": [1]}, "unknown keys"),
+])
+def test_load_train_seeds_names_the_key_and_the_fix(tmp_path, standard, match):
+    with pytest.raises(ValueError, match=match):
+        experiments.load_train_seeds("p", _params(tmp_path, standard))
+
+
+def test_load_train_seeds_reads_each_profile_and_defaults_to_the_experiment_seed(tmp_path):
+    for profile in ("cpu", "gpu"):
+        seeds = experiments.load_train_seeds(profile)
+        assert len(seeds) >= 3 and experiments.load_profile(profile).seed in seeds
+    assert experiments.load_train_seeds("p", _params(tmp_path, None)) == (3,)
+
+
+def test_standard_run_of_another_train_seed_reports_that_seeds_models_and_keeps_the_default_entry(smoke_run):
+    config, cache, _ = smoke_run
+    default = experiments.standard_run(config, "smoke", cache)
+    other = experiments.standard_run(config, "smoke", cache, train_seed=config.seed + 1)
+    expected = experiments.model_scores(config, "prm", default.data, cache, train_seed=config.seed + 1)
+    assert torch.equal(other.scores["prm"]["test"].scores, expected["test"].scores)
+    assert not torch.equal(other.scores["prm"]["test"].scores, default.scores["prm"]["test"].scores)
+    assert other.report["train_seed"] == config.seed + 1
+    again = experiments.standard_run(config, "smoke", cache, train_seed=config.seed)  # the default's entry
+    assert torch.equal(again.scores["orm"]["bon"].scores, default.scores["orm"]["bon"].scores)
+    with pytest.raises(ValueError, match="train_seed"):
+        experiments.standard_run(config, "smoke", cache, train_seed=-3)

@@ -34,6 +34,17 @@ def test_notebook_first_code_cell_is_the_parameters_cell(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_a_notebook_on_the_standard_models_takes_their_training_seed_as_a_parameter(path):
+    """So its checked cells can be run on another training run (papermill -p TRAIN_SEED 1)."""
+    cells = _code_cells(path)
+    calls = [c.source for c in cells if "standard_run(config, PROFILE" in c.source]
+    if not calls:
+        pytest.skip(f"{path.name} does not load the standard models as `standard_run(config, PROFILE)`")
+    assert "TRAIN_SEED = None" in cells[0].source
+    assert all("standard_run(config, PROFILE, train_seed=TRAIN_SEED)" in source for source in calls)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_checked_cells_assert_their_claims(path):
     checked = [c for c in _code_cells(path) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, f"{path.name} has no checked cell"

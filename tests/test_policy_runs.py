@@ -20,9 +20,13 @@ def test_every_profile_has_a_valid_rl_section_with_four_rewards_and_three_seeds(
                                                ({"reward_max_steps": 0}, "reward_max_steps"),
                                                ({"seeds": [0, True]}, "seeds"),
                                                ({"rl": {"seed": 4}}, "rl.seeds"), ({"seeds": 3}, "seeds"),
-                                               ({"sft": 5}, "rl.sft"), ({"seeds": [0, 0]}, "repeat")],
+                                               ({"sft": 5}, "rl.sft"), ({"seeds": [0, 0]}, "repeat"),
+                                               ({"reward_train_seeds": [0, 1]}, "one training seed per RL seed"),
+                                               ({"reward_train_seeds": 1}, "reward_train_seeds"),
+                                               ({"reward_train_seeds": [0, 1, -2]}, r"reward_train_seeds\[2\]")],
                          ids=["nested-typo", "typo", "reward", "ops", "reward-steps", "bool-seed", "per-run-seed",
-                              "seeds-int", "sft-int", "repeated-seed"])
+                              "seeds-int", "sft-int", "repeated-seed", "reward-seeds-short", "reward-seeds-int",
+                              "reward-seed-negative"])
 def test_policy_run_config_bad_settings_raise_naming_them(values, match):
     with pytest.raises(ValueError, match=match):
         PolicyRunConfig.from_dict(values)
@@ -234,3 +238,23 @@ def test_step_auroc_ci_samples_that_do_not_match_the_scores_raise_value_error_no
         step_auroc_ci(scores, [sample])
     with pytest.raises(ValueError, match=r"samples\[1\] has no labels"):
         step_auroc_ci(scores, [sample, StepSample("q", ["a", "b"], meta={"problem_id": 1})])
+
+
+def test_rl_seeds_rotate_the_reward_models_training_seed_and_seed_0_keeps_its_entry(fast_policies, tmp_path,
+                                                                                     make_tiny_prm, monkeypatch):
+    from dataclasses import replace
+
+    from prm_core import policy_runs
+
+    asked = []
+    monkeypatch.setattr(policy_runs, "trained_model", lambda experiment, kind, cache_dir=None, train_seed=None: (
+        asked.append((kind, train_seed)), (make_tiny_prm(seed=0), {}))[1])
+    experiment, plain = _configs()
+    rotated = replace(plain, reward_train_seeds=(0, 5, 7))
+    assert [policy_runs.reward_train_seed(experiment, rotated, s) for s in (0, 1, 2, 9)] == [0, 5, 7, experiment.seed]
+    assert [policy_runs.reward_train_seed(experiment, plain, s) for s in (0, 1, 2)] == [experiment.seed] * 3
+    for runs, seed in ((rotated, 0), (rotated, 1), (rotated, 2), (plain, 0), (plain, 1)):
+        policy_runs.rl_run(experiment, runs, "prm", seed, tmp_path)
+    # plain seed 0 found rotated seed 0's entry (the same reward model, the same key); plain seed 1 has seed 0's model
+    assert asked == [("prm", 0), ("prm", 5), ("prm", 7), ("prm", 0)]
+    assert len(list((tmp_path / "experiments").glob("rl-prm-*"))) == 4

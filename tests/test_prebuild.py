@@ -31,6 +31,14 @@ def test_tasks_cover_every_rl_run_sweep_model_ablation_and_label_source_once(pro
     assert {t.args[0] for t in listed if t.kind == "labels"} == set(LABEL_SOURCES)
     rl = [t.args[0] for t in listed if t.kind == "rl"]  # runs that need no reward model start first
     assert rl[: len(runs.seeds)] == ["outcome"] * len(runs.seeds)
+    # the standard models of the other training seeds, before any RL run (the later seeds' rewards)
+    from prm_core.experiments import load_profile, load_train_seeds
+
+    other = [s for s in load_train_seeds(profile) if s != load_profile(profile).seed]
+    seeded = [i for i, t in enumerate(listed) if t.kind == "train_seed"]
+    assert {listed[i].args for i in seeded} == {(k, s) for k in ("prm", "orm") for s in other} and len(other) >= 2
+    assert max(seeded) < min(i for i, t in enumerate(listed) if t.kind == "rl")
+    assert set(runs.reward_train_seeds) <= set(load_train_seeds(profile))  # no RL run trains a reward model itself
 
 
 def test_notebook_08_trains_on_the_rollout_count_prebuild_uses():
@@ -67,7 +75,7 @@ def test_the_command_refuses_unknown_kinds_naming_the_known_ones(kinds, capsys):
 
     with pytest.raises(SystemExit) as info:
         main(["--kinds", kinds])
-    assert info.value.code == 2 and "standard, policy, rl" in capsys.readouterr().err
+    assert info.value.code == 2 and "standard, train_seed, policy, rl" in capsys.readouterr().err
 
 
 def _build_slowly(folder, log):
@@ -157,20 +165,27 @@ def test_the_timing_report_splits_work_from_waiting_and_names_the_critical_path(
     assert timing_report({}, 0.0, 1.0) == "prebuilt nothing: no task"
 
 
-def test_the_backbone_runs_first_and_alone_with_every_worker_s_threads(monkeypatch):
-    import contextlib
-
+def test_the_backbone_runs_first_and_alone_with_every_worker_s_threads(monkeypatch, tmp_path):
     from prm_core import prebuild as module
 
     calls = []
     monkeypatch.setattr(module, "_run_pool", lambda todo, profile, jobs, threads, cache_dir, bar: (
         calls.append(([str(t) for t in todo], jobs, threads)) or {}))
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
     todo = [Task("standard"), Task("backbone"), Task("rl", ("outcome", 0)), Task("policy")]
-    module._run_all(todo, "cpu", 2, 1, None, contextlib.nullcontext())
+    prebuild("cpu", 2, str(tmp_path), show_progress=False, only=todo, threads=1)
     assert calls == [(["backbone"], 1, 2), (["standard", "rl outcome 0", "policy"], 2, 1)]
     calls.clear()
-    module._run_all([Task("sweep", ("prm", 200, 0))], "cpu", 2, 3, None, contextlib.nullcontext())
+    prebuild("cpu", 2, str(tmp_path), show_progress=False, only=todo, threads=2)  # never more threads than CPUs
+    assert calls[0] == (["backbone"], 1, 2)
+    calls.clear()
+    prebuild("cpu", 2, str(tmp_path), show_progress=False, only=todo, threads=1, backbone_threads=1)  # a one-thread draw
+    assert calls[0] == (["backbone"], 1, 1)
+    calls.clear()
+    prebuild("cpu", 2, str(tmp_path), show_progress=False, only=[Task("sweep", ("prm", 200, 0))], threads=3)
     assert calls == [(["sweep prm 200 0"], 1, 3)]  # no backbone task (--kinds): no first phase, one worker
+    with pytest.raises(ValueError, match="backbone_threads"):
+        prebuild("cpu", 2, str(tmp_path), show_progress=False, only=todo, backbone_threads=0)
 
 
 def test_the_timing_report_lists_the_backbone_apart_and_on_the_critical_path():

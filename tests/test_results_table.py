@@ -31,6 +31,11 @@ def test_results_file_has_the_comparison_sections(results):
         for kind in ("prm", "orm"):
             assert row[kind]["n_seeds"] >= 3 and len(row[kind]["step_auroc"]["per_seed"]) == row[kind]["n_seeds"]
         assert row["prm_minus_orm"]["step_auroc"]["n_seeds"] == row["prm"]["n_seeds"]
+    seeds = results["over_seeds"]  # the standard models over 3 or more training seeds, paired seed by seed
+    assert len(seeds["train_seeds"]) >= 3 and results["config"]["seed"] in seeds["train_seeds"]
+    for entry in (seeds["prm"]["step_auroc"], seeds["orm"]["first_error_f1"], seeds["prm_minus_orm"]["step_auroc"],
+                  seeds["prm_minus_orm"]["best_of_n"]["64"]):
+        assert entry["n_seeds"] == len(entry["per_seed"]) == len(seeds["train_seeds"])
     assert set(results["ablations"]) == set(ABLATIONS)
     assert all(set(sides) == {"on", "off", "changed_minus_standard"} for sides in results["ablations"].values())
     assert all(sides["changed_minus_standard"]["step_auroc"]["n_seeds"] >= 3 for sides in results["ablations"].values())
@@ -41,8 +46,10 @@ def test_results_file_benchmark_leaves_headroom(results):
     assert results["best_of_n"]["64"]["majority"]["accuracy"] <= 0.75
 
 
-def test_results_file_cpu_prm_meets_its_targets(results):
+def test_results_file_cpu_prm_meets_its_targets_in_every_training_seed(results):
     assert results["step_auroc"] >= 0.90 and results["first_error_f1"] >= 0.70
+    prm = results["over_seeds"]["prm"]
+    assert min(prm["step_auroc"]["per_seed"]) >= 0.90 and min(prm["first_error_f1"]["per_seed"]) >= 0.70
 
 
 @pytest.mark.parametrize("text", ["no markers", f"{END}\n{BEGIN}", f"{BEGIN}{BEGIN}{END}"],
