@@ -261,6 +261,9 @@ def score_datasets(models: dict[str, ProcessRewardModel], data: Datasets,
     or None for the Verifier's default)."""
     from tqdm import tqdm
 
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", "[1, inf)", "pass e.g. batch_size=32, or None for the device's default")
+
     scored = {}
     for name, model in tqdm(models.items(), desc="score", leave=False):
         verifier = Verifier(model, batch_size=batch_size)
