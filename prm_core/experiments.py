@@ -523,6 +523,17 @@ def _report(scores: dict[str, dict[str, Any]], data: Datasets, profile: str, con
     return json.loads(json.dumps(report, default=_json_default))
 
 
+def _check_train_seeds(train_seeds: Any) -> tuple[int, ...]:
+    """``train_seeds`` as a tuple of distinct seeds, at least one; ValueError naming it otherwise."""
+    if isinstance(train_seeds, str | bytes) or not isinstance(train_seeds, Sequence) or not train_seeds:
+        raise ValueError(f"train_seeds={train_seeds!r} must be a non-empty list of training seeds, e.g. [0, 1, 2].")
+    seeds = tuple(check_seed(seed, f"train_seeds[{i}]") for i, seed in enumerate(train_seeds))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"train_seeds={list(seeds)} repeats a seed: one training run counted twice would hide the "
+                         "spread between runs; list each seed once.")
+    return seeds
+
+
 def seed_scores(run: StandardRun, kind: str, train_seeds: Sequence[int],
                 cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Step scores ("val", "test", "bon") of the standard ``kind`` model of each training seed, in the
@@ -530,6 +541,7 @@ def seed_scores(run: StandardRun, kind: str, train_seeds: Sequence[int],
     first use) for the others."""
     if kind not in ("prm", "orm"):
         raise ValueError(f"kind={kind!r} must be 'prm' or 'orm'.")
+    train_seeds = _check_train_seeds(train_seeds)
     return [run.scores[kind] if seed == run.config.seed else
             model_scores(run.config, kind, run.data, cache_dir, train_seed=seed) for seed in train_seeds]
 
@@ -541,6 +553,7 @@ def standard_over_seeds(run: StandardRun, train_seeds: Sequence[int],
     with its per-seed values and an interval that resamples the seeds, then the problems."""
     from prm_core.comparison_seeds import SeedModels, comparison_over_seeds, prm_minus_orm_over_seeds
 
+    train_seeds = _check_train_seeds(train_seeds)
     seeds = {kind: SeedModels(seed_scores(run, kind, train_seeds, cache_dir), run.data, kind) for kind in ("prm", "orm")}
     return {"train_seeds": list(train_seeds),
             **{kind: comparison_over_seeds(seeds[kind], run.data, kind) for kind in ("prm", "orm")},

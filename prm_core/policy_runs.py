@@ -70,8 +70,10 @@ class PolicyRunConfig:
             raise ValueError(f"seeds={self.seeds!r} and rewards={self.rewards!r} must be lists, e.g. seeds=[0, 1, 2].")
         for i, seed in enumerate(self.seeds):
             check_seed(seed, f"seeds[{i}]")
-        if isinstance(self.reward_train_seeds, int | str):
-            raise ValueError(f"reward_train_seeds={self.reward_train_seeds!r} must be a list, e.g. [0, 1, 2].")
+        if not isinstance(self.reward_train_seeds, list | tuple):  # None (an empty YAML key), an int, text, an array
+            raise ValueError(f"reward_train_seeds={self.reward_train_seeds!r} must be a list, e.g. [0, 1, 2], or [] for "
+                             "the experiment's own reward models.")
+        object.__setattr__(self, "reward_train_seeds", tuple(self.reward_train_seeds))
         for i, seed in enumerate(self.reward_train_seeds):
             check_seed(seed, f"reward_train_seeds[{i}]")
         if self.reward_train_seeds and len(self.reward_train_seeds) != len(self.seeds):
@@ -336,15 +338,20 @@ def _runs_of(results: dict[str, list[dict[str, Any]]], reward: str) -> list[dict
     return list(runs)
 
 
-def _seed_mean(results: list[dict[str, Any]], row: int, key: str) -> np.ndarray:
-    """(P,): per held-out problem, the accuracy at eval row ``row`` averaged over seeds."""
+def _seed_rows(results: list[dict[str, Any]], row: int, key: str) -> np.ndarray:
+    """(S, P): per seed and held-out problem, the accuracy at eval row ``row``."""
     check_choice(key, "key", _PER_PROBLEM_KEYS)
     rows = [check_real_array(r["evals"][row].get(key, []), f"evals[{row}][{key!r}]",
                              fix="pass evaluate_policy's per-problem accuracies") for r in results]
     if any(r.ndim != 1 or r.size == 0 or r.shape != rows[0].shape for r in rows):
         raise ValueError(f"evals[{row}][{key!r}] must hold one accuracy per held-out problem, the same problems for "
                          f"every seed; got shapes {[r.shape for r in rows]}.")
-    return np.mean(rows, axis=0)
+    return np.stack(rows)
+
+
+def _seed_mean(results: list[dict[str, Any]], row: int, key: str) -> np.ndarray:
+    """(P,): per held-out problem, the accuracy at eval row ``row`` averaged over seeds."""
+    return _seed_rows(results, row, key).mean(axis=0)
 
 
 def rl_curves(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -381,22 +388,25 @@ def rl_curves(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
     return out
 
 
-def rl_gain(results: dict[str, list[dict[str, Any]]], reward: str, key: str = "per_problem") -> dict[str, float]:
-    """Held-out accuracy after the last update minus before the first, per problem (mean over seeds),
-    with its paired 95% bootstrap interval. ``key``: "per_problem" (one sample) or "greedy_per_problem".
+def rl_gain(results: dict[str, list[dict[str, Any]]], reward: str, key: str = "per_problem") -> dict[str, Any]:
+    """Held-out accuracy after the last update minus before the first, per problem and seed: the mean
+    over seeds, each seed's own (``per_seed``), and a 95% interval that resamples the RL seeds, then
+    the problems (``metrics.seed_paired_difference``), so it includes how far one run, with its own
+    reward model, lands from another. ``key``: "per_problem" (one sample) or "greedy_per_problem".
     A ValueError names a reward without runs, a bad key, or runs whose evals do not line up."""
-    from prm_core.metrics import paired_difference
+    from prm_core.metrics import seed_paired_difference
 
     runs = _runs_of(results, reward)
-    return paired_difference(_seed_mean(runs, -1, key), _seed_mean(runs, 0, key))
+    return seed_paired_difference(_seed_rows(runs, -1, key), _seed_rows(runs, 0, key))
 
 
-def rl_difference(results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str = "per_problem") -> dict[str, float]:
-    """Final held-out accuracy of reward ``a``'s runs minus ``b``'s, paired by problem (means over seeds).
-    A ValueError names a reward without runs, a bad key, or held-out problems that differ."""
-    from prm_core.metrics import paired_difference
+def rl_difference(results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str = "per_problem") -> dict[str, Any]:
+    """Final held-out accuracy of reward ``a``'s runs minus ``b``'s, RL seed s paired with seed s and
+    problem with problem, with the two-level interval of ``rl_gain``. A ValueError names a reward
+    without runs, a bad key, runs of another number of seeds, or held-out problems that differ."""
+    from prm_core.metrics import seed_paired_difference
 
-    return paired_difference(_seed_mean(_runs_of(results, a), -1, key), _seed_mean(_runs_of(results, b), -1, key))
+    return seed_paired_difference(_seed_rows(_runs_of(results, a), -1, key), _seed_rows(_runs_of(results, b), -1, key))
 
 
 def step_auroc_ci(scores: Any, samples: Sequence[Any]) -> dict[str, float]:

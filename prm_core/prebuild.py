@@ -62,9 +62,13 @@ def tasks(profile: str = "cpu") -> list[Task]:
     from prm_core.sweeps import ABLATIONS, load_sweep
 
     config = load_profile(profile)  # the profile's errors first
-    runs, sweep = load_policy_runs(profile), load_sweep(profile)
+    runs, sweep, train_seeds = load_policy_runs(profile), load_sweep(profile), load_train_seeds(profile)
+    untrained = sorted(set(runs.reward_train_seeds) - set(train_seeds))
+    if untrained:  # an RL task would train those reward models itself, and the results would leave them out
+        raise ValueError(f"params/{profile}.yaml: rl.reward_train_seeds names train seeds {untrained} that "
+                         f"standard.train_seeds={list(train_seeds)} lacks; add them there or pick among those.")
     out = [Task("backbone"), Task("standard"), Task("policy")]
-    out += [Task("train_seed", (kind, seed)) for seed in load_train_seeds(profile) if seed != config.seed
+    out += [Task("train_seed", (kind, seed)) for seed in train_seeds if seed != config.seed
             for kind in ("prm", "orm")]
     out += [Task("rl", ("outcome", seed)) for seed in runs.seeds if "outcome" in runs.rewards]
     out += [Task("rl", (reward, seed)) for reward in runs.rewards if reward != "outcome" for seed in runs.seeds]

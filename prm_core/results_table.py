@@ -89,6 +89,10 @@ def _per_seed(entry: dict[str, Any]) -> str:
     return " ".join(f"{v:.2f}" for v in entry["per_seed"])
 
 
+def _signed_per_seed(entry: dict[str, Any]) -> str:
+    return " ".join(f"{v:+.2f}" for v in entry["per_seed"])
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -185,7 +189,12 @@ def markdown_tables(results: dict[str, Any], source: str = "results/cpu-2core.js
 def _over_seeds_table(seeds: Any) -> list[str]:
     """The standard PRM and ORM over their training seeds, and PRM minus ORM seed by seed."""
     diff = seeds["prm_minus_orm"]
-    n_seeds = seeds["prm"]["n_seeds"]
+    n_seeds = len(seeds["train_seeds"])
+    entries = {f"['{k}']['{m}']": seeds[k][m] for k in ("prm", "orm", "prm_minus_orm") for m in ("step_auroc", "first_error_f1")}
+    for path, entry in entries.items():
+        if entry["n_seeds"] != n_seeds or len(entry["per_seed"]) != n_seeds:
+            raise ValueError(f"results['over_seeds']{path} holds {len(entry['per_seed'])} per-seed values (n_seeds "
+                             f"{entry['n_seeds']}) for {n_seeds} train seeds; {_REGENERATE}.")
     out = [f"**Standard models over {n_seeds} training seeds** (train seeds {', '.join(map(str, seeds['train_seeds']))}: "
            "each a training run of the PRM and of the ORM on the one pretrained backbone and the same data; means over "
            "the seeds, brackets resample the seeds and then the problems; per seed in that order; the last row pairs "
@@ -223,8 +232,9 @@ def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
            f"SFT in {policy['sft_seconds']:.0f} s, {policy['well_formed']:.1%} of its held-out samples well formed; "
            f"{rl_config.get('n_updates')} GRPO updates of {rl_config.get('problems_per_update')} problems x "
            f"{rl_config.get('group_size')} solutions, {len(seeds)} seeds; accuracy on {config.get('n_eval_problems')} "
-           "held-out problems, means over seeds (start: each seed's own evaluation of the SFT policy); gains paired by "
-           + "problem; the RL seeds share one SFT policy; "
+           "held-out problems, means over seeds (start: each seed's own evaluation of the SFT policy); gains and "
+           + "differences paired by problem within each seed, brackets resample the seeds, then the problems; the RL "
+           + "seeds share one SFT policy; "
            + _reward_seeds(rl, rewards, seeds)
            + (f"; kept from the run at commit `{str(from_commit)[:7]}`, whose standard models were another draw "
               "than the ones above" if from_commit else "") + "):", ""]
@@ -236,11 +246,11 @@ def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
         starts = [rl[r][s]["curve"][0] for s in seeds]  # each seed evaluates the SFT policy with its own samples
         rows.append([r, f"{sum(e['accuracy'] for e in starts) / len(starts):.3f} -> "
                         f"{sum(e['accuracy'] for e in ends) / len(ends):.3f}",
-                     _diff(rl[r]["gain"]), _diff(rl[r]["greedy_gain"]),
+                     _diff(rl[r]["gain"]), _signed_per_seed(rl[r]["gain"]), _diff(rl[r]["greedy_gain"]),
                      _diff(rl[r]["minus_outcome"]) if "minus_outcome" in rl[r] else "",
                      f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
                      f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
-    return out + _table(["reward", "one-sample accuracy: start -> end", "gain", "greedy gain",
+    return out + _table(["reward", "one-sample accuracy: start -> end", "gain", "gain per seed", "greedy gain",
                          "end minus outcome's", f"KL to SFT (mean of updates {window})", "s per run"], rows)
 
 

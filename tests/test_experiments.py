@@ -572,6 +572,10 @@ def test_standard_over_seeds_pairs_each_seeds_prm_with_its_orm_and_reuses_the_st
     assert diff["ci_low"] <= diff["value"] <= diff["ci_high"]
     with pytest.raises(ValueError, match="kind"):
         experiments.seed_scores(run, "lm", seeds, cache)
+    for bad, match in ((config.seed, "non-empty list"), ("01", "non-empty list"), ([], "non-empty list"),
+                       ([config.seed, config.seed], "repeats a seed"), ([config.seed, -1], r"train_seeds\[1\]")):
+        with pytest.raises(ValueError, match=match):
+            experiments.standard_over_seeds(run, bad, cache)
 
 
 def _params(tmp_path, standard):

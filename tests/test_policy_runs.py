@@ -23,10 +23,11 @@ def test_every_profile_has_a_valid_rl_section_with_four_rewards_and_three_seeds(
                                                ({"sft": 5}, "rl.sft"), ({"seeds": [0, 0]}, "repeat"),
                                                ({"reward_train_seeds": [0, 1]}, "one training seed per RL seed"),
                                                ({"reward_train_seeds": 1}, "reward_train_seeds"),
-                                               ({"reward_train_seeds": [0, 1, -2]}, r"reward_train_seeds\[2\]")],
+                                               ({"reward_train_seeds": [0, 1, -2]}, r"reward_train_seeds\[2\]"),
+                                               ({"reward_train_seeds": None}, "reward_train_seeds=None must be a list")],
                          ids=["nested-typo", "typo", "reward", "ops", "reward-steps", "bool-seed", "per-run-seed",
                               "seeds-int", "sft-int", "repeated-seed", "reward-seeds-short", "reward-seeds-int",
-                              "reward-seed-negative"])
+                              "reward-seed-negative", "reward-seeds-null"])
 def test_policy_run_config_bad_settings_raise_naming_them(values, match):
     with pytest.raises(ValueError, match=match):
         PolicyRunConfig.from_dict(values)
@@ -44,6 +45,7 @@ def test_rl_gain_is_the_paired_mean_over_seeds_of_end_minus_start():
     gain = rl_gain(results, "outcome")
     # seed means: start [0.25, 0.5], end [0.5, 1.0]; gains [0.25, 0.5] -> 0.375
     assert gain["value"] == pytest.approx(0.375) and gain["ci_low"] <= 0.375 <= gain["ci_high"]
+    assert gain["per_seed"] == pytest.approx([0.5, 0.25]) and gain["n_seeds"] == 2  # the interval resamples seeds too
     assert rl_gain(results, "outcome", "greedy_per_problem")["value"] == pytest.approx(0.25)
 
 

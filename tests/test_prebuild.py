@@ -290,3 +290,14 @@ def test_the_unchanged_ablation_side_is_built_for_every_seed_no_sweep_task_cover
     monkeypatch.setattr(sweeps, "load_sweep", lambda profile: custom)
     listed = tasks("cpu")
     assert [t.args[1] for t in listed if t.kind == "ablation" and t.args[0] == "none"] == expected
+
+
+def test_tasks_refuse_rl_reward_seeds_that_no_standard_model_is_trained_for(monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    from prm_core import policy_runs
+
+    custom = dc_replace(load_policy_runs("cpu"), reward_train_seeds=(0, 1, 7))
+    monkeypatch.setattr(policy_runs, "load_policy_runs", lambda profile: custom)
+    with pytest.raises(ValueError, match=r"rl.reward_train_seeds names train seeds \[7\]"):
+        tasks("cpu")

@@ -152,3 +152,16 @@ def test_markdown_tables_empty_sweeps_or_ablations_with_two_changed_sides_raise(
     broken["ablations"]["lm_features"]["on"]["change"] = {"x": 1}
     with pytest.raises(ValueError, match=r"\['lm_features'\] must have exactly one side with an empty 'change'"):
         markdown_tables(broken)
+
+
+def test_markdown_tables_refuse_per_seed_values_that_do_not_match_the_train_seeds(results):
+    import copy
+
+    cut = copy.deepcopy(results)
+    cut["over_seeds"]["orm"]["step_auroc"]["per_seed"] = cut["over_seeds"]["orm"]["step_auroc"]["per_seed"][:2]
+    with pytest.raises(ValueError, match=r"over_seeds'\]\['orm'\]\['step_auroc'\].*make results"):
+        markdown_tables(cut)
+    cut = copy.deepcopy(results)
+    cut["over_seeds"]["train_seeds"] = cut["over_seeds"]["train_seeds"][:2]
+    with pytest.raises(ValueError, match="for 2 train seeds"):
+        markdown_tables(cut)
