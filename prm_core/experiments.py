@@ -160,6 +160,17 @@ def load_profile(profile: str, params_dir: Path = PARAMS_DIR) -> ExperimentConfi
     return ExperimentConfig.from_dict(profile_section(profile, "experiment", params_dir))
 
 
+def _check_train_seeds(train_seeds: Any, name: str = "train_seeds") -> tuple[int, ...]:
+    """``train_seeds`` as a tuple of distinct seeds, at least one; ValueError naming ``name`` otherwise."""
+    if isinstance(train_seeds, str | bytes) or not isinstance(train_seeds, Sequence) or not train_seeds:
+        raise ValueError(f"{name}={train_seeds!r} must be a non-empty list of training seeds, e.g. [0, 1, 2].")
+    seeds = tuple(check_seed(seed, f"{name}[{i}]") for i, seed in enumerate(train_seeds))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name}={list(seeds)} repeats a seed; the seeds must be distinct: one training run counted "
+                         "twice would hide the spread between runs.")
+    return seeds
+
+
 def load_train_seeds(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[int, ...]:
     """Training seeds of the standard PRM and ORM: ``standard.train_seeds`` of ``params/<profile>.yaml``
     (default: the experiment's seed alone). Each seed is another training run on the same pretrained
@@ -178,12 +189,9 @@ def load_train_seeds(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[int, 
     if unknown:
         raise ValueError(f"params/{profile}.yaml: section standard has unknown keys {sorted(unknown)}; it holds "
                          "train_seeds only, e.g. train_seeds: [0, 1, 2].")
-    seeds = section.get("train_seeds", [config.seed])
-    if not isinstance(seeds, list) or not seeds:
-        raise ValueError(f"params/{profile}.yaml: standard.train_seeds={seeds!r} must be a non-empty list, e.g. [0, 1, 2].")
-    seeds = tuple(check_seed(seed, f"standard.train_seeds[{i}]") for i, seed in enumerate(seeds))
-    if len(set(seeds)) != len(seeds) or config.seed not in seeds:
-        raise ValueError(f"params/{profile}.yaml: standard.train_seeds={list(seeds)} must be distinct and include "
+    seeds = _check_train_seeds(section.get("train_seeds", [config.seed]), f"params/{profile}.yaml: standard.train_seeds")
+    if config.seed not in seeds:
+        raise ValueError(f"params/{profile}.yaml: standard.train_seeds={list(seeds)} must include "
                          f"experiment.seed={config.seed} (the models the notebooks load), e.g. [{config.seed}, 1, 2].")
     return seeds
 
@@ -521,17 +529,6 @@ def _report(scores: dict[str, dict[str, Any]], data: Datasets, profile: str, con
         for name, info in train_info.items() if info
     }
     return json.loads(json.dumps(report, default=_json_default))
-
-
-def _check_train_seeds(train_seeds: Any) -> tuple[int, ...]:
-    """``train_seeds`` as a tuple of distinct seeds, at least one; ValueError naming it otherwise."""
-    if isinstance(train_seeds, str | bytes) or not isinstance(train_seeds, Sequence) or not train_seeds:
-        raise ValueError(f"train_seeds={train_seeds!r} must be a non-empty list of training seeds, e.g. [0, 1, 2].")
-    seeds = tuple(check_seed(seed, f"train_seeds[{i}]") for i, seed in enumerate(train_seeds))
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"train_seeds={list(seeds)} repeats a seed: one training run counted twice would hide the "
-                         "spread between runs; list each seed once.")
-    return seeds
 
 
 def seed_scores(run: StandardRun, kind: str, train_seeds: Sequence[int],

@@ -85,12 +85,8 @@ def _standard_side(table: Any, name: str) -> str:
     return sides[0]
 
 
-def _per_seed(entry: dict[str, Any]) -> str:
-    return " ".join(f"{v:.2f}" for v in entry["per_seed"])
-
-
-def _signed_per_seed(entry: dict[str, Any]) -> str:
-    return " ".join(f"{v:+.2f}" for v in entry["per_seed"])
+def _per_seed(entry: dict[str, Any], signed: bool = False) -> str:
+    return " ".join(f"{v:{'+' if signed else ''}.2f}" for v in entry["per_seed"])
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -246,7 +242,7 @@ def _rl_table(rl: dict[str, Any], from_commit: str | None = None) -> list[str]:
         starts = [rl[r][s]["curve"][0] for s in seeds]  # each seed evaluates the SFT policy with its own samples
         rows.append([r, f"{sum(e['accuracy'] for e in starts) / len(starts):.3f} -> "
                         f"{sum(e['accuracy'] for e in ends) / len(ends):.3f}",
-                     _diff(rl[r]["gain"]), _signed_per_seed(rl[r]["gain"]), _diff(rl[r]["greedy_gain"]),
+                     _diff(rl[r]["gain"]), _per_seed(rl[r]["gain"], signed=True), _diff(rl[r]["greedy_gain"]),
                      _diff(rl[r]["minus_outcome"]) if "minus_outcome" in rl[r] else "",
                      f"{sum(e['kl'] for e in ends) / len(ends):.3f}",
                      f"{sum(rl[r][s]['seconds'] for s in seeds) / len(seeds):.0f}"])
