@@ -5,7 +5,11 @@ length-sorted batches already on the device (the issue's target on a GPU: a rati
 end to end from text, tokenizer included. Training: tokens per second of the PRM loop (target on
 the gpu profile: >= 1.0M tokens/s). No trained model is needed: throughput does not depend on the
 weights. Votes over MATH-style answers: seconds to group 200 problems x 64 candidates by
-math-verify equivalence (the issue's target: seconds, not minutes), cold cache.
+math-verify equivalence (the issue's target: seconds, not minutes), cold cache. Sampling: generated
+tokens per second of the LM policy's two decoders (``SamplingConfig.decoder``: the cached decoder
+against transformers' ``generate``) on the same prompts, sampled and greedy; this one needs the SFT
+policy, which makes the solution lengths realistic (from the cache; trained there first when absent,
+about 6 minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -66,6 +70,30 @@ def scoring_batch_ratio(model, samples, batch_sizes: tuple[int, int]) -> dict[st
     return {"solutions_per_second": rates, f"batch_{default}_over_batch_{other}": rates[default] / rates[other]}
 
 
+def sampling_ratio(n_prompts: int = 512, profile: str = "cpu") -> dict[str, object]:
+    """Generated tokens per second of the SFT policy with each decoder (same prompts, one sample
+    each, the profile's batch size), and cached over generate, sampled and greedy."""
+    import time
+
+    from prm_core.lm_policy import LMPolicy
+    from prm_core.policy_runs import eval_problems, load_policy_runs, sft_policy
+
+    config, runs = load_profile(profile), load_policy_runs(profile)
+    policy, _ = sft_policy(config, runs)
+    prompts = [policy.prompt_ids(p) for p in eval_problems(config, runs)][:n_prompts]
+    out: dict[str, object] = {"prompts": len(prompts), "batch_size": runs.sampling.batch_size}
+    for mode, greedy in (("sampled", False), ("greedy", True)):
+        rates = {}
+        for decoder in ("generate", "cached"):
+            decoding = LMPolicy(policy.model, policy.tokenizer, replace(runs.sampling, decoder=decoder), policy.device)
+            decoding.generate_ids(prompts[:16], seed=0, greedy=greedy)  # warm-up
+            start = time.perf_counter()
+            n_tokens = sum(map(len, decoding.generate_ids(prompts, seed=0, greedy=greedy)))
+            rates[decoder] = n_tokens / (time.perf_counter() - start)
+        out[mode] = {"tokens_per_second": rates, "cached_over_generate": rates["cached"] / rates["generate"]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -83,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train(model, data.train, config=replace(config.prm, max_steps=args.train_steps, show_progress=False))
     report = {"profile": args.profile, "device": torch.cuda.get_device_name() if on_gpu else "cpu",
               "scoring": scoring, "scoring_by_batch_size": by_batch, "training_tokens_per_second": result.tokens_per_second,
-              "training_batch_size": config.prm.batch_size, "answer_grouping": answer_grouping_seconds()}
+              "training_batch_size": config.prm.batch_size, "answer_grouping": answer_grouping_seconds(),
+              "sampling": sampling_ratio(profile=args.profile)}
     print(json.dumps(report, indent=2))
     return 0
 
