@@ -68,6 +68,10 @@ class ExperimentConfig:
     orm: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=500, lm_loss_weight=0.5))
     use_lm_features: bool = True  # the head also reads the backbone LM's surprise at each step
     head_mlp_size: int = 0  # 0: linear value head
+    # Seeds the course backbone's pretraining run (its weights' initialisation and batch order) on the
+    # same corpus; None: ``seed``, from the built backbone's own initialisation. Another value is another
+    # draw of pretraining, under everything else unchanged.
+    pretrain_seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in COUNT_FIELDS:
@@ -75,6 +79,8 @@ class ExperimentConfig:
         check_int(self.max_length, "max_length", "[2, inf)", "the longest benchmark solutions need about 300")
         check_int(self.head_mlp_size, "head_mlp_size", "[0, inf)", "0 gives a linear head")
         check_seed(self.seed)
+        if self.pretrain_seed is not None:
+            check_seed(self.pretrain_seed, "pretrain_seed")
         check_choice(self.backbone_profile, "backbone_profile", sorted(PROFILES))
         check_fields(self)
         if not self.backbone.strip():
@@ -200,9 +206,16 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def config_key(config: ExperimentConfig) -> dict[str, Any]:
+    """``asdict(config)`` for cache keys, without ``pretrain_seed`` when it is None (the keys written
+    before it existed stay valid)."""
+    return {k: v for k, v in asdict(config).items() if not (k == "pretrain_seed" and v is None)}
+
+
 def _pretrain_key(config: ExperimentConfig) -> dict[str, Any]:
     # The policy's defaults shape every sampled set, so a retuned policy must not reuse old models.
-    return {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "problems": asdict(ProblemConfig()), "backbone": config.backbone, "backbone_profile": config.backbone_profile,
+    extra = {} if config.pretrain_seed is None else {"pretrain_seed": config.pretrain_seed}
+    return extra | {"v": CACHE_VERSION, "policy": asdict(PolicyConfig()), "problems": asdict(ProblemConfig()), "backbone": config.backbone, "backbone_profile": config.backbone_profile,
             "max_length": config.max_length, "seed": config.seed, "pretrain_problems": config.pretrain_problems,
             "pretrain": asdict(config.pretrain)}
 
@@ -301,6 +314,18 @@ def _json_default(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
+def _initialise(backbone: torch.nn.Module, seed: int) -> None:
+    """Fresh weights for ``backbone`` under ``seed``, as a Qwen2 model initialises them: matrices
+    normal with the config's ``initializer_range``, norms 1, biases 0 (the tokenizer is kept)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for name, parameter in backbone.named_parameters():
+            if parameter.ndim >= 2:
+                parameter.normal_(0.0, backbone.config.initializer_range)
+            else:
+                parameter.fill_(1.0 if "norm" in name else 0.0)
+
+
 def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike | None = None) -> tuple[str, dict]:
     """Path of the backbone after LM pretraining (built and cached on first use) and its train info."""
     if config.backbone != "course-tiny":
@@ -309,7 +334,10 @@ def pretrained_backbone(config: ExperimentConfig, cache_dir: str | os.PathLike |
 
     def build(tmp: Path) -> None:
         model = new_model(config.backbone, config, "prm")
-        result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=config.seed), kind="lm")
+        if config.pretrain_seed is not None:
+            _initialise(model.backbone, config.pretrain_seed)
+        seed = config.seed if config.pretrain_seed is None else config.pretrain_seed
+        result = train(model, pretraining_corpus(config), config=replace(config.pretrain, seed=seed), kind="lm")
         _save(model, result, tmp)
 
     def load(entry: Path) -> dict[str, Any]:  # the verified load: a damaged backbone is rebuilt, never trained on
@@ -491,7 +519,7 @@ def standard_run(config: ExperimentConfig, profile: str = "custom",
     orm, orm_info = trained_model(config, "orm", data, cache_dir, train_seed=train_seed)
     train_info = {"backbone_pretraining": pretrain_info, "prm": prm_info, "orm": orm_info}
     keys = [_model_key(config, kind, train_seed=train_seed) for kind in ("prm", "orm")]
-    folder = _experiment_dir(cache_dir) / f"report-{_hash([*keys, asdict(config)])}"
+    folder = _experiment_dir(cache_dir) / f"report-{_hash([*keys, config_key(config)])}"
 
     def build(tmp: Path) -> None:
         if train_seed == config.seed:
@@ -602,14 +630,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sweeps", action="store_true",
                         help="skip by_n_operations, data_efficiency, ablations and rl (the standard models only)")
     parser.add_argument("--no-rl", action="store_true", help="skip rl (the LM policy and its RL runs)")
+    parser.add_argument("--pretrain-seed", type=int, default=None,
+                        help="pretrain the backbone with this seed (another pretraining draw) and report the "
+                             "standard models on it; implies --no-sweeps")
     args = parser.parse_args(argv)
     from prm_core.policy_runs import load_policy_runs
     from prm_core.sweeps import load_sweep
 
     start = time.perf_counter()
+    config = load_profile(args.profile)
+    if args.pretrain_seed is not None:
+        config, args.no_sweeps = replace(config, pretrain_seed=args.pretrain_seed), True
     sweep = None if args.no_sweeps else load_sweep(args.profile)
     rl = None if args.no_sweeps or args.no_rl else load_policy_runs(args.profile)
-    metrics = run_standard(load_profile(args.profile), args.profile, args.cache_dir, sweep, rl=rl,
+    metrics = run_standard(config, args.profile, args.cache_dir, sweep, rl=rl,
                            train_seeds=None if args.no_sweeps else load_train_seeds(args.profile))
     metrics["wall_seconds"] = time.perf_counter() - start
     emit_json(metrics, args.out)

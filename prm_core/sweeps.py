@@ -29,6 +29,7 @@ from prm_core.experiments import (
     _experiment_dir,
     _hash,
     _pretrain_key,
+    config_key,
     new_model,
     pretrained_backbone,
     profile_section,
@@ -149,7 +150,7 @@ def _data_fingerprint(data: Datasets) -> str:
 def _sweep_dir(config: ExperimentConfig, sweep: SweepConfig, kind: str, n_train: int, seed: int,
                change: dict[str, Any], labels: str, n_rollouts: int, data: Datasets,
                cache_dir: str | os.PathLike | None) -> Path:
-    key = {"pretrained": _pretrain_key(config), "config": asdict(config), "kind": kind, "n_train": n_train,
+    key = {"pretrained": _pretrain_key(config), "config": config_key(config), "kind": kind, "n_train": n_train,
            "seed": seed, "change": change, "max_steps": sweep.max_steps, "batch_size": sweep.batch_size,
            "n_bon_problems": sweep.n_bon_problems, "data": _data_fingerprint(data)}
     if labels != "exact":

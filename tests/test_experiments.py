@@ -32,6 +32,31 @@ def smoke_run(tmp_path_factory):
     return config, cache, run_standard(config, "smoke", cache_dir=cache)
 
 
+def test_a_pretraining_seed_is_another_pretraining_run_and_leaves_the_default_keys_as_they_were(tmp_path):
+    from dataclasses import asdict, replace
+
+    from safetensors.torch import load_file
+
+    config = ExperimentConfig.from_dict(SMOKE)
+    assert experiments.config_key(config) == {k: v for k, v in asdict(config).items() if k != "pretrain_seed"}
+    other = replace(config, pretrain_seed=1)
+    assert experiments._pretrain_key(other) != experiments._pretrain_key(config)
+    assert experiments._pretrain_key(replace(config, pretrain_seed=None)) == experiments._pretrain_key(config)
+    weights = {}
+    for name, c in (("default", config), ("seed 1", other), ("seed 1 again", other)):
+        path, info = experiments.pretrained_backbone(c, tmp_path)
+        weights[name] = load_file(str(Path(path) / "model.safetensors"))
+    assert weights["seed 1"].keys() == weights["default"].keys()
+    assert any(not torch.equal(weights["seed 1"][k], weights["default"][k]) for k in weights["default"])
+    assert all(torch.equal(weights["seed 1"][k], weights["seed 1 again"][k]) for k in weights["default"])
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "1", True])
+def test_pretrain_seed_that_is_not_a_seed_raises_naming_it(value):
+    with pytest.raises(ValueError, match="pretrain_seed"):
+        ExperimentConfig(pretrain_seed=value)
+
+
 def test_load_profile_unknown_name_raises_listing_profiles():
     with pytest.raises(ValueError, match=r"profile='tpu'.*\['cpu', 'gpu'\]"):
         load_profile("tpu")
