@@ -9,7 +9,8 @@ math-verify equivalence (the issue's target: seconds, not minutes), cold cache. 
 tokens per second of the LM policy's two decoders (``SamplingConfig.decoder``: the cached decoder
 against transformers' ``generate``) on the same prompts, sampled and greedy; this one needs the SFT
 policy, which makes the solution lengths realistic (from the cache; trained there first when absent,
-about 6 minutes on a CPU).
+about 6 minutes on a CPU). The RL update: seconds of one GRPO update's forwards and backward on 192
+sampled solutions in one padded batch against length-grouped micro-batches (``RLConfig.micro_batch_size``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,41 @@ def sampling_ratio(n_prompts: int = 512, profile: str = "cpu") -> dict[str, obje
     return out
 
 
+def rl_update_ratio(profile: str = "cpu", n_problems: int = 24, repeats: int = 3) -> dict[str, object]:
+    """Seconds of the update's reference forward, policy forward and backward on one batch of the SFT
+    policy's solutions (``n_problems`` x the profile's group size), whole against micro-batched."""
+    import time
+
+    from prm_core.policy_runs import load_policy_runs, rl_problems, sft_policy
+    from prm_core.rl import _batch_tensors, length_groups, token_logprobs
+
+    config, runs = load_profile(profile), load_policy_runs(profile)
+    policy, _ = sft_policy(config, runs)
+    completions = policy.complete(rl_problems(config, runs)[:n_problems], runs.rl.group_size, seed=0)
+    advantages = [[1.0] * len(c.completion_ids) for c in completions]
+    model = policy.model.train()
+
+    def update_seconds(groups: list[list[int]]) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for group in groups:
+                batch = _batch_tensors([completions[i] for i in group], [advantages[i] for i in group],
+                                       policy.pad_id, policy.device)
+                with torch.no_grad():
+                    token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+                token_logprobs(model, batch["input_ids"], batch["attention_mask"]).sum().backward()
+            model.zero_grad(set_to_none=True)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    whole = update_seconds([list(range(len(completions)))])
+    grouped = update_seconds(length_groups(completions, runs.rl.micro_batch_size))
+    model.eval()
+    return {"solutions": len(completions), "micro_batch_size": runs.rl.micro_batch_size,
+            "seconds": {"one_batch": whole, "micro_batches": grouped}, "one_batch_over_micro_batches": whole / grouped}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -112,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"profile": args.profile, "device": torch.cuda.get_device_name() if on_gpu else "cpu",
               "scoring": scoring, "scoring_by_batch_size": by_batch, "training_tokens_per_second": result.tokens_per_second,
               "training_batch_size": config.prm.batch_size, "answer_grouping": answer_grouping_seconds(),
-              "sampling": sampling_ratio(profile=args.profile)}
+              "sampling": sampling_ratio(profile=args.profile), "rl_update": rl_update_ratio(profile=args.profile)}
     print(json.dumps(report, indent=2))
     return 0
 

@@ -62,12 +62,15 @@ class RLConfig:
     kl_coef: float = 0.04  # beta: weight of the KL penalty to the SFT reference (DeepSeekMath used 0.04)
     epochs_per_batch: int = 2  # gradient steps on each batch (GRPO's mu); the ratio moves from 1 after the first
     eval_every: int = 10  # held-out evaluation every this many updates (and before the first, after the last)
+    # solutions per forward of the update, grouped by length: less padding, the same gradient (the
+    # loss of each group weighted by its share of the batch, summed before the optimizer step)
+    micro_batch_size: int = 48
     seed: int = 0  # seeds problem order, sampling and evaluation
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.reward, "reward", REWARDS)
-        for name in ("n_updates", "problems_per_update", "epochs_per_batch", "eval_every"):
+        for name in ("n_updates", "problems_per_update", "epochs_per_batch", "eval_every", "micro_batch_size"):
             check_int(getattr(self, name), name, "[1, inf)")
         check_int(self.group_size, "group_size", "[2, inf)", "advantages compare the solutions of one group")
         check_real(self.learning_rate, "learning_rate", "(0, 1)", "e.g. 1e-4")
@@ -239,6 +242,13 @@ def _batch_tensors(completions: Sequence[Completion], advantages: Sequence[Seque
             {"input_ids": ids, "attention_mask": attention, "mask": target_mask, "advantages": target_adv}.items()}
 
 
+def length_groups(completions: Sequence[Completion], size: int) -> list[list[int]]:
+    """Indices of ``completions`` in groups of at most ``size``, shortest prompt + completion first, so
+    that each group pads to a length near its own rows' (the update's micro-batches)."""
+    order = sorted(range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].completion_ids))
+    return [order[k : k + size] for k in range(0, len(order), size)]
+
+
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T - 1): log-probability of each next token under ``model``."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (B, T-1, V)
@@ -392,21 +402,26 @@ def train_rl(policy: LMPolicy, train_problems: Sequence[ArithmeticProblem], eval
         result.generate_seconds += time.perf_counter() - generating
         rewards = compute_rewards(config.reward, completions, verifiers)
         advantages = batch_advantages(config.reward, rewards, completions, config.group_size)
-        batch = _batch_tensors(completions, advantages, policy.pad_id, policy.device)
+        batches = [_batch_tensors([completions[i] for i in group], [advantages[i] for i in group], policy.pad_id, policy.device)
+                   for group in length_groups(completions, config.micro_batch_size)]
         with torch.no_grad():  # the sampling policy's log-probs (in eval mode as it sampled) and the reference's
             # one epoch: the first (only) forward is the sampling policy's own, so its detached log-probs
             # serve as old_logp (ratio 1, as TRL's GRPO with num_iterations=1) and a forward is saved
-            old_logp = (token_logprobs(model, batch["input_ids"], batch["attention_mask"])
-                        if config.epochs_per_batch > 1 else None)
-            ref_logp = token_logprobs(reference, batch["input_ids"], batch["attention_mask"])
+            old_logps = [token_logprobs(model, b["input_ids"], b["attention_mask"]) if config.epochs_per_batch > 1
+                         else None for b in batches]
+            ref_logps = [token_logprobs(reference, b["input_ids"], b["attention_mask"]) for b in batches]
         model.train()
         for _ in range(config.epochs_per_batch):
-            logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
-            loss, kl = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp,
-                                 batch["advantages"], batch["mask"], config.clip_eps, config.kl_coef)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the RL loss became {float(loss)} at update {update + 1}; lower learning_rate.")
-            loss.backward()
+            kl = 0.0
+            for b, old_logp, ref_logp in zip(batches, old_logps, ref_logps, strict=True):
+                share = len(b["input_ids"]) / len(completions)  # the batch loss is the mean over solutions
+                logp = token_logprobs(model, b["input_ids"], b["attention_mask"])
+                loss, group_kl = grpo_loss(logp, logp.detach() if old_logp is None else old_logp, ref_logp,
+                                           b["advantages"], b["mask"], config.clip_eps, config.kl_coef)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the RL loss became {float(loss)} at update {update + 1}; lower learning_rate.")
+                (loss * share).backward()
+                kl += float(group_kl) * share
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

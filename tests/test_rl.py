@@ -369,3 +369,45 @@ def test_grpo_loss_nan_clip_eps_raises_instead_of_a_nan_loss():
     z = torch.zeros(1, 2)
     with pytest.raises(ValueError, match="clip_eps=nan"):
         grpo_loss(z, z, z, torch.ones(1, 2), torch.ones(1, 2), float("nan"), 0.04)
+
+
+def test_micro_batches_give_the_whole_batchs_update(tiny_policy, monkeypatch):
+    """Grouped by length and weighted by their share, micro-batches step the policy as one batch does."""
+    import prm_core.rl as rl
+
+    def advantages(reward, rewards, completions, group_size):  # a signal even where every reward is 0
+        generator = torch.Generator().manual_seed(len(completions))
+        return [torch.randn(len(c.completion_ids), generator=generator).tolist() for c in completions]
+
+    monkeypatch.setattr(rl, "batch_advantages", advantages)
+    weights = {}
+    for size in (3, 1000):
+        policy = copy.deepcopy(tiny_policy)
+        config = RLConfig(n_updates=2, problems_per_update=3, group_size=4, seed=1, show_progress=False,
+                          reward="prm", epochs_per_batch=2, micro_batch_size=size, learning_rate=0.01)
+        train_rl(policy, make_problems(6, seed=0), make_problems(2, seed=1), config, {"prm": _RandomScorer()})
+        weights[size] = [p.detach().clone() for p in policy.model.parameters()]
+    moved = [p.detach() for p in tiny_policy.model.parameters()]
+    moved_by = max(float((a - b).abs().max()) for a, b in zip(weights[1000], moved, strict=True))
+    apart = max(float((a - b).abs().max()) for a, b in zip(weights[3], weights[1000], strict=True))
+    # the same update up to rounding (Adam divides each gradient by its own size, so rounding in a
+    # near-zero gradient shows at the learning rate's scale; 1e-4 of the distance moved is far below it)
+    assert apart < 1e-3 * moved_by
+
+
+def test_length_groups_cover_every_solution_once_shortest_first():
+    from prm_core.lm_policy import Completion
+    from prm_core.rl import length_groups
+
+    completions = [Completion(prompt_ids=[1] * p, completion_ids=[2] * c, step_ends=[], sample=None)
+                   for p, c in [(3, 5), (2, 1), (4, 9), (3, 2), (1, 1)]]
+    groups = length_groups(completions, 2)
+    assert [len(g) for g in groups] == [2, 2, 1]
+    assert sorted(i for g in groups for i in g) == list(range(5))
+    total = [len(completions[i].prompt_ids) + len(completions[i].completion_ids) for g in groups for i in g]
+    assert total == sorted(total)
+
+
+def test_micro_batch_size_below_one_raises_naming_it():
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        RLConfig(micro_batch_size=0)
