@@ -188,7 +188,7 @@ def check_probability(value: Any, name: str, fix: str = "") -> float:
 
 def check_seed(value: Any, name: str = "seed") -> int:
     """A seed every RNG the course uses accepts: an int in ``[0, 2**63)``."""
-    return check_int(value, name, SEED_INTERVAL, "pass e.g. seed=0")
+    return check_int(value, name, SEED_INTERVAL, f"pass e.g. {name}=0")
 
 
 def _loaded_numpy_and_torch() -> tuple[Any, Any]:

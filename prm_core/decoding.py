@@ -32,6 +32,11 @@ def next_token(logits: torch.Tensor, *, greedy: bool = False, temperature: float
     -------
     torch.Tensor
         (B,) int64 token ids.
+
+    Raises
+    ------
+    ValueError
+        For a row of logits that gives no distribution (NaN, or every entry -inf).
     """
     if greedy:
         return logits.argmax(-1)
@@ -42,6 +47,10 @@ def next_token(logits: torch.Tensor, *, greedy: bool = False, temperature: float
         outside[:, -1] = False  # the most likely token always stays
         logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
     cdf = logits.softmax(-1).cumsum(-1)
+    if not bool(torch.isfinite(cdf[:, -1]).all()):
+        bad = int((~torch.isfinite(cdf[:, -1])).nonzero()[0])
+        raise ValueError(f"logits row {bad} gives no distribution (NaN, or every entry -inf); check the model's "
+                         "outputs (a NaN in its weights?) before sampling from them.")
     u = torch.rand(logits.shape[0], 1, device=logits.device) * cdf[:, -1:]  # scaled: the sum is 1 only to rounding
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
 
@@ -65,6 +74,9 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
     cache = DynamicCache(config=model.config)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
                 use_cache=True, logits_to_keep=1)
+    if cache.get_seq_length() != input_ids.shape[1]:  # a forward that takes no ``cache`` would drop the context
+        raise ValueError(f"{type(model).__name__} did not fill the KV cache it was given (transformers 5's `cache` "
+                         "argument); sample it with SamplingConfig(decoder='generate').")
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)  # which input row each batch row is
     alive = torch.ones_like(rows, dtype=torch.bool)
     position, mask = positions[:, -1] + 1, attention_mask

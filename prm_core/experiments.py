@@ -69,8 +69,9 @@ class ExperimentConfig:
     use_lm_features: bool = True  # the head also reads the backbone LM's surprise at each step
     head_mlp_size: int = 0  # 0: linear value head
     # Seeds the course backbone's pretraining run (its weights' initialisation and batch order) on the
-    # same corpus; None: ``seed``, from the built backbone's own initialisation. Another value is another
-    # draw of pretraining, under everything else unchanged.
+    # same corpus; None: ``seed``'s batches from the built backbone's own initialisation (so
+    # pretrain_seed=0 is not the default run). Another value is another draw of pretraining, under
+    # everything else unchanged. The course backbone only.
     pretrain_seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +82,9 @@ class ExperimentConfig:
         check_seed(self.seed)
         if self.pretrain_seed is not None:
             check_seed(self.pretrain_seed, "pretrain_seed")
+            if self.backbone != "course-tiny":
+                raise ValueError(f"pretrain_seed={self.pretrain_seed} pretrains the course backbone, but backbone="
+                                 f"{self.backbone!r} is used as it is; pass pretrain_seed=None.")
         check_choice(self.backbone_profile, "backbone_profile", sorted(PROFILES))
         check_fields(self)
         if not self.backbone.strip():
@@ -315,8 +319,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _initialise(backbone: torch.nn.Module, seed: int) -> None:
-    """Fresh weights for ``backbone`` under ``seed``, as a Qwen2 model initialises them: matrices
-    normal with the config's ``initializer_range``, norms 1, biases 0 (the tokenizer is kept)."""
+    """Fresh weights for ``backbone`` under ``seed``: every matrix normal with the config's
+    ``initializer_range`` (the embeddings' padding row too, which Qwen2's own initialisation zeroes;
+    the tied LM head trains it like any other row), norms 1, biases 0; the tokenizer is kept."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for name, parameter in backbone.named_parameters():
@@ -631,8 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip by_n_operations, data_efficiency, ablations and rl (the standard models only)")
     parser.add_argument("--no-rl", action="store_true", help="skip rl (the LM policy and its RL runs)")
     parser.add_argument("--pretrain-seed", type=int, default=None,
-                        help="pretrain the backbone with this seed (another pretraining draw) and report the "
-                             "standard models on it; implies --no-sweeps")
+                        help="pretrain the course backbone with this seed (another pretraining draw; 0 is not "
+                             "the default run) and report the standard models on it; implies --no-sweeps")
     args = parser.parse_args(argv)
     from prm_core.policy_runs import load_policy_runs
     from prm_core.sweeps import load_sweep

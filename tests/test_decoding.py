@@ -138,3 +138,23 @@ def test_decode_returns_the_budget_when_no_stop_comes_and_stops_at_the_first_sto
 def test_sampling_config_names_the_decoders():
     with pytest.raises(ValueError, match="decoder='beam'.*cached.*generate"):
         SamplingConfig(decoder="beam")
+
+
+@pytest.mark.parametrize("row", [[float("nan")] * 4, [float("-inf")] * 4], ids=["nan", "all-minus-inf"])
+def test_next_token_refuses_logits_that_give_no_distribution(row):
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0], row])
+    with pytest.raises(ValueError, match="logits row 1 gives no distribution"):
+        next_token(logits)
+
+
+def test_decode_refuses_a_model_that_ignores_the_cache(tiny_lm):
+    model, _ = tiny_lm
+
+    class NoCache(torch.nn.Module):  # a forward of the transformers 4 kind: no ``cache`` argument
+        config = model.config
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, **_):
+            return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+    with pytest.raises(ValueError, match="did not fill the KV cache.*decoder='generate'"):
+        decode(NoCache(), torch.tensor([[5, 6]]), torch.ones(1, 2, dtype=torch.long), max_new_tokens=3, stop_ids=[1])

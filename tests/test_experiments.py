@@ -53,8 +53,13 @@ def test_a_pretraining_seed_is_another_pretraining_run_and_leaves_the_default_ke
 
 @pytest.mark.parametrize("value", [-1, 1.5, "1", True])
 def test_pretrain_seed_that_is_not_a_seed_raises_naming_it(value):
-    with pytest.raises(ValueError, match="pretrain_seed"):
+    with pytest.raises(ValueError, match="pretrain_seed.*pretrain_seed=0"):
         ExperimentConfig(pretrain_seed=value)
+
+
+def test_pretrain_seed_on_a_backbone_the_course_does_not_pretrain_raises():
+    with pytest.raises(ValueError, match="pretrain_seed=1 pretrains the course backbone.*pretrain_seed=None"):
+        ExperimentConfig(backbone="/some/local/model", pretrain_seed=1)
 
 
 def test_load_profile_unknown_name_raises_listing_profiles():

@@ -391,7 +391,7 @@ def test_micro_batches_give_the_whole_batchs_update(tiny_policy, monkeypatch):
     moved_by = max(float((a - b).abs().max()) for a, b in zip(weights[1000], moved, strict=True))
     apart = max(float((a - b).abs().max()) for a, b in zip(weights[3], weights[1000], strict=True))
     # the same update up to rounding (Adam divides each gradient by its own size, so rounding in a
-    # near-zero gradient shows at the learning rate's scale; 1e-4 of the distance moved is far below it)
+    # near-zero gradient shows at the learning rate's scale; a thousandth of the distance moved is far below it)
     assert apart < 1e-3 * moved_by
 
 
