@@ -627,6 +627,14 @@ def run_standard(config: ExperimentConfig, profile: str = "custom", cache_dir: s
     return json.loads(json.dumps(report, default=_json_default))
 
 
+def _seed_argument(text: str) -> int:
+    """A seed from the command line, or argparse's usage error naming what is wrong."""
+    try:
+        return check_seed(int(text), "--pretrain-seed")
+    except ValueError as err:  # int('x') included
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an int in [0, 2**63)); pass e.g. 1") from err
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and evaluate the standard PRM and ORM of a profile.")
     parser.add_argument("--profile", default="cpu", help=f"one of {available_profiles()}")
@@ -635,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sweeps", action="store_true",
                         help="skip by_n_operations, data_efficiency, ablations and rl (the standard models only)")
     parser.add_argument("--no-rl", action="store_true", help="skip rl (the LM policy and its RL runs)")
-    parser.add_argument("--pretrain-seed", type=int, default=None,
+    parser.add_argument("--pretrain-seed", type=_seed_argument, default=None,
                         help="pretrain the course backbone with this seed (another pretraining draw; 0 is not "
                              "the default run) and report the standard models on it; implies --no-sweeps")
     args = parser.parse_args(argv)

@@ -649,3 +649,11 @@ def test_standard_run_of_another_train_seed_reports_that_seeds_models_and_keeps_
     assert torch.equal(again.scores["orm"]["bon"].scores, default.scores["orm"]["bon"].scores)
     with pytest.raises(ValueError, match="train_seed"):
         experiments.standard_run(config, "smoke", cache, train_seed=-3)
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1.5"])
+def test_pretrain_seed_option_that_is_not_a_seed_is_a_usage_error(text, capsys):
+    with pytest.raises(SystemExit) as stop:
+        experiments.main(["--pretrain-seed", text])
+    assert stop.value.code == 2
+    assert f"argument --pretrain-seed: {text!r} is not a seed" in capsys.readouterr().err
