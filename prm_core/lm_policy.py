@@ -27,6 +27,7 @@ from prm_core.checkpoints import load_pretrained, load_tokenizer
 from prm_core.checks import (
     ArgumentTypeError,
     check_bool,
+    check_choice,
     check_int,
     check_probability,
     check_real,
@@ -69,8 +70,7 @@ class SamplingConfig:
     decoder: str = "cached"
 
     def __post_init__(self) -> None:
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder={self.decoder!r} must be one of {DECODERS}.")
+        check_choice(self.decoder, "decoder", DECODERS)
         check_real(self.temperature, "temperature", "[0.001, inf)", "pass greedy=True to sample_many for greedy "
                    "decoding")
         check_real(self.top_p, "top_p", "(0, 1]", "1.0 turns nucleus sampling off")
